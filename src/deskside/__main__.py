@@ -1,0 +1,3 @@
+from deskside.cli import main
+
+main()

@@ -1,0 +1,154 @@
+"""``deskside.toml`` → validated :class:`Settings`; every mistake reported with file, line, key
+and a fix."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+
+from deskside.configtypes import ConfigModel
+from deskside.errors import ConfigError
+from deskside.layout import CardLayout
+from deskside.protocols import AnyHelpdeskConfig
+from deskside.sources import AnySourceConfig
+
+__all__ = ["LookupSettings", "ServerSettings", "Settings", "load_settings"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_RESERVED = frozenset({"now", "today", "email", "emails", "helpdesk", "records"})
+
+
+class LookupSettings(ConfigModel):
+    fold_plus_addressing: bool = True
+    """Also look up ``name@host`` when a helpdesk sends ``name+tag@host``."""
+
+
+class ServerSettings(ConfigModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    deadline_ms: int = Field(default=2500, ge=50, le=30_000)
+    """All sources together get this long; what is not back by then is reported missing."""
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+
+
+class Settings(ConfigModel):
+    """The whole config file."""
+
+    sources: dict[str, AnySourceConfig]
+    card: CardLayout = CardLayout()
+    helpdesks: dict[str, AnyHelpdeskConfig] = {}
+    lookup: LookupSettings = LookupSettings()
+    server: ServerSettings = ServerSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _helpdesk_kind_defaults_to_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("helpdesks"), dict):
+            data = dict(data)
+            data["helpdesks"] = {
+                name: {"kind": name, **table} if isinstance(table, dict) else table
+                for name, table in data["helpdesks"].items()
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if not self.sources:
+            raise ValueError("add at least one [sources.NAME] table")
+        for name in [*self.sources, *self.helpdesks]:
+            if not _NAME.match(name) or name in _RESERVED:
+                raise ValueError(
+                    f"{name!r} cannot be a name: use lower-case letters, digits and _ "
+                    f"(and none of {', '.join(sorted(_RESERVED))})"
+                )
+        if self.card.each is not None and self.card.each not in self.sources:
+            raise ValueError(
+                f"card.each = {self.card.each!r} names no source; use one of "
+                + ", ".join(repr(n) for n in self.sources)
+            )
+        paths = [table.path or f"/{name}" for name, table in self.helpdesks.items()]
+        if len(paths) != len(set(paths)):
+            raise ValueError("two helpdesks use the same path: give each its own `path`")
+        return self
+
+
+def load_settings(path: str | Path) -> Settings:
+    """The validated config at ``path``; raises :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the config: {exc.strerror}"]) from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    try:
+        return Settings.model_validate(document, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        raise ConfigError([_describe(path, text, error) for error in exc.errors()]) from None
+
+
+def _describe(path: Path, text: str, error: Any) -> str:
+    """One line: ``file:line: key.path: what is wrong — how to fix it``."""
+    location = _clean_location(error["loc"])
+    key = ".".join(str(part) for part in location)
+    line = _find_line(text, location)
+    where = f"{path}:{line}" if line else str(path)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    kind = error["type"]
+    if kind == "missing":
+        table = ".".join(str(p) for p in location[:-1]) or "the top level"
+        message = f"required: add `{location[-1]} = …` to [{table}]"
+    elif kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(location[-1]), _known_keys(), n=1)
+        message = "unknown key" + (f": did you mean `{close[0]}`?" if close else "; remove it")
+    elif kind == "union_tag_invalid":
+        message = f"unknown kind: {message}"
+    return f"{where}: {key or '(top level)'}: {message}" if key else f"{where}: {message}"
+
+
+def _clean_location(loc: tuple[Any, ...]) -> list[str | int]:
+    # Discriminated unions add the tag ("sql") to the location; it is not a key in the file.
+    parts: list[str | int] = []
+    for index, part in enumerate(loc):
+        is_tag = index >= 2 and loc[index - 2] in ("sources", "helpdesks") and isinstance(part, str)
+        if not (is_tag and part in {"sql", "http", "helpscout", "therethere"}):
+            parts.append(part)
+    return parts
+
+
+def _known_keys() -> list[str]:
+    from deskside import layout, protocols, sources
+
+    models: list[Any] = [Settings, LookupSettings, ServerSettings, layout.CardLayout]
+    models += [layout.FieldLayout, layout.BadgeLayout, layout.LinkLayout, layout.SectionLayout]
+    models += list(protocols.PROTOCOLS) + list(sources._SOURCES)
+    return sorted({name for model in models for name in model.model_fields})
+
+
+def _find_line(text: str, location: list[str | int]) -> int | None:
+    """The line that holds ``location`` (or its table, for a missing key), best effort."""
+    keys = [str(p) for p in location if isinstance(p, str)]
+    table_hits: dict[str, int] = {}
+    current = ""
+    best: int | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
+        if header:
+            current = ".".join(p.strip().strip('"') for p in header.group(1).split("."))
+            table_hits[current] = number
+            wanted = ".".join(keys)
+            if current == wanted or (best is None and wanted.startswith(current + ".")):
+                best = number
+            continue
+        key = re.match(r'^"?([A-Za-z0-9_-]+)"?\s*=', line)
+        if key and keys and ".".join(filter(None, [current, key.group(1)])) == ".".join(keys):
+            return number
+    return best

@@ -1,0 +1,143 @@
+"""Expressions and templates from the config, evaluated in Jinja2's immutable sandbox.
+
+Two kinds of config strings exist. *Expressions* (``value``, ``when``) compute a typed value:
+``app.seats_used ~ ' / ' ~ app.seats_allowed``. *Templates* (``title``, badge text, link
+labels and URLs) are text with ``{{ … }}`` placeholders. Neither escapes anything: escaping
+is the renderers' job, for their own target, except in markdown templates, whose placeholders
+are escaped as markdown so customer data can never become a link or formatting.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+from deskside.render.markdown import escape_markdown
+
+__all__ = ["Expression", "MarkdownTemplate", "TextTemplate", "normalise_record"]
+
+log = logging.getLogger(__name__)
+
+_ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+_MARKDOWN_ENV = ImmutableSandboxedEnvironment(
+    undefined=ChainableUndefined,
+    autoescape=False,
+    finalize=lambda value: escape_markdown("" if value is None else str(value)),
+)
+
+
+class _Compiled:
+    """A config string compiled once at load time; pydantic validates it from ``str``."""
+
+    source: str
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: type[Any], _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(), serialization=core_schema.to_string_ser_schema()
+        )
+
+    def __str__(self) -> str:
+        return self.source
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r})"
+
+
+class Expression(_Compiled):
+    """A Jinja2 expression such as ``app.plan == 'pro'``; evaluates to a Python value."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        if "{{" in source or "{%" in source:
+            raise ValueError(
+                "this is an expression, not a template: write `app.plan`, not `{{ app.plan }}`"
+            )
+        try:
+            self._compiled = _ENV.compile_expression(source, undefined_to_none=True)
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"invalid expression {source!r}: {exc.message}") from None
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        """The expression's value, ``None`` when undefined; raises what the expression raises."""
+        return self._compiled(**context)
+
+
+class TextTemplate(_Compiled):
+    """Text with ``{{ … }}`` placeholders, rendered to a plain (unescaped) string."""
+
+    _env = _ENV
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._template = self._env.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"invalid template {source!r}: {exc.message}") from None
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """The rendered text, stripped; raises what the template raises."""
+        return self._template.render(**context).strip()
+
+
+class MarkdownTemplate(TextTemplate):
+    """Markdown written by the config author; every placeholder's value is markdown-escaped."""
+
+    _env = _MARKDOWN_ENV
+
+
+def is_blank(value: Any) -> bool:
+    """Whether a value shows nothing: ``None``, undefined or an empty/whitespace string."""
+    return (
+        value is None
+        or isinstance(value, Undefined)
+        or (isinstance(value, str) and not value.strip())
+    )
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?"
+)
+
+
+def normalise_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A source record as expressions see it.
+
+    ISO 8601 date strings become :class:`date` and datetime strings become aware
+    :class:`datetime` (naive ones are taken as UTC), so ``app.trial_ends_at < now`` works the
+    same on SQLite (which stores text) as on PostgreSQL. Nested mappings are normalised too.
+    """
+    return {str(key): _normalise_value(value) for key, value in record.items()}
+
+
+def _normalise_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and 10 <= len(value) <= 35:
+        if _DATE.fullmatch(value):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                return value
+        if _DATETIME.fullmatch(value):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                return value
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if isinstance(value, Mapping):
+        return normalise_record(value)
+    if isinstance(value, list):
+        return [_normalise_value(item) for item in value]
+    return value

@@ -1,0 +1,136 @@
+"""Help Scout's Dynamic Content app: signed JSON in, ``{"html": …}`` out (protocols.md §1)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationInfo, field_validator
+
+from deskside.card import Sidebar
+from deskside.errors import BadRequest
+from deskside.lookup import Lookup, normalise_emails
+from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest, parse_json_object
+from deskside.render import helpscout as render
+from deskside.resolve import Profile
+from deskside.signing import Scheme, sign, verify
+
+__all__ = ["HelpScout", "HelpScoutConfig"]
+
+SIGNATURE_HEADER = "x-helpscout-signature"
+
+
+class HelpScoutConfig(HelpdeskConfig):
+    kind: Literal["helpscout"]
+    mailboxes: list[int] | None = None
+    """Answer only for these mailbox ids; others get a short "not set up" line."""
+    template: Path | None = None
+    """A Jinja2 HTML template (autoescaped) to use instead of the built-in sidebar markup."""
+
+    @field_validator("secret")
+    @classmethod
+    def _helpscout_limit(cls, secrets: list[Any]) -> list[Any]:
+        if any(len(s.get_secret_value()) > 40 for s in secrets):
+            raise ValueError("Help Scout secret keys are at most 40 characters")
+        return secrets
+
+    @field_validator("template")
+    @classmethod
+    def _template_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        full = Path((info.context or {}).get("base_dir", ".")) / path
+        if not full.is_file():
+            raise ValueError(f"template file {full} does not exist")
+        return full
+
+
+class HelpScout(Protocol):
+    """Verifies base64 HMAC-SHA1 over the raw body; looks up ``customer.email`` and ``emails``."""
+
+    kind = "helpscout"
+    title = "Help Scout"
+    config: HelpScoutConfig
+
+    def __init__(self, name: str, config: HelpScoutConfig) -> None:
+        super().__init__(name, config)
+        self._template = render.load_template(config.template) if config.template else None
+
+    @classmethod
+    def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
+        document = {
+            "ticket": {"id": 123, "number": 45, "subject": "Question about my account"},
+            "customer": {"id": 54321, "email": emails[0], "emails": list(emails)},
+            "user": {"id": 9, "fname": "Ann", "lname": "Agent", "role": "owner"},
+            "mailbox": {"id": 87654, "email": "help@yourapp.example"},
+        }
+        body = json.dumps(document, separators=(",", ":")).encode()
+        headers = {
+            "content-type": "application/json",
+            SIGNATURE_HEADER: sign(Scheme.SHA1_BASE64, secret, body),
+        }
+        return RawRequest(method="POST", body=body, query=b"", headers=headers)
+
+    def verify(self, request: RawRequest) -> None:
+        verify(
+            Scheme.SHA1_BASE64,
+            self.config.secrets(),
+            request.body,
+            request.headers.get(SIGNATURE_HEADER),
+        )
+
+    def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
+        document = parse_json_object(request.body)
+        customer = _object(document, "customer")
+        mailbox = _object(document, "mailbox")
+        ticket = _object(document, "ticket")  # a draft sends "ticket": false
+        mailbox_id = _id(mailbox.get("id"))
+        if self.config.mailboxes is not None and mailbox_id not in self.config.mailboxes:
+            raise Decline("deskside is not set up for this mailbox.")
+        raw_emails = customer.get("emails")
+        emails = normalise_emails(
+            [customer.get("email"), *(raw_emails if isinstance(raw_emails, list) else [])],
+            fold_plus=fold_plus,
+        )
+        if not emails:
+            raise Decline("This conversation has no customer email address.")
+        names = [v for k in ("fname", "lname") if isinstance(v := customer.get(k), str)]
+        user = _object(document, "user")
+        return Lookup(
+            emails=emails,
+            name=" ".join(names).strip() or None,
+            context={
+                "desk": self.kind,
+                "mailbox_id": mailbox_id,
+                "conversation_id": _id(ticket.get("id")),
+                "conversation_number": _id(ticket.get("number")),
+                "agent_role": user.get("role") if isinstance(user.get("role"), str) else None,
+            },
+        )
+
+    def respond(self, sidebar: Sidebar, profile: Profile | None) -> dict[str, str]:
+        if self._template is not None and profile is not None and sidebar.message is None:
+            return {"html": render.render_template(self._template, sidebar, profile)}
+        return {"html": render.render_html(sidebar)}
+
+
+def _object(document: dict[str, Any], key: str) -> dict[str, Any]:
+    value = document.get(key)
+    if value is None or value is False:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"`{key}` must be an object")
+    return value
+
+
+def _id(value: Any) -> int | None:
+    """Ids arrive as numbers or as strings of digits; anything else is no id."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None

@@ -1,0 +1,64 @@
+"""Sidebar → There There's typed rows: ``markdown``, ``numeric``, ``date``, ``boolean``, ``url``."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from deskside.card import Card, Field, FieldType, Link, Sidebar
+from deskside.render.format import display, json_number
+from deskside.render.markdown import escape_markdown
+
+__all__ = ["render_rows"]
+
+Row = dict[str, Any]
+
+
+def render_rows(sidebar: Sidebar) -> list[Row]:
+    """One row per fact. Unknown customers give ``[]``; text is always markdown-escaped."""
+    if sidebar.message:
+        return []
+    rows: list[Row] = []
+    for card in sidebar.cards:
+        rows += _card_rows(card, titled=len(sidebar.cards) > 1)
+    rows += [_text("Note", note) for note in sidebar.notes]
+    return rows
+
+
+def _card_rows(card: Card, *, titled: bool) -> list[Row]:
+    rows = [_text("Account", card.title)] if titled else []
+    if card.badges:
+        rows.append(_text("Status", " · ".join(badge.text for badge in card.badges)))
+    rows += [_field(field) for field in card.fields]
+    rows += [_link(link) for link in card.links]
+    for section in card.sections:
+        rows += [_field(field) for field in section.fields]
+        rows += [_link(link) for link in section.links]
+    return rows
+
+
+def _field(field: Field) -> Row:
+    value = field.value
+    match field.type:
+        case FieldType.MARKDOWN:
+            return {"name": field.label, "value": str(value), "type": "markdown"}
+        case FieldType.NUMBER:
+            return {"name": field.label, "value": json_number(value), "type": "numeric"}
+        case FieldType.DATE if isinstance(value, date):
+            return {"name": field.label, "value": value.isoformat(), "type": "date"}
+        case FieldType.DATETIME if isinstance(value, datetime):
+            stamp = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            return {"name": field.label, "value": stamp, "type": "date"}
+        case FieldType.BOOLEAN:
+            return {"name": field.label, "value": bool(value), "type": "boolean"}
+        case FieldType.URL:
+            return {"name": field.label, "value": str(value), "type": "url"}
+    return _text(field.label, display(field))
+
+
+def _link(link: Link) -> Row:
+    return {"name": link.label, "value": link.url, "type": "url"}
+
+
+def _text(name: str, text: str) -> Row:
+    return {"name": name, "value": escape_markdown(text), "type": "markdown"}

@@ -1,0 +1,120 @@
+"""The ASGI app: one route per configured helpdesk, plus ``/healthz``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deskside import __version__
+from deskside.card import Sidebar
+from deskside.config import Settings, load_settings
+from deskside.errors import HTTPError, PayloadTooLarge, Unauthorized
+from deskside.protocols import Decline, Protocol, RawRequest
+from deskside.service import SidebarService
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger("deskside.server")
+
+CONFIG_ENV = "DESKSIDE_CONFIG"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``; sources connect lazily and close when the app stops."""
+    service = SidebarService(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await service.aclose()
+
+    app = FastAPI(
+        title="deskside",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = service
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(_request: Request, exc: HTTPError) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, _exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "malformed request"}, status_code=400)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    for protocol in service.protocols:
+        app.add_api_route(
+            protocol.path,
+            _endpoint(protocol, service),
+            methods=[protocol.method],
+            name=protocol.name,
+            summary=f"{protocol.title} sidebar",
+            include_in_schema=False,
+        )
+    return app
+
+
+def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
+    limit = service.settings.server.max_body_bytes
+    fold_plus = service.settings.lookup.fold_plus_addressing
+
+    async def endpoint(request: Request) -> JSONResponse:
+        raw = RawRequest(
+            method=request.method,
+            body=await _read_body(request, limit),
+            query=request.scope.get("query_string", b""),
+            headers={key.lower(): value for key, value in request.headers.items()},
+        )
+        try:
+            protocol.verify(raw)
+        except Unauthorized as exc:
+            client = request.client.host if request.client else "-"
+            log.warning("%s: rejected request from %s: %s", protocol.name, client, exc.reason)
+            raise
+        try:
+            lookup = protocol.parse(raw, fold_plus=fold_plus)
+        except Decline as decline:
+            return JSONResponse(protocol.respond(Sidebar(message=decline.message), None))
+        answer = await service.answer(lookup)
+        return JSONResponse(protocol.respond(answer.sidebar, answer.profile))
+
+    return endpoint
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` and worker processes: reads ``$DESKSIDE_CONFIG``."""
+    return create_app(load_settings(os.environ.get(CONFIG_ENV, "deskside.toml")))

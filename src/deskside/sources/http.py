@@ -1,0 +1,135 @@
+"""``kind = "http"``: the customer's record from a JSON API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+import jmespath
+import jmespath.exceptions
+from pydantic import Field, field_validator
+
+from deskside.configtypes import Secret
+from deskside.errors import SourceError
+from deskside.lookup import Lookup
+from deskside.sources.base import Record, Source, SourceConfig
+
+__all__ = ["HttpSource", "HttpSourceConfig"]
+
+_PLACEHOLDER = re.compile(r"\{(emails?)\}")
+
+
+class HttpSourceConfig(SourceConfig):
+    """A URL template, optional headers and body, and a JMESPath to the record.
+
+    ``{email}`` in the URL makes one request per address (results are combined); ``{emails}``
+    makes one request with the addresses comma-separated. Values are percent-encoded.
+    """
+
+    kind: Literal["http"]
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    headers: dict[str, Secret] = {}
+    body: dict[str, Any] | None = None
+    """JSON sent with POST; string values ``"{email}"``/``"{emails}"`` become the addresses."""
+    record: str | None = None
+    """JMESPath to the record(s) in the response, e.g. ``data.users``; default: the whole body."""
+    timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    verify_tls: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("the URL must start with https:// (or http:// on a private network)")
+        return url
+
+    @field_validator("record")
+    @classmethod
+    def _valid_path(cls, path: str | None) -> str | None:
+        if path is not None:
+            try:
+                jmespath.compile(path)
+            except jmespath.exceptions.ParseError as exc:
+                raise ValueError(f"invalid JMESPath {path!r}: {exc}") from None
+        return path
+
+
+class HttpSource(Source):
+    """Calls the API with httpx and picks the record(s) out of its JSON answer.
+
+    404 means "not found"; any other non-2xx status, a timeout or a non-JSON body is an error.
+    """
+
+    kind = "http"
+
+    def __init__(self, name: str, config: HttpSourceConfig) -> None:
+        super().__init__(name, config)
+        self._config = config
+        self._record = jmespath.compile(config.record) if config.record else None
+        self._client = httpx.AsyncClient(
+            timeout=config.timeout_seconds,
+            verify=config.verify_tls,
+            headers={key: value.get_secret_value() for key, value in config.headers.items()},
+            follow_redirects=False,
+        )
+
+    async def fetch(self, lookup: Lookup) -> list[Record]:
+        if "{email}" in self._config.url:
+            batches = await asyncio.gather(*(self._request([e]) for e in lookup.emails))
+        else:
+            batches = [await self._request(list(lookup.emails))]
+        unique: dict[str, Record] = {}
+        for record in (r for batch in batches for r in batch):
+            unique.setdefault(json.dumps(record, sort_keys=True, default=str), record)
+        return list(unique.values())
+
+    async def _request(self, emails: list[str]) -> list[Record]:
+        values = {"email": emails[0], "emails": ",".join(emails)}
+        url = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), self._config.url)
+        body = _fill(self._config.body, emails) if self._config.body is not None else None
+        try:
+            response = await self._client.request(self._config.method, url, json=body)
+        except httpx.TimeoutException:
+            raise SourceError(f"no answer within {self._config.timeout_seconds:g} s") from None
+        except httpx.HTTPError as exc:
+            raise SourceError(f"request failed: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            return []
+        if not response.is_success:
+            raise SourceError(f"HTTP {response.status_code} from the API")
+        try:
+            document = response.json()
+        except ValueError:
+            raise SourceError("the API did not answer JSON") from None
+        found = self._record.search(document) if self._record else document
+        return _as_records(found)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _fill(value: Any, emails: list[str]) -> Any:
+    if value == "{emails}":
+        return emails
+    if isinstance(value, str):
+        return value.replace("{email}", emails[0])
+    if isinstance(value, dict):
+        return {key: _fill(item, emails) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, emails) for item in value]
+    return value
+
+
+def _as_records(found: Any) -> list[Record]:
+    if found is None:
+        return []
+    if isinstance(found, dict):
+        return [found]
+    if isinstance(found, list):
+        return [item if isinstance(item, dict) else {"value": item} for item in found]
+    return [{"value": found}]
