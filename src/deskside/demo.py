@@ -73,7 +73,7 @@ users = Table(
     Column("last_seen_at", DateTime(timezone=True)),
 )
 
-_INJECTION_NAME = '<img src=x onerror=alert(1)> [click](javascript:alert(1)) **Mallory**'
+_INJECTION_NAME = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) **Mallory**"
 _INJECTION_COMPANY = '"><script>alert("xss")</script> [Evil Corp](https://evil.example) _Ltd_'
 
 # (company, plan, status, mrr $, employees, limit, trial ends (days), renews (days), modules)
@@ -83,7 +83,17 @@ _COMPANIES: list[tuple[str, str, str, int, int, int, int | None, int | None, str
     ("Initech", "Business", "active", 599, 118, 150, None, 140, "payroll,time-off,onboarding"),
     ("Initrode", "Starter", "active", 49, 9, 10, None, 5, "time-off"),
     (_INJECTION_COMPANY, "Pro", "past_due", 249, 51, 50, None, -3, "payroll"),
-    ("Umbrella Staffing", "Enterprise", "active", 2400, 1240, 1500, None, 300, "payroll,reviews,sso"),
+    (
+        "Umbrella Staffing",
+        "Enterprise",
+        "active",
+        2400,
+        1240,
+        1500,
+        None,
+        300,
+        "payroll,reviews,sso",
+    ),
     ("Hooli", "Pro", "trialing", 0, 33, 50, 9, None, "payroll,time-off"),
     ("Vandelay Industries", "Starter", "canceled", 0, 4, 10, None, None, "time-off"),
 ]
@@ -102,7 +112,9 @@ _USERS: list[tuple[str, str, str, int]] = [
 ]
 
 
-def demo_rows(today: date | None = None, extra_customers: int = 0) -> dict[str, list[dict[str, Any]]]:
+def demo_rows(
+    today: date | None = None, extra_customers: int = 0
+) -> dict[str, list[dict[str, Any]]]:
     """The demo's rows, table by table. ``extra_customers`` adds generated companies with one
     owner each (``customer<N>@bulk.example``), for load tests."""
     now = datetime.combine(today or date.today(), datetime.min.time(), UTC) + timedelta(hours=12)

@@ -50,6 +50,13 @@ class _Compiled:
     def __str__(self) -> str:
         return self.source
 
+    # Compiled once and never changed: copies (pydantic copies defaults) may share it.
+    def __copy__(self) -> _Compiled:
+        return self
+
+    def __deepcopy__(self, _memo: dict[int, Any]) -> _Compiled:
+        return self
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r})"
 

@@ -15,6 +15,7 @@ from deskside.configtypes import ConfigModel, SecretList
 from deskside.errors import BadRequest
 from deskside.lookup import Lookup
 from deskside.resolve import Profile
+from deskside.signing import Scheme, sign, verify
 
 __all__ = ["Decline", "HelpdeskConfig", "Protocol", "RawRequest"]
 
@@ -62,6 +63,9 @@ class Protocol(ABC):
     title: ClassVar[str]
     """How people call the helpdesk, e.g. ``Help Scout``."""
     method: ClassVar[str] = "POST"
+    signature_header: ClassVar[str]
+    """Lower-case name of the header that carries the signature."""
+    scheme: ClassVar[Scheme]
 
     @classmethod
     @abstractmethod
@@ -73,9 +77,26 @@ class Protocol(ABC):
         self.config = config
         self.path = config.path or f"/{name}"
 
-    @abstractmethod
     def verify(self, request: RawRequest) -> None:
-        """Raise :class:`~deskside.errors.Unauthorized` unless the request is signed."""
+        """Raise :class:`~deskside.errors.Unauthorized` unless the request is signed.
+
+        By default the signature header must sign the raw body under one of the secrets.
+        """
+        verify(
+            self.scheme,
+            self.config.secrets(),
+            request.body,
+            request.headers.get(self.signature_header),
+        )
+
+    @classmethod
+    def _signed_json(cls, secret: str, document: Mapping[str, Any]) -> RawRequest:
+        body = json.dumps(document, separators=(",", ":")).encode()
+        headers = {
+            "content-type": "application/json",
+            cls.signature_header: sign(cls.scheme, secret, body),
+        }
+        return RawRequest(method=cls.method, body=body, query=b"", headers=headers)
 
     @abstractmethod
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -15,11 +14,9 @@ from deskside.lookup import Lookup, normalise_emails
 from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest, parse_json_object
 from deskside.render import helpscout as render
 from deskside.resolve import Profile
-from deskside.signing import Scheme, sign, verify
+from deskside.signing import Scheme
 
 __all__ = ["HelpScout", "HelpScoutConfig"]
-
-SIGNATURE_HEADER = "x-helpscout-signature"
 
 
 class HelpScoutConfig(HelpdeskConfig):
@@ -51,6 +48,8 @@ class HelpScout(Protocol):
     """Verifies base64 HMAC-SHA1 over the raw body; looks up ``customer.email`` and ``emails``."""
 
     kind = "helpscout"
+    signature_header = "x-helpscout-signature"
+    scheme = Scheme.SHA1_BASE64
     title = "Help Scout"
     config: HelpScoutConfig
 
@@ -66,20 +65,7 @@ class HelpScout(Protocol):
             "user": {"id": 9, "fname": "Ann", "lname": "Agent", "role": "owner"},
             "mailbox": {"id": 87654, "email": "help@yourapp.example"},
         }
-        body = json.dumps(document, separators=(",", ":")).encode()
-        headers = {
-            "content-type": "application/json",
-            SIGNATURE_HEADER: sign(Scheme.SHA1_BASE64, secret, body),
-        }
-        return RawRequest(method="POST", body=body, query=b"", headers=headers)
-
-    def verify(self, request: RawRequest) -> None:
-        verify(
-            Scheme.SHA1_BASE64,
-            self.config.secrets(),
-            request.body,
-            request.headers.get(SIGNATURE_HEADER),
-        )
+        return cls._signed_json(secret, document)
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)

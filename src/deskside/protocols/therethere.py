@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -12,11 +11,9 @@ from deskside.lookup import Lookup, normalise_emails
 from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest, parse_json_object
 from deskside.render import therethere as render
 from deskside.resolve import Profile
-from deskside.signing import Scheme, sign, verify
+from deskside.signing import Scheme
 
 __all__ = ["ThereThere", "ThereThereConfig"]
-
-SIGNATURE_HEADER = "x-there-there-signature"
 
 
 class ThereThereConfig(HelpdeskConfig):
@@ -27,24 +24,13 @@ class ThereThere(Protocol):
     """Verifies lower-case hex HMAC-SHA256 over the raw body; looks up ``email``."""
 
     kind = "therethere"
+    signature_header = "x-there-there-signature"
+    scheme = Scheme.SHA256_HEX
     title = "There There"
 
     @classmethod
     def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
-        body = json.dumps({"email": emails[0]}).encode()
-        headers = {
-            "content-type": "application/json",
-            SIGNATURE_HEADER: sign(Scheme.SHA256_HEX, secret, body),
-        }
-        return RawRequest(method="POST", body=body, query=b"", headers=headers)
-
-    def verify(self, request: RawRequest) -> None:
-        verify(
-            Scheme.SHA256_HEX,
-            self.config.secrets(),
-            request.body,
-            request.headers.get(SIGNATURE_HEADER),
-        )
+        return cls._signed_json(secret, {"email": emails[0]})
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)

@@ -1,0 +1,307 @@
+"""The ``deskside`` command: serve, demo, check, preview, sign."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from deskside import __version__, demo
+from deskside.config import Settings, load_settings
+from deskside.errors import ConfigError, SourceError
+from deskside.lookup import Lookup, normalise_emails
+from deskside.protocols import PROTOCOLS, Protocol
+from deskside.server import CONFIG_ENV, create_app
+from deskside.service import Answer, SidebarService
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="deskside",
+    help="The customer-context endpoint for helpdesk sidebars.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar=CONFIG_ENV, help="The config file.", show_default=True),
+]
+_KINDS = {protocol.kind: protocol for protocol in PROTOCOLS.values()}
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+@app.callback(invoke_without_command=True)
+def _version(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+@app.command()
+def serve(
+    config: ConfigOption = Path("deskside.toml"),
+    host: Annotated[str | None, typer.Option(help="Default: [server] host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: [server] port.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve every configured helpdesk. Refuses to start on a config with mistakes."""
+    settings = _load(config)
+    os.environ[CONFIG_ENV] = str(config.resolve())
+    _configure_logging(log_level)
+    uvicorn.run(
+        "deskside.server:create_app_from_env",
+        factory=True,
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        workers=workers,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def check(
+    config: ConfigOption = Path("deskside.toml"),
+    email: Annotated[
+        str | None, typer.Option(help="Also look this customer up through every source.")
+    ] = None,
+) -> None:
+    """Validate the config, connect to every source and (with --email) run a real lookup."""
+    settings = _load(config)
+    out.print(f"[green]✓[/] {config}: valid")
+    ok = asyncio.run(_check(settings, email))
+    raise typer.Exit(0 if ok else 1)
+
+
+async def _check(settings: Settings, email: str | None) -> bool:
+    service = SidebarService(settings)
+    ok = True
+    try:
+        table = Table("source", "kind", "connection", "time", title="Sources")
+        for name, source in service.resolver.sources.items():
+            started = time.perf_counter()
+            try:
+                await asyncio.wait_for(source.check(), timeout=10)
+                status = "[green]ok[/]"
+            except (SourceError, TimeoutError) as exc:
+                ok = False
+                status = f"[red]{exc or 'no answer within 10 s'}[/]"
+            table.add_row(name, source.kind, status, _ms(started))
+        out.print(table)
+        desks = Table("helpdesk", "kind", "path", "secrets", title="Helpdesks")
+        for protocol in service.protocols:
+            desks.add_row(
+                protocol.name, protocol.kind, protocol.path, str(len(protocol.config.secret))
+            )
+        out.print(desks if service.protocols else "[yellow]No [helpdesks] configured.[/]")
+        if email:
+            answer = await service.answer(_lookup(email, settings))
+            _print_answer(answer)
+            ok = ok and not answer.problems and all(r.ok for r in answer.profile.results.values())
+    finally:
+        await service.aclose()
+    return ok
+
+
+@app.command()
+def preview(
+    email: Annotated[str, typer.Argument(help="The customer's address.")],
+    config: ConfigOption = Path("deskside.toml"),
+    desk: Annotated[
+        str, typer.Option(help="A helpdesk name or kind (helpscout, therethere), or all.")
+    ] = "all",
+    raw: Annotated[bool, typer.Option(help="Print exactly the JSON each helpdesk gets.")] = False,
+    use_demo: Annotated[
+        bool, typer.Option("--demo", help="Use the demo database and config.")
+    ] = False,
+) -> None:
+    """Show what each helpdesk would receive for EMAIL, without a helpdesk."""
+    if use_demo:
+        _prepare_demo()
+        config = demo.demo_config_path()
+    settings = _load(config)
+    answer, protocols = asyncio.run(_preview(settings, email, desk))
+    bodies = {
+        protocol.name: protocol.respond(answer.sidebar, answer.profile) for protocol in protocols
+    }
+    if raw:
+        document: Any = next(iter(bodies.values())) if len(bodies) == 1 else bodies
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+        return
+    _print_answer(answer)
+    for protocol in protocols:
+        out.rule(f"{protocol.title} · {protocol.method} {protocol.path}")
+        body = bodies[protocol.name]
+        if isinstance(body, dict) and set(body) == {"html"}:
+            out.print(body["html"], markup=False)
+        else:
+            out.print_json(json.dumps(body, default=str))
+
+
+async def _preview(settings: Settings, email: str, desk: str) -> tuple[Answer, list[Protocol]]:
+    service = SidebarService(settings)
+    try:
+        protocols = _choose_desks(service, desk)
+        return await service.answer(_lookup(email, settings)), protocols
+    finally:
+        await service.aclose()
+
+
+def _choose_desks(service: SidebarService, desk: str) -> list[Protocol]:
+    configured = service.protocols
+    if desk == "all":
+        chosen = list(configured)
+        kinds = {protocol.kind for protocol in configured}
+        chosen += [_unconfigured(kind) for kind in _KINDS if kind not in kinds]
+        return chosen
+    matching = [p for p in configured if desk in (p.name, p.kind)]
+    if matching:
+        return matching
+    if desk in _KINDS:
+        return [_unconfigured(desk)]
+    _fail(f"--desk {desk}: no such helpdesk; use all, {', '.join(_KINDS)} or a configured name")
+
+
+def _unconfigured(kind: str) -> Protocol:
+    """A protocol of ``kind`` for rendering only: it has no secret and serves nothing."""
+    protocol = _KINDS[kind]
+    config_class = next(c for c, p in PROTOCOLS.items() if p is protocol)
+    return protocol(kind, config_class.model_construct(kind=kind, path="", secret=[]))
+
+
+@app.command()
+def sign(
+    desk: Annotated[str, typer.Option(help=f"The helpdesk kind: {', '.join(_KINDS)}.")],
+    secret: Annotated[str, typer.Option(envvar="DESKSIDE_SIGN_SECRET", help="The shared secret.")],
+    file: Annotated[str, typer.Argument(help="The body to sign; - for standard input.")] = "-",
+) -> None:
+    """Print the signature header value for a request body, to test an endpoint with curl."""
+    protocol = _KINDS.get(desk)
+    if protocol is None:
+        _fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
+    body = sys.stdin.buffer.read() if file == "-" else _read_bytes(Path(file))
+    from deskside.signing import sign as sign_message
+
+    err.print(f"{protocol.signature_header}:", style="dim")
+    sys.stdout.write(sign_message(protocol.scheme, secret, body) + "\n")
+
+
+@app.command(name="demo")
+def demo_command(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+) -> None:
+    """Serve every helpdesk on a demo customer database, printing signed example requests."""
+    database, secrets = _prepare_demo()
+    settings = _load(demo.demo_config_path())
+    settings = settings.model_copy(
+        update={"server": settings.server.model_copy(update={"host": host, "port": port})}
+    )
+    application = create_app(settings)
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+    print(f"deskside demo: customer database {database}\n")
+    examples = {"helpscout": "owner@acme.example", "therethere": "lapsed@globex.example"}
+    for protocol in application.state.service.protocols:
+        request = protocol.example_request(secrets[protocol.kind], [examples[protocol.kind]])
+        env = demo.DEMO_SECRET_ENVS[protocol.kind]
+        print(f"# {protocol.title}: secret {secrets[protocol.kind]} (from ${env})")
+        print(_curl(base + protocol.path, request.headers, request.body) + "\n")
+    print("Other demo customers: pat@initech.example (two companies), mallory@evil.example")
+    print("(injection payloads, shown escaped), nobody@example.com (not found).")
+    print("Preview without a helpdesk: deskside preview owner@acme.example --demo\n")
+    sys.stdout.flush()
+    _configure_logging("info")
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+def _prepare_demo() -> tuple[Path, dict[str, str]]:
+    """Create the demo database and set the environment the demo config reads."""
+    database = demo.data_dir() / "demo.sqlite3"
+    url = f"sqlite:///{database}"
+    asyncio.run(demo.create_demo_database(url))
+    os.environ[demo.DEMO_DATABASE_ENV] = url
+    return database, demo.demo_secrets()
+
+
+def _curl(url: str, headers: dict[str, str] | Any, body: bytes) -> str:
+    parts = ["curl", "-sS", "-X", "POST", url]
+    for name, value in headers.items():
+        parts += ["-H", f"{name}: {value}"]
+    parts += ["--data-binary", body.decode()]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def _lookup(email: str, settings: Settings) -> Lookup:
+    emails = normalise_emails(email.split(","), fold_plus=settings.lookup.fold_plus_addressing)
+    if not emails:
+        _fail(f"{email!r} is not an email address")
+    return Lookup(emails=emails, context={"desk": "cli"})
+
+
+def _print_answer(answer: Answer) -> None:
+    table = Table(
+        "source",
+        "result",
+        "time",
+        "cache",
+        title=f"Lookup: {', '.join(answer.profile.lookup.emails)}",
+    )
+    for name, result in answer.profile.results.items():
+        found = f"{len(result.records)} record(s)" if result.ok else f"[red]{result.error}[/]"
+        table.add_row(name, found, f"{result.elapsed_ms:.0f} ms", "hit" if result.cached else "")
+    out.print(table)
+    for problem in answer.problems:
+        out.print(f"[yellow]card:[/] {problem}", markup=True)
+
+
+def _load(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]✗[/] {problem}", markup=True)
+        raise typer.Exit(2) from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]✗[/] {message}")
+    raise typer.Exit(2)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _ms(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000:.0f} ms"

@@ -1,0 +1,71 @@
+"""Shared fixtures: real databases when the machine has them, a clear skip when it does not.
+
+Set ``DESKSIDE_REQUIRE_SERVICES=1`` (``.ci/run`` does) to turn those skips into failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from deskside.sources.sql import async_url
+
+POSTGRES_URL = os.environ.get(
+    "DESKSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get("DESKSIDE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _unavailable(what: str, url: str, exc: BaseException) -> None:
+    reason = (
+        f"{what} is not reachable at {make_url(url).render_as_string()} ({type(exc).__name__}); "
+        f"start it or point the DESKSIDE_TEST_* URL at one"
+    )
+    if os.environ.get("DESKSIDE_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+async def _admin(url: str, statement: str) -> None:
+    engine = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+def _scratch_database(what: str, server_url: str) -> Iterator[str]:
+    """A new, empty database on the server at ``server_url``, dropped afterwards."""
+    name = f"deskside_test_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_admin(server_url, f"create database {name}"))
+    except Exception as exc:
+        _unavailable(what, server_url, exc)
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(server_url, f"drop database {name}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A scratch PostgreSQL database URL (plain ``postgresql://`` form)."""
+    yield from _scratch_database("PostgreSQL", POSTGRES_URL)
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    """A scratch MariaDB/MySQL database URL (plain ``mysql://`` form)."""
+    yield from _scratch_database("MariaDB/MySQL", MYSQL_URL)

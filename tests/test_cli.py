@@ -1,0 +1,183 @@
+"""The ``deskside`` command, run in-process (and ``demo`` as a real process)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from deskside.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = ROOT / "examples" / "demo" / "deskside.toml"
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo's database in a temporary data directory, and its secrets in the environment."""
+    monkeypatch.setenv("DESKSIDE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HELPSCOUT_SECRET", "hs-secret")
+    monkeypatch.setenv("THERETHERE_SECRET", "tt-secret")
+    return tmp_path
+
+
+def test_sign_matches_an_independent_signer(tmp_path: Path) -> None:
+    body = b'{"customer": {"email": "owner@acme.example"}}'
+    path = tmp_path / "body.json"
+    path.write_bytes(body)
+    result = runner.invoke(app, ["sign", "--desk", "helpscout", "--secret", "s3cret", str(path)])
+    assert result.exit_code == 0, result.output
+    expected = base64.b64encode(hmac.new(b"s3cret", body, hashlib.sha1).digest()).decode()
+    assert result.stdout.strip() == expected
+
+    result = runner.invoke(app, ["sign", "--desk", "therethere", "--secret", "s3cret"], input=body)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+
+
+def test_sign_rejects_an_unknown_desk() -> None:
+    result = runner.invoke(app, ["sign", "--desk", "zendesk", "--secret", "x"], input=b"{}")
+    assert result.exit_code == 2
+    assert "helpscout" in result.output
+
+
+def test_preview_raw_prints_what_each_helpdesk_receives(demo_env: Path) -> None:
+    result = runner.invoke(app, ["preview", "owner@acme.example", "--demo", "--raw"])
+    assert result.exit_code == 0, result.output
+    bodies = json.loads(result.stdout)
+    assert set(bodies) == {"helpscout", "therethere"}
+    assert "<h4>Acme HR</h4>" in bodies["helpscout"]["html"]
+    rows = {row["name"]: row for row in bodies["therethere"]["data"]}
+    assert rows["Renews"]["type"] == "date"
+
+
+def test_preview_one_desk_and_unknown_customer(demo_env: Path) -> None:
+    result = runner.invoke(
+        app, ["preview", "nobody@example.com", "--demo", "--raw", "--desk", "therethere"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"data": []}
+
+
+def test_preview_shows_sources_and_markup(demo_env: Path) -> None:
+    result = runner.invoke(app, ["preview", "pat@initech.example,pat@initrode.example", "--demo"])
+    assert result.exit_code == 0, result.output
+    assert "2 record(s)" in result.stdout
+    assert "Initrode" in result.stdout and "Initech" in result.stdout
+
+
+def test_check_connects_and_looks_up(demo_env: Path) -> None:
+    runner.invoke(app, ["preview", "x@example.com", "--demo", "--raw"])  # creates the database
+    os.environ["DESKSIDE_DEMO_DATABASE_URL"] = f"sqlite:///{demo_env / 'demo.sqlite3'}"
+    try:
+        result = runner.invoke(
+            app, ["check", "-c", str(DEMO_CONFIG), "--email", "owner@acme.example"]
+        )
+    finally:
+        del os.environ["DESKSIDE_DEMO_DATABASE_URL"]
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.stdout
+    assert "1 record(s)" in result.stdout
+    assert "hs-secret" not in result.stdout  # secrets are counted, never shown
+
+
+def test_check_fails_when_a_source_is_unreachable(tmp_path: Path) -> None:
+    config = tmp_path / "deskside.toml"
+    config.write_text(
+        '[sources.app]\nkind = "sql"\nurl = "postgresql://nobody@127.0.0.1:1/x"\n'
+        'query = "select 1 where :email = :email"\n'
+    )
+    result = runner.invoke(app, ["check", "-c", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "app" in result.stdout
+
+
+def test_bad_config_is_reported_with_file_line_and_fix(tmp_path: Path) -> None:
+    config = tmp_path / "deskside.toml"
+    config.write_text(
+        "[sources.app]\n"
+        'kind = "sql"\n'
+        'url = "sqlite:///x.db"\n'
+        'qurey = "select 1"\n'
+        "\n"
+        "[helpdesks.helpscout]\n"
+        'secret = "env:DESKSIDE_TEST_UNSET_VARIABLE"\n'
+    )
+    for command in (["check", "-c", str(config)], ["serve", "-c", str(config)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        output = " ".join(result.stderr.split())
+        assert f"{config}:4: sources.app.qurey: unknown key: did you mean `query`?" in output
+        assert f"{config}:1: sources.app.query: required: add `query = …`" in output
+        assert "DESKSIDE_TEST_UNSET_VARIABLE is not set" in output
+        assert f"{config}:7: helpdesks.helpscout.secret" in output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_serves_and_prints_working_signed_requests(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "DESKSIDE_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    env.pop("HELPSCOUT_SECRET", None)
+    env.pop("THERETHERE_SECRET", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deskside", "demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        commands: list[str] = []
+        deadline = time.monotonic() + 30
+        for line in process.stdout:
+            if line.startswith("curl "):
+                commands.append(line.strip())
+            if "Uvicorn running" in line or time.monotonic() > deadline:
+                break
+        assert len(commands) == 2, commands
+        answers = [_run_curl(command) for command in commands]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    helpscout, therethere = answers
+    assert helpscout.status_code == 200
+    assert "<h4>Acme HR</h4>" in helpscout.json()["html"]
+    assert "42 / 50" in helpscout.json()["html"]
+    assert therethere.status_code == 200
+    assert {"name": "Status", "value": "Starter · Owner · Trial expired", "type": "markdown"} in (
+        therethere.json()["data"]
+    )
+
+
+def _run_curl(command: str) -> httpx.Response:
+    """Send the request a printed curl command describes, with httpx."""
+    words = shlex.split(command)
+    url = next(word for word in words if word.startswith("http://"))
+    headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H")
+    body = words[words.index("--data-binary") + 1].encode()
+    for _ in range(50):
+        try:
+            return httpx.post(url, headers=headers, content=body, timeout=5)
+        except httpx.ConnectError:
+            time.sleep(0.1)
+    raise AssertionError(f"the demo never answered at {url}")
