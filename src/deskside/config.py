@@ -114,13 +114,27 @@ def _describe(path: Path, text: str, error: Any) -> str:
 
 
 def _clean_location(loc: tuple[Any, ...]) -> list[str | int]:
-    # Discriminated unions add the tag ("sql") to the location; it is not a key in the file.
+    """The error's key path as written in the file.
+
+    Discriminated unions add the ``kind`` (``sources.app.sql.query``) and single secrets their
+    list index (``secret.0``); neither is a key in the file.
+    """
     parts: list[str | int] = []
     for index, part in enumerate(loc):
-        is_tag = index >= 2 and loc[index - 2] in ("sources", "helpdesks") and isinstance(part, str)
-        if not (is_tag and part in {"sql", "http", "helpscout", "therethere"}):
-            parts.append(part)
+        if index == 2 and loc[0] in ("sources", "helpdesks") and part in _kinds():
+            continue
+        if isinstance(part, int) and index > 0 and loc[index - 1] == "secret":
+            continue
+        parts.append(part)
     return parts
+
+
+def _kinds() -> set[str]:
+    from deskside import protocols, sources
+
+    return {p.kind for p in protocols.PROTOCOLS.values()} | {
+        s.kind for s in sources._SOURCES.values()
+    }
 
 
 def _known_keys() -> list[str]:

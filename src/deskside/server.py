@@ -94,8 +94,14 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
             lookup = protocol.parse(raw, fold_plus=fold_plus)
         except Decline as decline:
             return JSONResponse(protocol.respond(Sidebar(message=decline.message), None))
-        answer = await service.answer(lookup)
-        return JSONResponse(protocol.respond(answer.sidebar, answer.profile))
+        try:
+            answer = await service.answer(lookup)
+            return JSONResponse(protocol.respond(answer.sidebar, answer.profile))
+        except Exception:
+            # Never a blank sidebar: a bug here still answers the helpdesk in its format.
+            log.exception("%s: could not build the sidebar", protocol.name)
+            sidebar = Sidebar(message="Customer details are unavailable right now.")
+            return JSONResponse(protocol.respond(sidebar, None))
 
     return endpoint
 
