@@ -16,12 +16,13 @@ from deskside.configtypes import ConfigModel
 from deskside.expressions import Expression, MarkdownTemplate, TextTemplate, is_blank
 from deskside.resolve import Profile
 
-__all__ = ["CardLayout", "build_sidebar"]
+__all__ = ["CardLayout", "build_sidebar", "expression_context"]
 
 log = logging.getLogger(__name__)
 
 MAX_CARDS = 10
 _LINK_SCHEMES = ("https://", "http://", "mailto:")
+_LARGEST_NUMBER = Decimal("1e300")
 
 
 class FieldLayout(ConfigModel):
@@ -100,6 +101,22 @@ def build_sidebar(
     return builder.sidebar(profile, now or datetime.now(UTC))
 
 
+def expression_context(profile: Profile, now: datetime | None = None) -> dict[str, Any]:
+    """What config expressions see: each source's first record by name, ``records``, ``now``,
+    ``today``, ``email``, ``emails`` and ``helpdesk`` (what the helpdesk sent)."""
+    now = now or datetime.now(UTC)
+    context: dict[str, Any] = {
+        "now": now,
+        "today": now.date(),
+        "email": profile.lookup.email,
+        "emails": list(profile.lookup.emails),
+        "helpdesk": dict(profile.lookup.context),
+        "records": {name: r.records for name, r in profile.results.items()},
+    }
+    context.update({n: r.records[0] for n, r in profile.results.items() if r.records})
+    return context
+
+
 class _Builder:
     def __init__(self, layout: CardLayout, problems: list[str]) -> None:
         self.layout = layout
@@ -110,15 +127,7 @@ class _Builder:
         emails = profile.lookup.emails
         if not profile.found:
             return Sidebar(emails=emails, notes=notes)
-        base = {
-            "now": now,
-            "today": now.date(),
-            "email": profile.lookup.email,
-            "emails": list(emails),
-            "helpdesk": dict(profile.lookup.context),
-            "records": {name: r.records for name, r in profile.results.items()},
-        }
-        base.update({n: r.records[0] for n, r in profile.results.items() if r.records})
+        base = expression_context(profile, now)
         each = self.layout.each or next(iter(profile.results))
         rows = profile.results[each].records[:MAX_CARDS] if each in profile.results else []
         contexts = [{**base, each: row} for row in rows] or [base]
@@ -244,7 +253,10 @@ def _coerce(raw: Any, type_: FieldType) -> Value:
         value = _temporal(raw)
         if not isinstance(value, datetime):
             return datetime(value.year, value.month, value.day, tzinfo=UTC)
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        try:  # in UTC now: 0001-01-01T00:00+05:00 has no UTC time, and renderers show UTC
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()!r} is out of range") from None
     if type_ is FieldType.BOOLEAN:
         return _boolean(raw)
     text = str(raw).strip()
@@ -259,21 +271,33 @@ def _number(raw: Any) -> int | float | Decimal:
     if isinstance(raw, bool):
         raise ValueError(f"{raw!r} is not a number")
     if isinstance(raw, int | float | Decimal):
+        _check_magnitude(Decimal(raw))
         return raw
     try:
         number = Decimal(str(raw).strip().replace(",", ""))
     except InvalidOperation:
         raise ValueError(f"{str(raw)[:80]!r} is not a number") from None
-    if not number.is_finite():
-        raise ValueError(f"{raw!r} is not a finite number")
+    _check_magnitude(number)
     return int(number) if number == number.to_integral_value() else number
+
+
+def _check_magnitude(number: Decimal) -> None:
+    """Refuse NaN, infinities and absurd sizes (``1e999999``): no renderer can show them, and
+    turning them into an int would hold the event loop for seconds."""
+    if not number.is_finite():
+        raise ValueError(f"{str(number)[:80]!r} is not a finite number")
+    if abs(number) >= _LARGEST_NUMBER:
+        raise ValueError(f"{str(number)[:80]!r} is too large to show")
 
 
 def _temporal(raw: Any) -> date:
     if isinstance(raw, date):
         return raw
     if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return datetime.fromtimestamp(raw, UTC)
+        try:
+            return datetime.fromtimestamp(raw, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"{raw!r} is not a Unix timestamp in range") from None
     try:
         text = str(raw).strip()
         return datetime.fromisoformat(text) if len(text) > 10 else date.fromisoformat(text)

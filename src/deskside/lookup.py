@@ -60,5 +60,7 @@ def normalise_emails(raw: Iterable[object], *, fold_plus: bool = True) -> tuple[
 def _looks_like_email(value: str) -> bool:
     if not value or len(value) > _MAX_EMAIL_LENGTH or any(c.isspace() for c in value):
         return False
+    if not value.isprintable():  # control characters, lone surrogates (cannot be encoded)
+        return False
     local, at, domain = value.rpartition("@")
     return bool(at and local and domain and "." in domain.strip("."))

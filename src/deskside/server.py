@@ -68,8 +68,13 @@ def create_app(settings: Settings) -> FastAPI:
             methods=[protocol.method],
             name=protocol.name,
             summary=f"{protocol.title} sidebar",
-            include_in_schema=False,
+            include_in_schema=protocol.openapi is not None,
+            **(protocol.openapi or {}),
         )
+        for route in protocol.extra_routes(service):
+            app.add_api_route(
+                route.path, route.endpoint, methods=[route.method], include_in_schema=False
+            )
     return app
 
 
@@ -93,15 +98,15 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
         try:
             lookup = protocol.parse(raw, fold_plus=fold_plus)
         except Decline as decline:
-            return JSONResponse(protocol.respond(Sidebar(message=decline.message), None))
+            return JSONResponse(protocol.respond(Sidebar(message=decline.message), None, raw))
         try:
             answer = await service.answer(lookup)
-            return JSONResponse(protocol.respond(answer.sidebar, answer.profile))
+            return JSONResponse(protocol.respond(answer.sidebar, answer.profile, raw))
         except Exception:
             # Never a blank sidebar: a bug here still answers the helpdesk in its format.
             log.exception("%s: could not build the sidebar", protocol.name)
             sidebar = Sidebar(message="Customer details are unavailable right now.")
-            return JSONResponse(protocol.respond(sidebar, None))
+            return JSONResponse(protocol.respond(sidebar, None, raw))
 
     return endpoint
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
 
 from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel, SecretList
@@ -17,7 +19,19 @@ from deskside.lookup import Lookup
 from deskside.resolve import Profile
 from deskside.signing import Scheme, sign, verify
 
+if TYPE_CHECKING:
+    from deskside.service import SidebarService
+
 __all__ = ["Decline", "HelpdeskConfig", "Protocol", "RawRequest"]
+
+
+@dataclass(frozen=True)
+class ExtraRoute:
+    """A further endpoint a protocol serves, e.g. Helper's widget identity."""
+
+    path: str
+    method: str
+    endpoint: Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,9 @@ class Protocol(ABC):
     signature_header: ClassVar[str]
     """Lower-case name of the header that carries the signature."""
     scheme: ClassVar[Scheme]
+    openapi: ClassVar[dict[str, Any] | None] = None
+    """Keyword arguments for FastAPI's ``add_api_route`` to publish the route in the OpenAPI
+    schema; None keeps it out (helpdesks have their own specification)."""
 
     @classmethod
     @abstractmethod
@@ -103,8 +120,18 @@ class Protocol(ABC):
         """The lookup the request asks for; raise BadRequest or :class:`Decline`."""
 
     @abstractmethod
-    def respond(self, sidebar: Sidebar, profile: Profile | None) -> Any:
-        """The JSON-serialisable answer; ``profile`` is None when the request was declined."""
+    def respond(
+        self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
+    ) -> Any:
+        """The JSON-serialisable answer to ``request``.
+
+        ``profile`` is None when the request was declined; ``request`` is None in a preview
+        (answer everything the helpdesk could ask for).
+        """
+
+    def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
+        """Routes besides the sidebar one that this helpdesk needs; none by default."""
+        return []
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

@@ -96,7 +96,9 @@ class HelpScout(Protocol):
             },
         )
 
-    def respond(self, sidebar: Sidebar, profile: Profile | None) -> dict[str, str]:
+    def respond(
+        self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
+    ) -> dict[str, str]:
         if self._template is not None and profile is not None and sidebar.message is None:
             return {"html": render.render_template(self._template, sidebar, profile)}
         return {"html": render.render_html(sidebar)}
@@ -117,6 +119,8 @@ def _id(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    text = value.strip() if isinstance(value, str) else ""
+    # isdigit() alone also accepts "²" and other digits int() refuses.
+    if text.isascii() and text.isdigit() and len(text) <= 20:
+        return int(text)
     return None

@@ -42,5 +42,7 @@ class ThereThere(Protocol):
             raise Decline("No customer email address.")
         return Lookup(emails=emails, context={"desk": self.kind})
 
-    def respond(self, sidebar: Sidebar, profile: Profile | None) -> dict[str, Any]:
+    def respond(
+        self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
+    ) -> dict[str, Any]:
         return {"data": render.render_rows(sidebar)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, Template, select_autoescape
@@ -10,6 +9,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from deskside.card import Color, Field, FieldType, Sidebar
+from deskside.layout import expression_context
 from deskside.render.format import display
 from deskside.render.markdown import markdown_to_html
 from deskside.resolve import Profile
@@ -36,7 +36,9 @@ def _value_html(field: Field) -> Markup:
             text
         )
     if field.type is FieldType.EMAIL:
-        return Markup('<a href="mailto:{0}">{0}</a>').format(text)
+        return Markup(
+            '<a href="mailto:{0}" target="_blank" rel="noopener noreferrer">{0}</a>'
+        ).format(text)
     return Markup.escape(text)
 
 
@@ -64,13 +66,5 @@ def load_template(path: Path) -> Template:
 
 
 def render_template(template: Template, sidebar: Sidebar, profile: Profile) -> str:
-    """Render a user's template with the sidebar, the raw records and ``now``."""
-    first = {name: r.records[0] for name, r in profile.results.items() if r.records}
-    return template.render(
-        sidebar=sidebar,
-        records={name: r.records for name, r in profile.results.items()},
-        email=profile.lookup.email,
-        emails=profile.lookup.emails,
-        now=datetime.now(UTC),
-        **first,
-    ).strip()
+    """Render a user's template with the sidebar and what card expressions see."""
+    return template.render(sidebar=sidebar, **expression_context(profile)).strip()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from sqlalchemy import bindparam, make_url, text
@@ -90,10 +90,15 @@ class SqlSource(Source):
         super().__init__(name, config)
         self._config = config
         url = config.url.get_secret_value()
-        options = {} if url.startswith("sqlite") else {"pool_pre_ping": True, "pool_recycle": 1800}
-        self._engine: AsyncEngine = create_async_engine(
-            url, pool_size=config.pool_size, max_overflow=config.pool_size, **options
-        )
+        options: dict[str, Any] = {}
+        if not url.startswith("sqlite"):  # SQLite needs no pool tuning; in-memory takes none
+            options = {
+                "pool_size": config.pool_size,
+                "max_overflow": config.pool_size,
+                "pool_pre_ping": True,
+                "pool_recycle": 1800,
+            }
+        self._engine: AsyncEngine = create_async_engine(url, **options)
         self._query = text(config.query)
         self._binds = set(self._query.compile().params)
         if "emails" in self._binds:
