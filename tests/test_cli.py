@@ -59,7 +59,7 @@ def test_preview_raw_prints_what_each_helpdesk_receives(demo_env: Path) -> None:
     result = runner.invoke(app, ["preview", "owner@acme.example", "--demo", "--raw"])
     assert result.exit_code == 0, result.output
     bodies = json.loads(result.stdout)
-    assert set(bodies) == {"helpscout", "therethere"}
+    assert set(bodies) == {"helpscout", "therethere", "helper", "plain", "card"}
     assert "<h4>Acme HR</h4>" in bodies["helpscout"]["html"]
     rows = {row["name"]: row for row in bodies["therethere"]["data"]}
     assert rows["Renews"]["type"] == "date"
@@ -154,30 +154,36 @@ def test_demo_serves_and_prints_working_signed_requests(tmp_path: Path) -> None:
                 commands.append(line.strip())
             if "Uvicorn running" in line or time.monotonic() > deadline:
                 break
-        assert len(commands) == 2, commands
+        assert len(commands) == 6, commands
         answers = [_run_curl(command) for command in commands]
     finally:
         process.terminate()
         process.wait(timeout=10)
-    helpscout, therethere = answers
-    assert helpscout.status_code == 200
-    assert "<h4>Acme HR</h4>" in helpscout.json()["html"]
-    assert "42 / 50" in helpscout.json()["html"]
-    assert therethere.status_code == 200
+    assert [answer.status_code for answer in answers] == [200] * 6
+    helpscout, therethere, helper, plain, card, identity = (a.json() for a in answers)
+    assert "<h4>Acme HR</h4>" in helpscout["html"]
+    assert "42 / 50" in helpscout["html"]
     assert {"name": "Status", "value": "Starter · Owner · Trial expired", "type": "markdown"} in (
-        therethere.json()["data"]
+        therethere["data"]
     )
+    assert helper["customer"]["value"] == 24900
+    assert [c["key"] for c in plain["cards"]] == ["account", "billing"]
+    assert all(c["components"] for c in plain["cards"])
+    assert card["cards"][0]["title"] == "Acme HR"
+    assert identity["email"] == "owner@acme.example"
+    assert identity["customerMetadata"]["value"] == 24900
 
 
 def _run_curl(command: str) -> httpx.Response:
     """Send the request a printed curl command describes, with httpx."""
     words = shlex.split(command)
+    method = words[words.index("-X") + 1]
     url = next(word for word in words if word.startswith("http://"))
     headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H")
-    body = words[words.index("--data-binary") + 1].encode()
+    body = words[words.index("--data-binary") + 1].encode() if "--data-binary" in words else b""
     for _ in range(50):
         try:
-            return httpx.post(url, headers=headers, content=body, timeout=5)
+            return httpx.request(method, url, headers=headers, content=body, timeout=5)
         except httpx.ConnectError:
             time.sleep(0.1)
     raise AssertionError(f"the demo never answered at {url}")

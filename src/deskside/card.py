@@ -44,12 +44,14 @@ class _Model(BaseModel):
 
 
 class Field(_Model):
-    """One labelled value. ``currency`` is an ISO 4217 code, set for currency fields only."""
+    """One labelled value. ``currency`` is an ISO 4217 code, set for currency fields only;
+    ``copyable`` asks helpdesks that can for a copy button (ids)."""
 
     label: str
     value: Value
     type: FieldType = FieldType.TEXT
     currency: str | None = None
+    copyable: bool = False
 
 
 class Badge(_Model):

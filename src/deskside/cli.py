@@ -21,7 +21,7 @@ from deskside import __version__, demo
 from deskside.config import Settings, load_settings
 from deskside.errors import ConfigError, SourceError
 from deskside.lookup import Lookup, normalise_emails
-from deskside.protocols import PROTOCOLS, Protocol
+from deskside.protocols import PROTOCOLS, Protocol, RawRequest
 from deskside.server import CONFIG_ENV, create_app
 from deskside.service import Answer, SidebarService
 
@@ -224,10 +224,22 @@ def demo_command(
     print(f"deskside demo: customer database {database}\n")
     examples = {"helpscout": "owner@acme.example", "therethere": "lapsed@globex.example"}
     for protocol in application.state.service.protocols:
-        request = protocol.example_request(secrets[protocol.kind], [examples[protocol.kind]])
+        email = examples.get(protocol.kind, "owner@acme.example")
+        request = protocol.example_request(secrets[protocol.kind], [email])
         env = demo.DEMO_SECRET_ENVS[protocol.kind]
         print(f"# {protocol.title}: secret {secrets[protocol.kind]} (from ${env})")
-        print(_curl(base + protocol.path, request.headers, request.body) + "\n")
+        print(_curl(base + protocol.path, request) + "\n")
+    identity = RawRequest(
+        method="POST",
+        body=b'{"email":"owner@acme.example"}',
+        query=b"",
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {secrets['helper_identity']}",
+        },
+    )
+    print("# Helper widget identity, as your app's backend asks for it:")
+    print(_curl(f"{base}/helper/identity", identity) + "\n")
     print("Other demo customers: pat@initech.example (two companies), mallory@evil.example")
     print("(injection payloads, shown escaped), nobody@example.com (not found).")
     print("Preview without a helpdesk: deskside preview owner@acme.example --demo\n")
@@ -245,11 +257,14 @@ def _prepare_demo() -> tuple[Path, dict[str, str]]:
     return database, demo.demo_secrets()
 
 
-def _curl(url: str, headers: dict[str, str] | Any, body: bytes) -> str:
-    parts = ["curl", "-sS", "-X", "POST", url]
-    for name, value in headers.items():
+def _curl(url: str, request: RawRequest) -> str:
+    """A shell command sending ``request`` to ``url`` exactly as the helpdesk would."""
+    parts = ["curl", "-sS", "-X", request.method]
+    parts.append(f"{url}?{request.query.decode()}" if request.query else url)
+    for name, value in request.headers.items():
         parts += ["-H", f"{name}: {value}"]
-    parts += ["--data-binary", body.decode()]
+    if request.body:
+        parts += ["--data-binary", request.body.decode()]
     return " ".join(shlex.quote(part) for part in parts)
 
 

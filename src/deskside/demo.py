@@ -40,7 +40,14 @@ __all__ = [
 ]
 
 DEMO_DATABASE_ENV = "DESKSIDE_DEMO_DATABASE_URL"
-DEMO_SECRET_ENVS = {"helpscout": "HELPSCOUT_SECRET", "therethere": "THERETHERE_SECRET"}
+DEMO_SECRET_ENVS = {
+    "helpscout": "HELPSCOUT_SECRET",
+    "therethere": "THERETHERE_SECRET",
+    "helper": "HELPER_SECRET",
+    "plain": "PLAIN_SECRET",
+    "card": "CARD_SECRET",
+    "helper_identity": "HELPER_IDENTITY_TOKEN",
+}
 
 metadata = MetaData()
 

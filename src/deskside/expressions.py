@@ -27,6 +27,13 @@ __all__ = ["Expression", "MarkdownTemplate", "TextTemplate", "normalise_record"]
 log = logging.getLogger(__name__)
 
 _ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+# A NULL column shows nothing, not "None", in text built from a template.
+_TEXT_ENV = ImmutableSandboxedEnvironment(
+    undefined=ChainableUndefined,
+    autoescape=False,
+    finalize=lambda value: "" if value is None else value,
+)
+_SINGLE_PLACEHOLDER = re.compile(r"\s*\{\{\s*(.*?)\s*\}\}\s*", re.DOTALL)
 _MARKDOWN_ENV = ImmutableSandboxedEnvironment(
     undefined=ChainableUndefined,
     autoescape=False,
@@ -67,8 +74,11 @@ class Expression(_Compiled):
     def __init__(self, source: str) -> None:
         self.source = source
         if "{{" in source or "{%" in source:
+            inner = _SINGLE_PLACEHOLDER.fullmatch(source)
+            example = inner.group(1) if inner and "}}" not in inner.group(1) else "app.plan"
             raise ValueError(
-                "this is an expression, not a template: write `app.plan`, not `{{ app.plan }}`"
+                f"this is an expression, not a template: write `{example}`, "
+                f"not `{{{{ {example} }}}}`"
             )
         try:
             self._compiled = _ENV.compile_expression(source, undefined_to_none=True)
@@ -83,7 +93,7 @@ class Expression(_Compiled):
 class TextTemplate(_Compiled):
     """Text with ``{{ … }}`` placeholders, rendered to a plain (unescaped) string."""
 
-    _env = _ENV
+    _env = _TEXT_ENV
 
     def __init__(self, source: str) -> None:
         self.source = source

@@ -37,6 +37,8 @@ class FieldLayout(ConfigModel):
     template: str | None = None
     type: FieldType = FieldType.TEXT
     currency: str | None = ConfigField(default=None, pattern=r"^[A-Z]{3}$")
+    copyable: bool = False
+    """Offer a copy button where the helpdesk has one (Plain), e.g. for ids."""
     when: Expression | None = None
     _template: TextTemplate | None = PrivateAttr(default=None)
 
@@ -190,6 +192,7 @@ class _Builder:
                     value=value,
                     type=layout.type,
                     currency=currency if layout.type is FieldType.CURRENCY else None,
+                    copyable=layout.copyable,
                 )
             )
         return tuple(built)

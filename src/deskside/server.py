@@ -16,8 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from deskside import __version__
 from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
-from deskside.errors import HTTPError, PayloadTooLarge, Unauthorized
+from deskside.errors import HTTPError, Unauthorized
 from deskside.protocols import Decline, Protocol, RawRequest
+from deskside.protocols.base import read_body
 from deskside.service import SidebarService
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -67,9 +68,8 @@ def create_app(settings: Settings) -> FastAPI:
             _endpoint(protocol, service),
             methods=[protocol.method],
             name=protocol.name,
-            summary=f"{protocol.title} sidebar",
             include_in_schema=protocol.openapi is not None,
-            **(protocol.openapi or {}),
+            **(protocol.openapi or {"summary": f"{protocol.title} sidebar"}),
         )
         for route in protocol.extra_routes(service):
             app.add_api_route(
@@ -85,7 +85,7 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
     async def endpoint(request: Request) -> JSONResponse:
         raw = RawRequest(
             method=request.method,
-            body=await _read_body(request, limit),
+            body=await read_body(request, limit),
             query=request.scope.get("query_string", b""),
             headers={key.lower(): value for key, value in request.headers.items()},
         )
@@ -109,21 +109,6 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
             return JSONResponse(protocol.respond(sidebar, None, raw))
 
     return endpoint
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) anything over ``limit`` bytes before reading it all."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_app_from_env() -> FastAPI:

@@ -7,7 +7,10 @@ from typing import Annotated
 from pydantic import Field
 
 from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest
+from deskside.protocols.generic import Generic, GenericConfig
+from deskside.protocols.helper import Helper, HelperConfig
 from deskside.protocols.helpscout import HelpScout, HelpScoutConfig
+from deskside.protocols.plain import Plain, PlainConfig
 from deskside.protocols.therethere import ThereThere, ThereThereConfig
 
 __all__ = [
@@ -20,11 +23,17 @@ __all__ = [
     "build_protocol",
 ]
 
-AnyHelpdeskConfig = Annotated[HelpScoutConfig | ThereThereConfig, Field(discriminator="kind")]
+AnyHelpdeskConfig = Annotated[
+    HelpScoutConfig | ThereThereConfig | HelperConfig | PlainConfig | GenericConfig,
+    Field(discriminator="kind"),
+]
 
 PROTOCOLS: dict[type[HelpdeskConfig], type[Protocol]] = {
     HelpScoutConfig: HelpScout,
     ThereThereConfig: ThereThere,
+    HelperConfig: Helper,
+    PlainConfig: Plain,
+    GenericConfig: Generic,
 }
 
 

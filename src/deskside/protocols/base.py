@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel, SecretList
-from deskside.errors import BadRequest
+from deskside.errors import BadRequest, PayloadTooLarge
 from deskside.lookup import Lookup
 from deskside.resolve import Profile
 from deskside.signing import Scheme, sign, verify
@@ -145,3 +145,18 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object")
     return document
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

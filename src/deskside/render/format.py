@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from deskside.card import Field, FieldType, Value
 
-__all__ = ["display", "json_number"]
+__all__ = ["display", "json_number", "json_value"]
 
 _CURRENCY_SYMBOLS = {
     "USD": "$",
@@ -39,6 +39,21 @@ def display(field: Field) -> str:
             return f"{value.day} {value:%b %Y}"
         case FieldType.BOOLEAN:
             return "Yes" if value else "No"
+    return str(value)
+
+
+def json_value(field: Field) -> bool | int | float | str:
+    """``field``'s value as typed JSON: numbers stay numbers, dates become ISO 8601 strings
+    (times in UTC with ``Z``), booleans stay booleans, everything else is its text."""
+    value = field.value
+    if field.type in (FieldType.NUMBER, FieldType.CURRENCY):
+        return json_number(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if field.type is FieldType.BOOLEAN:
+        return bool(value)
     return str(value)
 
 

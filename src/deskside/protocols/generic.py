@@ -1,0 +1,105 @@
+"""The generic JSON endpoint: for in-house tools and helpdesks without a native protocol.
+
+``POST {"email": …}`` or ``{"emails": […]}``, authenticated by ``X-Deskside-Signature`` (hex
+HMAC-SHA256 of the raw body) or ``Authorization: Bearer <token>``; the answer is the neutral
+:class:`~deskside.card.Sidebar` as typed JSON, described in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from deskside.card import Sidebar
+from deskside.configtypes import SecretList
+from deskside.errors import BadRequest, Unauthorized
+from deskside.lookup import MAX_EMAILS, Lookup, normalise_emails
+from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest, parse_json_object
+from deskside.resolve import Profile
+from deskside.signing import Scheme
+
+__all__ = ["CardRequest", "Generic", "GenericConfig"]
+
+
+class GenericConfig(HelpdeskConfig):
+    kind: Literal["card"]
+    secret: SecretList = []
+    """Secret(s) for ``X-Deskside-Signature``; set this, ``token``, or both."""
+    token: SecretList = []
+    """Bearer token(s) accepted instead of a signature."""
+
+    @model_validator(mode="after")
+    def _some_authentication(self) -> GenericConfig:
+        if not self.secret and not self.token:
+            raise ValueError("set `secret` (HMAC signatures), `token` (bearer tokens), or both")
+        return self
+
+
+class CardRequest(BaseModel):
+    """The request body: one address or several."""
+
+    model_config = ConfigDict(extra="allow")
+    email: str | None = None
+    emails: list[str] = Field(default=[], max_length=MAX_EMAILS)
+
+
+class Generic(Protocol):
+    """Answers the Sidebar model itself: ``cards``, ``notes``, ``emails``, ``message``."""
+
+    kind = "card"
+    title = "Generic JSON"
+    signature_header = "x-deskside-signature"
+    scheme = Scheme.SHA256_HEX
+    config: GenericConfig
+    openapi = {
+        "summary": "Look a customer up and answer their cards as typed JSON",
+        "openapi_extra": {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": CardRequest.model_json_schema()}},
+            },
+            "security": [{"signature": []}, {"bearer": []}],
+        },
+        "responses": {
+            200: {"model": Sidebar, "description": "The customer's cards (empty: not found)"},
+            400: {"description": "Malformed JSON or wrong types"},
+            401: {"description": "Missing or wrong signature/token"},
+            413: {"description": "Body too large"},
+        },
+    }
+
+    @classmethod
+    def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
+        return cls._signed_json(secret, {"emails": list(emails)})
+
+    def verify(self, request: RawRequest) -> None:
+        """A configured bearer token, or else a valid signature, authenticates."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if self.config.token and scheme.lower() == "bearer" and token:
+            known = [t.get_secret_value().encode() for t in self.config.token]
+            if not any(hmac.compare_digest(token.encode(), k) for k in known):
+                raise Unauthorized("bearer token does not match any configured token")
+            return
+        if not self.config.secret:
+            raise Unauthorized("no bearer token, and no secret is configured for signatures")
+        super().verify(request)
+
+    def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
+        document = parse_json_object(request.body)
+        email, emails = document.get("email"), document.get("emails", [])
+        if email is not None and not isinstance(email, str):
+            raise BadRequest("`email` must be a string")
+        if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+            raise BadRequest("`emails` must be a list of strings")
+        found = normalise_emails([email, *emails[:MAX_EMAILS]], fold_plus=fold_plus)
+        if not found:
+            raise Decline("No customer email address.")
+        return Lookup(emails=found, context={"desk": self.kind})
+
+    def respond(
+        self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
+    ) -> dict[str, Any]:
+        return sidebar.model_dump(mode="json")

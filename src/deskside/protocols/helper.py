@@ -1,0 +1,207 @@
+"""Helper (helper.ai): the customer-info request and the widget identity (protocols.md §4).
+
+Helper calls ``GET <path>?email=…&timestamp=…`` with ``Authorization: Bearer <sig>``, the
+standard base64 HMAC-SHA256 of the query string exactly as sent. The host app's *server* asks
+deskside for a widget identity (``POST <path>/identity``) so the secret never reaches a browser.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qs, urlencode
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from deskside.card import Sidebar
+from deskside.configtypes import SecretList
+from deskside.errors import BadRequest, Unauthorized
+from deskside.expressions import Expression, TextTemplate, is_blank
+from deskside.layout import expression_context
+from deskside.lookup import Lookup, normalise_emails
+from deskside.protocols.base import (
+    Decline,
+    ExtraRoute,
+    HelpdeskConfig,
+    Protocol,
+    RawRequest,
+    parse_json_object,
+    read_body,
+)
+from deskside.render import helper as render
+from deskside.resolve import Profile
+from deskside.signing import Scheme, sign, verify
+
+if TYPE_CHECKING:
+    from deskside.service import SidebarService
+
+__all__ = ["Helper", "HelperConfig", "widget_identity"]
+
+WIDGET_WINDOW_SECONDS = 3600
+"""Helper's widget accepts an identity this long around its timestamp."""
+
+
+class HelperConfig(HelpdeskConfig):
+    kind: Literal["helper"]
+    replay_window_seconds: int = Field(default=300, ge=1, le=86_400)
+    """Requests whose ``timestamp`` is further than this from now are refused."""
+    name: TextTemplate | None = None
+    """The customer's name as Helper shows it; default: the first card's title."""
+    value: Expression | None = None
+    """The customer's worth in cents, e.g. ``billing.mrr_cents or app.mrr_cents``."""
+    identity_token: SecretList = []
+    """Bearer token(s) the host app's server presents to ``POST <path>/identity``; the widget
+    identity endpoint exists only when one is set."""
+
+
+class Helper(Protocol):
+    """``GET`` with the signature over the raw query string, and a replay window."""
+
+    kind = "helper"
+    title = "Helper"
+    method = "GET"
+    signature_header = "authorization"
+    scheme = Scheme.SHA256_BASE64
+    config: HelperConfig
+
+    @classmethod
+    def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
+        # URLSearchParams-style encoding, as Helper's server sends it.
+        query = urlencode({"email": emails[0], "timestamp": int(time.time())}).encode()
+        signature = sign(cls.scheme, secret, query)
+        return RawRequest(
+            method="GET",
+            body=b"",
+            query=query,
+            headers={"authorization": f"Bearer {signature}"},
+        )
+
+    def verify(self, request: RawRequest) -> None:
+        """The bearer signature must sign the raw query, then the timestamp must be recent."""
+        header = request.headers.get(self.signature_header, "")
+        scheme, _, signature = header.partition(" ")
+        if scheme.lower() != "bearer":
+            raise Unauthorized("Authorization header missing or not a Bearer signature")
+        verify(self.scheme, self.config.secrets(), request.query, signature)
+        timestamp = _first(_query(request), "timestamp") or ""
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            raise Unauthorized("timestamp missing or not a number of seconds")
+        skew = abs(time.time() - int(timestamp))
+        if skew > self.config.replay_window_seconds:
+            raise Unauthorized(
+                f"timestamp {skew:.0f} s away from now, outside the replay window of "
+                f"{self.config.replay_window_seconds} s (replayed request, or a clock is wrong)"
+            )
+
+    def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
+        emails = normalise_emails([_first(_query(request), "email")], fold_plus=fold_plus)
+        if not emails:
+            raise Decline("No customer email address.")
+        return Lookup(emails=emails, context={"desk": self.kind})
+
+    def respond(
+        self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
+    ) -> dict[str, Any]:
+        """``{"success": true, "customer": {…}}``; without ``customer`` when nobody was found."""
+        if profile is None or not sidebar.found:
+            return {"success": True}
+        return {"success": True, "customer": self.customer(sidebar, profile)}
+
+    def customer(self, sidebar: Sidebar, profile: Profile) -> dict[str, Any]:
+        """Helper's customer object: ``name``, ``value`` (cents), ``metadata``, ``actions``."""
+        context = expression_context(profile)
+        customer: dict[str, Any] = {"name": self._name(sidebar, profile, context)}
+        value = self._value(context)
+        if value is not None:
+            customer["value"] = value
+        customer["metadata"] = render.metadata(sidebar)
+        customer["actions"] = render.actions(sidebar)
+        return customer
+
+    def _name(self, sidebar: Sidebar, profile: Profile, context: Mapping[str, Any]) -> str:
+        if self.config.name is not None:
+            try:
+                if name := self.config.name.render(context):
+                    return name
+            except Exception:  # noqa: S110 - a broken template falls back to the title
+                pass
+        return profile.lookup.name or sidebar.cards[0].title
+
+    def _value(self, context: Mapping[str, Any]) -> int | None:
+        if self.config.value is None:
+            return None
+        try:
+            raw = self.config.value.evaluate(context)
+            return None if is_blank(raw) else round(float(raw))
+        except Exception:
+            return None
+
+    def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
+        if not self.config.identity_token:
+            return []
+
+        async def identity(request: Request) -> Response:
+            return JSONResponse(await self._identity(request, service))
+
+        return [ExtraRoute(path=f"{self.path}/identity", method="POST", endpoint=identity)]
+
+    async def _identity(self, request: Request, service: SidebarService) -> dict[str, Any]:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        tokens = [t.get_secret_value().encode() for t in self.config.identity_token]
+        if scheme.lower() != "bearer" or not any(
+            hmac.compare_digest(token.encode(), known) for known in tokens
+        ):
+            raise Unauthorized("identity request without a valid bearer token")
+        body = await read_body(request, limit=4096)
+        email = parse_json_object(body).get("email")
+        if not isinstance(email, str) or not normalise_emails([email], fold_plus=False):
+            raise BadRequest("`email` must be an email address")
+        lookup = Lookup(emails=normalise_emails([email]), context={"desk": self.kind})
+        answer = await service.answer(lookup)
+        customer = self.customer(answer.sidebar, answer.profile) if answer.sidebar.found else None
+        return widget_identity(self.config.secrets()[0], email.strip(), customer=customer)
+
+
+def widget_identity(
+    secret: str,
+    email: str,
+    *,
+    timestamp_ms: int | None = None,
+    customer: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What the host app passes to Helper's widget for ``email``.
+
+    ``emailHash`` is the lower-case hex HMAC-SHA256 of ``f"{email}:{timestamp_ms}"``; Helper
+    accepts it for an hour around ``timestamp_ms`` (default: now). ``customer`` (as answered
+    to Helper) becomes ``customerMetadata {name, value, links}``. Call this on a server only:
+    ``secret`` must never reach a browser.
+    """
+    timestamp_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    identity: dict[str, Any] = {
+        "email": email,
+        "timestamp": timestamp_ms,
+        "emailHash": sign(Scheme.SHA256_HEX, secret, f"{email}:{timestamp_ms}".encode()),
+    }
+    if customer:
+        metadata = {"name": customer.get("name"), "links": customer.get("actions") or {}}
+        if customer.get("value") is not None:
+            metadata["value"] = customer["value"]
+        identity["customerMetadata"] = metadata
+    return identity
+
+
+def _query(request: RawRequest) -> dict[str, list[str]]:
+    try:
+        return parse_qs(request.query.decode("ascii"), max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the query string is malformed") from None
+
+
+def _first(query: Mapping[str, list[str]], key: str) -> str | None:
+    values = query.get(key)
+    return values[0] if values else None

@@ -1,0 +1,110 @@
+"""Plain's customer cards: requested card keys in, one entry per key out (protocols.md §5).
+
+Every requested key is answered — with ``"components": null`` when deskside has nothing for
+it — because Plain treats a missing key as an error and caches that for five minutes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from deskside.card import Sidebar
+from deskside.configtypes import ConfigModel
+from deskside.errors import BadRequest
+from deskside.lookup import Lookup, normalise_emails
+from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest, parse_json_object
+from deskside.render import plain as render
+from deskside.resolve import Profile
+from deskside.signing import Scheme
+
+__all__ = ["Plain", "PlainCard", "PlainConfig"]
+
+MAX_CARD_KEYS = 25
+
+
+class PlainCard(ConfigModel):
+    """What one Plain card key shows: the main card and/or some of its sections."""
+
+    main: bool = True
+    """The title, badges, fields and links of ``[card]``."""
+    sections: list[str] = []
+    """Titles of ``[[card.sections]]`` to include."""
+    ttl_seconds: int | None = Field(default=None, ge=15, le=31_536_000)
+
+
+class PlainConfig(HelpdeskConfig):
+    kind: Literal["plain"]
+    ttl_seconds: int = Field(default=300, ge=15, le=31_536_000)
+    """How long Plain may cache a card (``timeToLiveSeconds``)."""
+    cards: dict[str, PlainCard] = {"customer": PlainCard()}
+    """Card keys as configured in Plain → what each shows."""
+
+
+class Plain(Protocol):
+    """Verifies ``Plain-Request-Signature`` (hex HMAC-SHA256 over the raw body)."""
+
+    kind = "plain"
+    title = "Plain"
+    signature_header = "plain-request-signature"
+    scheme = Scheme.SHA256_HEX
+    config: PlainConfig
+
+    @classmethod
+    def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
+        document = {
+            "cardKeys": ["account", "billing"],
+            "customer": {"id": "c_01H1P4TG", "email": emails[0], "externalId": None},
+            "thread": {"id": "th_01H1P4TG", "externalId": None},
+        }
+        request = cls._signed_json(secret, document)
+        return RawRequest(
+            method=request.method,
+            body=request.body,
+            query=b"",
+            headers={**request.headers, "plain-workspace-id": "w_01H1P4TG"},
+        )
+
+    def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
+        document = parse_json_object(request.body)
+        _card_keys(document)  # malformed keys are a 400 before any lookup
+        customer = document.get("customer")
+        if customer is not None and not isinstance(customer, dict):
+            raise BadRequest("`customer` must be an object")
+        email = (customer or {}).get("email")
+        if email is not None and not isinstance(email, str):
+            raise BadRequest("`customer.email` must be a string")
+        emails = normalise_emails([email], fold_plus=fold_plus)
+        if not emails:
+            raise Decline("No customer email address.")
+        return Lookup(emails=emails, context={"desk": self.kind})
+
+    def respond(
+        self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
+    ) -> dict[str, Any]:
+        keys = _card_keys(json.loads(request.body)) if request else list(self.config.cards)
+        return {"cards": [self._card(key, sidebar) for key in keys]}
+
+    def _card(self, key: str, sidebar: Sidebar) -> dict[str, Any]:
+        shown = self.config.cards.get(key)
+        components = None
+        if shown is not None and sidebar.found:
+            components = render.card_components(sidebar, main=shown.main, sections=shown.sections)
+        elif shown is not None and sidebar.notes:
+            components = render.message_components(sidebar.notes, color="WARNING")
+        ttl = shown.ttl_seconds if shown and shown.ttl_seconds else self.config.ttl_seconds
+        if sidebar.notes:
+            ttl = min(ttl, 30)  # a source was down: let Plain ask again soon
+        return {"key": key, "timeToLiveSeconds": ttl, "components": components}
+
+
+def _card_keys(document: dict[str, Any]) -> list[str]:
+    keys = document.get("cardKeys")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise BadRequest("`cardKeys` must be a list of strings")
+    if len(keys) > MAX_CARD_KEYS:
+        raise BadRequest(f"at most {MAX_CARD_KEYS} card keys")
+    return list(dict.fromkeys(keys))
