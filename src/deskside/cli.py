@@ -21,6 +21,7 @@ from deskside import __version__, demo
 from deskside.config import Settings, load_settings
 from deskside.errors import ConfigError, SourceError
 from deskside.lookup import Lookup, normalise_emails
+from deskside.probe import probe as run_probe
 from deskside.protocols import PROTOCOLS, Protocol, RawRequest
 from deskside.server import CONFIG_ENV, create_app
 from deskside.service import Answer, SidebarService
@@ -34,7 +35,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
@@ -195,17 +196,66 @@ def _unconfigured(kind: str) -> Protocol:
 def sign(
     desk: Annotated[str, typer.Option(help=f"The helpdesk kind: {', '.join(_KINDS)}.")],
     secret: Annotated[str, typer.Option(envvar="DESKSIDE_SIGN_SECRET", help="The shared secret.")],
-    file: Annotated[str, typer.Argument(help="The body to sign; - for standard input.")] = "-",
+    file: Annotated[
+        str,
+        typer.Argument(help="The body to sign (for helper: the query string); - for stdin."),
+    ] = "-",
 ) -> None:
-    """Print the signature header value for a request body, to test an endpoint with curl."""
+    """Print the signature header value for a request, to test an endpoint with curl."""
     protocol = _KINDS.get(desk)
     if protocol is None:
         _fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
     body = sys.stdin.buffer.read() if file == "-" else _read_bytes(Path(file))
     from deskside.signing import sign as sign_message
 
+    signature = sign_message(protocol.scheme, secret, body)
+    if protocol.signature_header == "authorization":
+        signature = f"Bearer {signature}"
     err.print(f"{protocol.signature_header}:", style="dim")
-    sys.stdout.write(sign_message(protocol.scheme, secret, body) + "\n")
+    sys.stdout.write(signature + "\n")
+
+
+@app.command(name="probe")
+def probe_command(
+    url: Annotated[str, typer.Argument(help="The endpoint, e.g. https://deskside.example/plain.")],
+    desk: Annotated[str, typer.Option(help=f"Act as this helpdesk: {', '.join(_KINDS)}.")],
+    secret: Annotated[str, typer.Option(envvar="DESKSIDE_PROBE_SECRET", help="The shared secret.")],
+    email: Annotated[str, typer.Option(help="The customer to ask about.")] = "test@example.com",
+    bad_signature: Annotated[
+        bool, typer.Option("--bad-signature", help="Sign wrongly; pass only if refused.")
+    ] = False,
+    card_key: Annotated[
+        list[str] | None, typer.Option(help="Plain card keys to request (repeatable).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait; default: the helpdesk's own limit.")
+    ] = None,
+) -> None:
+    """Call URL exactly as DESK would, check the answer against its protocol, print a verdict."""
+    if desk not in _KINDS:
+        _fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
+    report = asyncio.run(
+        run_probe(
+            url,
+            desk,
+            secret,
+            email=email,
+            bad_signature=bad_signature,
+            timeout_seconds=timeout,
+            card_keys=card_key,
+        )
+    )
+    out.print(f"[bold]{report.title}[/] → {report.request_line}", markup=True)
+    for finding in report.findings:
+        mark = "[green]✓[/]" if finding.ok else "[red]✗[/]"
+        out.print(f"  {mark} ", end="", markup=True)
+        out.print(finding.message, markup=False)
+    if bad_signature:
+        verdict = "forged requests are refused" if report.ok else "forged requests get through"
+    else:
+        verdict = f"{report.title} {'would' if report.ok else 'would not'} show this answer"
+    out.print(f"{'[green]PASS[/]' if report.ok else '[red]FAIL[/]'}: {verdict}", markup=True)
+    raise typer.Exit(0 if report.ok else 1)
 
 
 @app.command(name="demo")

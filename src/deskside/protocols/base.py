@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -80,6 +80,8 @@ class Protocol(ABC):
     signature_header: ClassVar[str]
     """Lower-case name of the header that carries the signature."""
     scheme: ClassVar[Scheme]
+    timeout_seconds: ClassVar[float]
+    """How long the helpdesk waits for an answer (``deskside probe`` waits as long)."""
     openapi: ClassVar[dict[str, Any] | None] = None
     """Keyword arguments for FastAPI's ``add_api_route`` to publish the route in the OpenAPI
     schema; None keeps it out (helpdesks have their own specification)."""
@@ -88,6 +90,12 @@ class Protocol(ABC):
     @abstractmethod
     def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
         """A request signed exactly as the helpdesk would send it (for the demo, tests, probe)."""
+
+    @classmethod
+    @abstractmethod
+    def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
+        """What is wrong with an endpoint's JSON answer to ``request``, as the helpdesk would
+        see it; ``[]`` when it would be shown. Used by ``deskside probe``."""
 
     def __init__(self, name: str, config: HelpdeskConfig) -> None:
         self.name = name
@@ -132,6 +140,18 @@ class Protocol(ABC):
     def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
         """Routes besides the sidebar one that this helpdesk needs; none by default."""
         return []
+
+
+def schema_problems(model: type[BaseModel], document: Any) -> list[str]:
+    """``document`` checked against ``model``: one readable line per mismatch."""
+    try:
+        model.model_validate(document)
+    except ValidationError as exc:
+        return [
+            f"{'.'.join(str(p) for p in error['loc']) or 'answer'}: {error['msg']}"
+            for error in exc.errors()[:10]
+        ]
+    return []
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from deskside.card import Sidebar
 from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
 from deskside.lookup import MAX_EMAILS, Lookup, normalise_emails
-from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest, parse_json_object
+from deskside.protocols.base import (
+    Decline,
+    HelpdeskConfig,
+    Protocol,
+    RawRequest,
+    parse_json_object,
+    schema_problems,
+)
 from deskside.resolve import Profile
 from deskside.signing import Scheme
 
@@ -53,6 +60,7 @@ class Generic(Protocol):
     title = "Generic JSON"
     signature_header = "x-deskside-signature"
     scheme = Scheme.SHA256_HEX
+    timeout_seconds = 10.0
     config: GenericConfig
     openapi = {
         "summary": "Look a customer up and answer their cards as typed JSON",
@@ -74,6 +82,10 @@ class Generic(Protocol):
     @classmethod
     def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
         return cls._signed_json(secret, {"emails": list(emails)})
+
+    @classmethod
+    def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
+        return schema_problems(Sidebar, document)
 
     def verify(self, request: RawRequest) -> None:
         """A configured bearer token, or else a valid signature, authenticates."""

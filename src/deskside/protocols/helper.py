@@ -10,10 +10,10 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, urlencode
 
-from pydantic import Field
+from pydantic import AfterValidator, BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -31,6 +31,7 @@ from deskside.protocols.base import (
     RawRequest,
     parse_json_object,
     read_body,
+    schema_problems,
 )
 from deskside.render import helper as render
 from deskside.resolve import Profile
@@ -66,6 +67,7 @@ class Helper(Protocol):
     method = "GET"
     signature_header = "authorization"
     scheme = Scheme.SHA256_BASE64
+    timeout_seconds = 15.0  # Helper waits 15 s and does not retry
     config: HelperConfig
 
     @classmethod
@@ -79,6 +81,10 @@ class Helper(Protocol):
             query=query,
             headers={"authorization": f"Bearer {signature}"},
         )
+
+    @classmethod
+    def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
+        return schema_problems(_Answer, document)
 
     def verify(self, request: RawRequest) -> None:
         """The bearer signature must sign the raw query, then the timestamp must be recent."""
@@ -165,6 +171,25 @@ class Helper(Protocol):
         answer = await service.answer(lookup)
         customer = self.customer(answer.sidebar, answer.profile) if answer.sidebar.found else None
         return widget_identity(self.config.secrets()[0], email.strip(), customer=customer)
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("an action must be an http(s) URL")
+    return url
+
+
+class _Customer(BaseModel):
+    name: StrictStr | None = None
+    value: StrictInt | StrictFloat | None = None
+    metadata: dict[str, Any] | None = None
+    actions: dict[str, Annotated[StrictStr, AfterValidator(_http_url)]] | None = None
+
+
+class _Answer(BaseModel):
+    success: Literal[True]
+    customer: _Customer | None = None
+    user_info: dict[str, Any] | None = None  # the older shape Helper still accepts
 
 
 def widget_identity(

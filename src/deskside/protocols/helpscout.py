@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import BaseModel, ValidationInfo, field_validator
 
 from deskside.card import Sidebar
 from deskside.errors import BadRequest
 from deskside.lookup import Lookup, normalise_emails
-from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest, parse_json_object
+from deskside.protocols.base import (
+    Decline,
+    HelpdeskConfig,
+    Protocol,
+    RawRequest,
+    parse_json_object,
+    schema_problems,
+)
 from deskside.render import helpscout as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
@@ -51,6 +59,7 @@ class HelpScout(Protocol):
     signature_header = "x-helpscout-signature"
     scheme = Scheme.SHA1_BASE64
     title = "Help Scout"
+    timeout_seconds = 10.0  # Help Scout's own limit is not published; answer well inside it
     config: HelpScoutConfig
 
     def __init__(self, name: str, config: HelpScoutConfig) -> None:
@@ -66,6 +75,11 @@ class HelpScout(Protocol):
             "mailbox": {"id": 87654, "email": "help@yourapp.example"},
         }
         return cls._signed_json(secret, document)
+
+    @classmethod
+    def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
+        problems = schema_problems(_Answer, document)
+        return problems or html_problems(document["html"])
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)
@@ -102,6 +116,70 @@ class HelpScout(Protocol):
         if self._template is not None and profile is not None and sidebar.message is None:
             return {"html": render.render_template(self._template, sidebar, profile)}
         return {"html": render.render_html(sidebar)}
+
+
+class _Answer(BaseModel):
+    html: str
+
+
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+
+
+class _FragmentChecker(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[str] = []
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("html", "body", "head", "script"):
+            self.problems.append(f"<{tag}> does not belong in a sidebar fragment")
+        values = dict(attrs)
+        if tag == "a" and (values.get("href") or "").startswith("http"):
+            rel = (values.get("rel") or "").split()
+            if values.get("target") != "_blank" or "noopener" not in rel:
+                self.problems.append('a link lacks target="_blank" rel="noopener noreferrer"')
+        if tag not in _VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _VOID:
+            return
+        if not self.open or self.open[-1] != tag:
+            expected = f"</{self.open[-1]}>" if self.open else "nothing"
+            self.problems.append(f"</{tag}> closes {expected}: the HTML is not well-formed")
+            if tag in self.open:
+                del self.open[len(self.open) - 1 - self.open[::-1].index(tag) :]
+            return
+        self.open.pop()
+
+
+def html_problems(html: str) -> list[str]:
+    """Why ``html`` would not be a well-formed Help Scout sidebar fragment; ``[]`` if it is."""
+    checker = _FragmentChecker()
+    checker.feed(html)
+    checker.close()
+    problems = list(dict.fromkeys(checker.problems))
+    if checker.open:
+        problems.append(f"unclosed tags: {', '.join('<' + t + '>' for t in checker.open)}")
+    return problems
 
 
 def _object(document: dict[str, Any], key: str) -> dict[str, Any]:

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel
 from deskside.errors import BadRequest
 from deskside.lookup import Lookup, normalise_emails
-from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest, parse_json_object
+from deskside.protocols.base import (
+    Decline,
+    HelpdeskConfig,
+    Protocol,
+    RawRequest,
+    parse_json_object,
+    schema_problems,
+)
 from deskside.render import plain as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
@@ -24,6 +31,7 @@ from deskside.signing import Scheme
 __all__ = ["Plain", "PlainCard", "PlainConfig"]
 
 MAX_CARD_KEYS = 25
+DEMO_CARD_KEYS = ("account", "billing")
 
 
 class PlainCard(ConfigModel):
@@ -51,12 +59,19 @@ class Plain(Protocol):
     title = "Plain"
     signature_header = "plain-request-signature"
     scheme = Scheme.SHA256_HEX
+    timeout_seconds = 15.0  # Plain waits 15 s, then retries once
     config: PlainConfig
 
     @classmethod
-    def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
+    def example_request(
+        cls,
+        secret: str,
+        emails: Sequence[str],
+        *,
+        card_keys: Sequence[str] = DEMO_CARD_KEYS,
+    ) -> RawRequest:
         document = {
-            "cardKeys": ["account", "billing"],
+            "cardKeys": list(card_keys),
             "customer": {"id": "c_01H1P4TG", "email": emails[0], "externalId": None},
             "thread": {"id": "th_01H1P4TG", "externalId": None},
         }
@@ -67,6 +82,21 @@ class Plain(Protocol):
             query=b"",
             headers={**request.headers, "plain-workspace-id": "w_01H1P4TG"},
         )
+
+    @classmethod
+    def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
+        problems = schema_problems(_Answer, document)
+        if problems:
+            return problems
+        answered = [card["key"] for card in document["cards"]]
+        requested = _card_keys(json.loads(request.body))
+        missing = [key for key in requested if key not in answered]
+        if missing:
+            problems.append(
+                f"card key(s) {', '.join(missing)} missing: Plain treats that as an error "
+                "and caches it for 5 minutes (answer them with components null)"
+            )
+        return problems
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)
@@ -108,3 +138,83 @@ def _card_keys(document: dict[str, Any]) -> list[str]:
     if len(keys) > MAX_CARD_KEYS:
         raise BadRequest(f"at most {MAX_CARD_KEYS} card keys")
     return list(dict.fromkeys(keys))
+
+
+# The answer's shape, for ``deskside probe``: every component is a single-key object.
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Text(_Shape):
+    text: str
+    textSize: Literal["S", "M", "L"] | None = None
+    textColor: Literal["NORMAL", "MUTED", "SUCCESS", "WARNING", "ERROR"] | None = None
+
+
+class _PlainText(_Shape):
+    plainText: str
+    plainTextSize: Literal["S", "M", "L"] | None = None
+    plainTextColor: Literal["NORMAL", "MUTED", "SUCCESS", "WARNING", "ERROR"] | None = None
+
+
+class _Badge(_Shape):
+    badgeLabel: str
+    badgeColor: Literal["GREY", "GREEN", "YELLOW", "RED", "BLUE"] | None = None
+
+
+class _LinkButton(_Shape):
+    linkButtonLabel: str
+    linkButtonUrl: Annotated[str, Field(pattern=r"^(https?://|mailto:)")]
+
+
+class _CopyButton(_Shape):
+    copyButtonValue: str
+    copyButtonTooltipLabel: str | None = None
+
+
+_Size = Literal["XS", "S", "M", "L", "XL"]
+
+
+class _Divider(_Shape):
+    dividerSpacingSize: _Size | None = None
+
+
+class _Spacer(_Shape):
+    spacerSize: _Size
+
+
+class _Row(_Shape):
+    rowMainContent: list[_Component]
+    rowAsideContent: list[_Component]
+
+
+class _Container(_Shape):
+    containerContent: list[_Component]
+
+
+class _Component(_Shape):
+    componentText: _Text | None = None
+    componentPlainText: _PlainText | None = None
+    componentBadge: _Badge | None = None
+    componentLinkButton: _LinkButton | None = None
+    componentCopyButton: _CopyButton | None = None
+    componentDivider: _Divider | None = None
+    componentSpacer: _Spacer | None = None
+    componentRow: _Row | None = None
+    componentContainer: _Container | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _Component:
+        if len(self.model_fields_set) != 1:
+            raise ValueError("a component is an object with exactly one component key")
+        return self
+
+
+class _CardAnswer(_Shape):
+    key: str
+    timeToLiveSeconds: int | None = None
+    components: list[_Component] | None
+
+
+class _Answer(BaseModel):
+    cards: list[_CardAnswer]

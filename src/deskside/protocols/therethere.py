@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Literal
+
+from pydantic import BaseModel, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
 from deskside.card import Sidebar
 from deskside.errors import BadRequest
 from deskside.lookup import Lookup, normalise_emails
-from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest, parse_json_object
+from deskside.protocols.base import (
+    Decline,
+    HelpdeskConfig,
+    Protocol,
+    RawRequest,
+    parse_json_object,
+    schema_problems,
+)
 from deskside.render import therethere as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
@@ -27,10 +37,15 @@ class ThereThere(Protocol):
     signature_header = "x-there-there-signature"
     scheme = Scheme.SHA256_HEX
     title = "There There"
+    timeout_seconds = 3.0  # the vendor's stated total timeout
 
     @classmethod
     def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
         return cls._signed_json(secret, {"email": emails[0]})
+
+    @classmethod
+    def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
+        return schema_problems(_Answer, document)
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)
@@ -46,3 +61,31 @@ class ThereThere(Protocol):
         self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
     ) -> dict[str, Any]:
         return {"data": render.render_rows(sidebar)}
+
+
+class _Row(BaseModel):
+    name: str
+    type: Literal["markdown", "numeric", "date", "boolean", "url"]
+    value: StrictStr | StrictInt | StrictFloat | StrictBool
+
+    @model_validator(mode="after")
+    def _value_fits_type(self) -> _Row:
+        value, kind = self.value, self.type
+        if kind == "numeric" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"row {self.name!r}: a numeric value must be a JSON number")
+        if kind == "boolean" and not isinstance(value, bool):
+            raise ValueError(f"row {self.name!r}: a boolean value must be true or false")
+        if kind in ("markdown", "url", "date") and not isinstance(value, str):
+            raise ValueError(f"row {self.name!r}: a {kind} value must be a string")
+        if kind == "url" and not str(value).startswith(("https://", "http://")):
+            raise ValueError(f"row {self.name!r}: a url value must be an http(s) URL")
+        if kind == "date":
+            try:
+                datetime.fromisoformat(str(value))
+            except ValueError:
+                raise ValueError(f"row {self.name!r}: a date must be ISO 8601") from None
+        return self
+
+
+class _Answer(BaseModel):
+    data: list[_Row]
