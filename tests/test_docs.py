@@ -7,6 +7,7 @@ from pathlib import Path
 
 from deskside import layout, protocols, sources
 from deskside.config import LookupSettings, ServerSettings
+from deskside.protocols.plain import PlainCard
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -32,7 +33,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_every_config_key_is_documented() -> None:
     models = [ServerSettings, LookupSettings, layout.CardLayout, layout.FieldLayout]
     models += [layout.BadgeLayout, layout.LinkLayout, layout.SectionLayout]
-    models += [*protocols.PROTOCOLS, *sources._SOURCES]
+    models += [*protocols.PROTOCOLS, *sources._SOURCES, PlainCard]
     missing = {
         f"{model.__name__}.{name}"
         for model in models
