@@ -366,6 +366,9 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Their request lines carry customers' addresses (?email=…): only their problems are logged.
+    for noisy in ("httpx", "httpcore", "stripe"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _ms(started: float) -> str:

@@ -8,15 +8,22 @@ from pydantic import Field
 
 from deskside.sources.base import Record, Source, SourceConfig
 from deskside.sources.http import HttpSource, HttpSourceConfig
+from deskside.sources.python import PythonSource, PythonSourceConfig
 from deskside.sources.sql import SqlSource, SqlSourceConfig
+from deskside.sources.stripe import StripeSource, StripeSourceConfig
 
 __all__ = ["AnySourceConfig", "Record", "Source", "SourceConfig", "build_source"]
 
-AnySourceConfig = Annotated[SqlSourceConfig | HttpSourceConfig, Field(discriminator="kind")]
+AnySourceConfig = Annotated[
+    SqlSourceConfig | HttpSourceConfig | StripeSourceConfig | PythonSourceConfig,
+    Field(discriminator="kind"),
+]
 
 _SOURCES: dict[type[SourceConfig], type[Source]] = {
     SqlSourceConfig: SqlSource,
     HttpSourceConfig: HttpSource,
+    StripeSourceConfig: StripeSource,
+    PythonSourceConfig: PythonSource,
 }
 
 

@@ -35,7 +35,8 @@ class HttpSourceConfig(SourceConfig):
     method: Literal["GET", "POST"] = "GET"
     headers: dict[str, Secret] = {}
     body: dict[str, Any] | None = None
-    """JSON sent with POST; string values ``"{email}"``/``"{emails}"`` become the addresses."""
+    """JSON sent with POST; string values ``"{email}"``/``"{emails}"`` become the addresses
+    (a list; within longer text, comma-separated)."""
     record: str | None = None
     """JMESPath to the record(s) in the response, e.g. ``data.users``; default: the whole body."""
     timeout_seconds: float = Field(default=2.0, gt=0, le=60)
@@ -92,9 +93,10 @@ class HttpSource(Source):
         values = {"email": emails[0], "emails": ",".join(emails)}
         url = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), self._config.url)
         body = _fill(self._config.body, emails) if self._config.body is not None else None
-        try:
-            response = await self._client.request(self._config.method, url, json=body)
-        except httpx.TimeoutException:
+        try:  # httpx times each read; the whole answer must come within the timeout too
+            async with asyncio.timeout(self._config.timeout_seconds):
+                response = await self._client.request(self._config.method, url, json=body)
+        except (httpx.TimeoutException, TimeoutError):
             raise SourceError(f"no answer within {self._config.timeout_seconds:g} s") from None
         except httpx.HTTPError as exc:
             raise SourceError(f"request failed: {type(exc).__name__}") from exc
@@ -117,7 +119,8 @@ def _fill(value: Any, emails: list[str]) -> Any:
     if value == "{emails}":
         return emails
     if isinstance(value, str):
-        return value.replace("{email}", emails[0])
+        joined = {"email": emails[0], "emails": ",".join(emails)}
+        return _PLACEHOLDER.sub(lambda m: joined[m.group(1)], value)
     if isinstance(value, dict):
         return {key: _fill(item, emails) for key, item in value.items()}
     if isinstance(value, list):

@@ -1,0 +1,297 @@
+"""The HTTP source against a real local server: what it sends, and what it makes of the answers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from deskside.errors import SourceError
+from deskside.lookup import Lookup
+from deskside.sources.http import HttpSource, HttpSourceConfig
+from fake_http import FakeHTTPServer, Received, Reply, unused_port
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def server() -> Iterator[FakeHTTPServer]:
+    with FakeHTTPServer() as running:
+        yield running
+
+
+def config(url: str, **options: Any) -> HttpSourceConfig:
+    return HttpSourceConfig.model_validate({"kind": "http", "url": url, **options})
+
+
+@asynccontextmanager
+async def http_source(url: str, **options: Any) -> AsyncIterator[HttpSource]:
+    source = HttpSource("billing", config(url, **options))
+    try:
+        yield source
+    finally:
+        await source.aclose()
+
+
+async def fetch(url: str, *emails: str, **options: Any) -> list[dict[str, Any]]:
+    async with http_source(url, **options) as source:
+        return await source.fetch(Lookup(emails=emails))
+
+
+def account_of(request: Received) -> Reply:
+    """Each address's own account, plus the organisation every address shares."""
+    email = request.path.rsplit("/", 1)[-1]
+    return Reply.json([{"org": "Acme"}, {"account": email}])
+
+
+async def test_one_request_per_address_each_percent_encoded(server: FakeHTTPServer) -> None:
+    server.route("/users/*", account_of)
+
+    records = await fetch(server.url("/users/{email}"), "a+b@x.example", "c@y.example")
+
+    targets = sorted(request.target for request in server.received())
+    assert targets == ["/users/a%2Bb%40x.example", "/users/c%40y.example"]
+    assert all(request.method == "GET" for request in server.received())
+    assert len(records) == 3
+    assert {"org": "Acme"} in records
+    assert {"account": "a+b@x.example"} in records
+    assert {"account": "c@y.example"} in records
+
+
+async def test_address_in_the_query_string_keeps_its_plus(server: FakeHTTPServer) -> None:
+    server.route("/lookup", lambda request: Reply.json({"email": request.query["email"][0]}))
+
+    records = await fetch(server.url("/lookup?email={email}&v=2"), "pat+test@x.example")
+
+    [request] = server.received()
+    assert request.target == "/lookup?email=pat%2Btest%40x.example&v=2"
+    assert records == [{"email": "pat+test@x.example"}]
+
+
+async def test_emails_placeholder_makes_one_request(server: FakeHTTPServer) -> None:
+    server.route("/search", Reply.json({"found": True}))
+
+    records = await fetch(server.url("/search?q={emails}"), "a@x.example", "b+c@y.example")
+
+    [request] = server.received()
+    assert request.query == {"q": ["a@x.example,b+c@y.example"]}
+    assert records == [{"found": True}]
+
+
+async def test_post_body_gets_the_addresses(server: FakeHTTPServer) -> None:
+    server.route("/customers/search", Reply.json({"data": []}))
+    body = {
+        "filter": {"email": "{email}", "any_of": "{emails}"},
+        "note": "lookup for {email}",
+        "query": "email in ({emails})",
+        "fields": ["name", "{email}"],
+        "limit": 5,
+        "active": True,
+    }
+
+    await fetch(
+        server.url("/customers/search"), "a@x.example", "b@y.example", method="POST", body=body
+    )
+
+    [request] = server.received()
+    assert request.method == "POST"
+    assert request.headers["content-type"] == "application/json"
+    assert request.json() == {
+        "filter": {"email": "a@x.example", "any_of": ["a@x.example", "b@y.example"]},
+        "note": "lookup for a@x.example",
+        "query": "email in (a@x.example,b@y.example)",
+        "fields": ["name", "a@x.example"],
+        "limit": 5,
+        "active": True,
+    }
+
+
+async def test_placeholders_in_addresses_are_not_expanded_again(server: FakeHTTPServer) -> None:
+    server.route("/search", Reply.json([]))
+    odd = "{email}{emails}@x.example"  # braces are legal in an address
+
+    await fetch(server.url("/search"), odd, method="POST", body={"q": "in ({emails})"})
+
+    assert server.received()[0].json() == {"q": f"in ({odd})"}
+
+
+async def test_post_with_email_in_the_url_posts_once_per_address(
+    server: FakeHTTPServer,
+) -> None:
+    server.route("/users/*", lambda request: Reply.json(request.json()))
+
+    records = await fetch(
+        server.url("/users/{email}"),
+        "a@x.example",
+        "b@y.example",
+        method="POST",
+        body={"email": "{email}"},
+    )
+
+    assert sorted(r.json()["email"] for r in server.received()) == ["a@x.example", "b@y.example"]
+    assert sorted(r["email"] for r in records) == ["a@x.example", "b@y.example"]
+
+
+async def test_headers_come_from_the_environment(
+    server: FakeHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DESKSIDE_TEST_BILLING_TOKEN", "Bearer s3cret-token")
+    server.route("/me", Reply.json({}))
+    headers = {"Authorization": "env:DESKSIDE_TEST_BILLING_TOKEN", "X-Client": "deskside"}
+
+    async with http_source(server.url("/me"), headers=headers) as source:
+        await source.fetch(Lookup(emails=("a@x.example",)))
+
+    [request] = server.received()
+    assert request.headers["authorization"] == "Bearer s3cret-token"
+    assert request.headers["x-client"] == "deskside"
+    assert "s3cret" not in repr(config(server.url("/me"), headers=headers))
+
+
+def test_missing_header_variable_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DESKSIDE_TEST_UNSET_TOKEN", raising=False)
+
+    with pytest.raises(ValidationError) as caught:
+        config(
+            "https://api.example/u/{email}",
+            headers={"Authorization": "env:DESKSIDE_TEST_UNSET_TOKEN"},
+        )
+
+    assert "DESKSIDE_TEST_UNSET_TOKEN is not set" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ("data.users", [{"id": 1}, {"id": 2}]),
+        ("data.account", [{"plan": "pro", "seats": {"used": 3}}]),
+        ("data.account.seats", [{"used": 3}]),
+        ("data.account.plan", [{"value": "pro"}]),
+        ("data.users[].id", [{"value": 1}, {"value": 2}]),
+        ("data.users[?id == `2`]", [{"id": 2}]),
+        ("data.missing", []),
+        ("data.nothing", []),
+        (
+            None,
+            [
+                {
+                    "data": {
+                        "users": [{"id": 1}, {"id": 2}],
+                        "account": {"plan": "pro", "seats": {"used": 3}},
+                        "nothing": None,
+                    }
+                }
+            ],
+        ),
+    ],
+)
+async def test_record_path_picks_the_records(
+    server: FakeHTTPServer, record: str | None, expected: list[dict[str, Any]]
+) -> None:
+    document = {
+        "data": {
+            "users": [{"id": 1}, {"id": 2}],
+            "account": {"plan": "pro", "seats": {"used": 3}},
+            "nothing": None,
+        }
+    }
+    server.route("/u", Reply.json(document))
+
+    assert await fetch(server.url("/u?e={email}"), "a@x.example", record=record) == expected
+
+
+def test_invalid_record_path_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match="invalid JMESPath"):
+        config("https://api.example/u/{email}", record="data.[")
+
+
+@pytest.mark.parametrize("url", ["ftp://api.example/u", "api.example/u/{email}", "file:///etc"])
+def test_url_must_be_http(url: str) -> None:
+    with pytest.raises(ValidationError, match="https://"):
+        config(url)
+
+
+async def test_not_found_is_no_record(server: FakeHTTPServer) -> None:
+    server.route("/users/*", Reply.json({"error": "no such user"}, status=404))
+
+    assert await fetch(server.url("/users/{email}"), "a@x.example") == []
+
+
+async def test_found_for_one_address_not_found_for_the_other(server: FakeHTTPServer) -> None:
+    server.route("/users/*", Reply.json({"error": "no such user"}, status=404))
+    server.route("/users/a@x.example", Reply.json({"name": "A"}))
+
+    records = await fetch(server.url("/users/{email}"), "a@x.example", "b@y.example")
+
+    assert records == [{"name": "A"}]
+    assert len(server.received()) == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (Reply.json({"error": "boom"}, status=500), "HTTP 500"),
+        (Reply.text("Service Unavailable", status=503), "HTTP 503"),
+        (Reply.json({"error": "bad token"}, status=401), "HTTP 401"),
+        (Reply.status(302, Location="/elsewhere"), "HTTP 302"),
+        (Reply.text("<html><body>Sign in</body></html>", content_type="text/html"), "JSON"),
+        (Reply.text(""), "JSON"),
+        (Reply(200, b"\xff\xfe{not json", content_type="application/json"), "JSON"),
+    ],
+    ids=["500", "503", "401", "redirect", "html", "empty", "garbage"],
+)
+async def test_bad_answers_are_source_errors(
+    server: FakeHTTPServer, reply: Reply, message: str
+) -> None:
+    server.route("/users/*", reply)
+    server.route("/elsewhere", Reply.json({"followed": True}))
+
+    with pytest.raises(SourceError, match=message):
+        await fetch(server.url("/users/{email}"), "a@x.example")
+
+    assert server.received("/elsewhere") == []
+
+
+async def test_one_failing_address_fails_the_source(server: FakeHTTPServer) -> None:
+    server.route("/users/*", Reply.json({"name": "found"}))
+    server.route("/users/b@y.example", Reply.json({}, status=500))
+
+    with pytest.raises(SourceError, match="HTTP 500"):
+        await fetch(server.url("/users/{email}"), "a@x.example", "b@y.example")
+
+
+async def test_slow_server_times_out_quickly(server: FakeHTTPServer) -> None:
+    server.route("/slow", Reply.json({"name": "late"}, delay=10))
+
+    started = time.perf_counter()
+    with pytest.raises(SourceError, match=r"no answer within 0\.2 s"):
+        await fetch(server.url("/slow?e={email}"), "a@x.example", timeout_seconds=0.2)
+    elapsed = time.perf_counter() - started
+
+    assert 0.15 < elapsed < 1.5
+    assert len(server.received("/slow")) == 1
+
+
+async def test_timeout_bounds_the_whole_answer(server: FakeHTTPServer) -> None:
+    """A server that sends a byte now and then never trips a per-read timeout."""
+    server.route("/drip", Reply(body=b'{"name": "' + b"x" * 100 + b'"}', trickle=0.05))
+
+    started = time.perf_counter()
+    with pytest.raises(SourceError, match="no answer within"):
+        await fetch(server.url("/drip?e={email}"), "a@x.example", timeout_seconds=0.3)
+
+    assert time.perf_counter() - started < 1.5
+
+
+async def test_connection_refused_is_a_source_error() -> None:
+    url = f"http://127.0.0.1:{unused_port()}/users/{{email}}"
+
+    started = time.perf_counter()
+    with pytest.raises(SourceError, match="request failed"):
+        await fetch(url, "a@x.example")
+
+    assert time.perf_counter() - started < 2
