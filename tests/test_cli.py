@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deskside.cli import app
+from fake_stripe import FakeStripe
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "examples" / "demo" / "deskside.toml"
@@ -187,3 +188,27 @@ def _run_curl(command: str) -> httpx.Response:
         except httpx.ConnectError:
             time.sleep(0.1)
     raise AssertionError(f"the demo never answered at {url}")
+
+
+def test_demo_takes_revenue_from_stripe_when_it_has_a_key(
+    demo_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeStripe() as fake:
+        customer = fake.add_customer("owner@acme.example", name="Olivia")
+        fake.add_subscription(customer, fake.price(9900, nickname="Stripe Pro"), quantity=2)
+        monkeypatch.setenv("STRIPE_API_KEY", fake.api_key)
+        monkeypatch.setenv("STRIPE_API_BASE", fake.url)
+        result = runner.invoke(app, ["preview", "owner@acme.example", "--demo", "--raw"])
+    assert result.exit_code == 0, result.output
+    bodies = json.loads(result.stdout)
+    assert bodies["helper"]["customer"]["value"] == 19800  # Stripe's MRR, not the app's 24900
+    assert "Stripe Pro (active)" in bodies["helpscout"]["html"]
+    assert "$198.00" in bodies["helpscout"]["html"]
+
+
+def test_demo_without_stripe_takes_revenue_from_its_database(demo_env: Path) -> None:
+    result = runner.invoke(app, ["preview", "owner@acme.example", "--demo", "--raw"])
+    assert result.exit_code == 0, result.output
+    bodies = json.loads(result.stdout)
+    assert bodies["helper"]["customer"]["value"] == 24900
+    assert "Stripe Pro" not in bodies["helpscout"]["html"]

@@ -379,3 +379,12 @@ async def test_labels_default_to_the_source_name(server: FakeHTTPServer) -> None
 
     assert profile.unavailable == ["Billing api"]
     assert dict(profile.labels) == {"billing_api": "Billing api"}
+
+
+def test_text_that_is_not_valid_unicode_is_repaired() -> None:
+    from deskside.expressions import normalise_record
+
+    record = normalise_record({"name": "Mallory \ud800", "tags": ["ok", "\udfff"]})
+    assert record["name"] == "Mallory ?"
+    assert record["tags"] == ["ok", "?"]
+    assert record["name"].encode("utf-8")

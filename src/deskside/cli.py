@@ -139,10 +139,11 @@ def preview(
     ] = False,
 ) -> None:
     """Show what each helpdesk would receive for EMAIL, without a helpdesk."""
+    extra_sources = None
     if use_demo:
         _prepare_demo()
-        config = demo.demo_config_path()
-    settings = _load(config)
+        config, extra_sources = demo.demo_config_path(), demo.demo_extra_sources()
+    settings = _load(config, extra_sources=extra_sources)
     answer, protocols = asyncio.run(_preview(settings, email, desk))
     bodies = {
         protocol.name: protocol.respond(answer.sidebar, answer.profile) for protocol in protocols
@@ -265,13 +266,16 @@ def demo_command(
 ) -> None:
     """Serve every helpdesk on a demo customer database, printing signed example requests."""
     database, secrets = _prepare_demo()
-    settings = _load(demo.demo_config_path())
+    settings = _load(demo.demo_config_path(), extra_sources=demo.demo_extra_sources())
     settings = settings.model_copy(
         update={"server": settings.server.model_copy(update={"host": host, "port": port})}
     )
     application = create_app(settings)
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
-    print(f"deskside demo: customer database {database}\n")
+    print(f"deskside demo: customer database {database}")
+    if "billing" in settings.sources:
+        print("Stripe: the billing source uses $STRIPE_API_KEY")
+    print()
     examples = {"helpscout": "owner@acme.example", "therethere": "lapsed@globex.example"}
     for protocol in application.state.service.protocols:
         email = examples.get(protocol.kind, "owner@acme.example")
@@ -341,9 +345,9 @@ def _print_answer(answer: Answer) -> None:
         out.print(f"[yellow]card:[/] {problem}", markup=True)
 
 
-def _load(path: Path) -> Settings:
+def _load(path: Path, *, extra_sources: dict[str, Any] | None = None) -> Settings:
     try:
-        return load_settings(path)
+        return load_settings(path, extra_sources=extra_sources)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]✗[/] {problem}", markup=True)

@@ -77,8 +77,11 @@ class Settings(ConfigModel):
         return self
 
 
-def load_settings(path: str | Path) -> Settings:
-    """The validated config at ``path``; raises :class:`ConfigError` listing every problem."""
+def load_settings(path: str | Path, *, extra_sources: dict[str, Any] | None = None) -> Settings:
+    """The validated config at ``path``; raises :class:`ConfigError` listing every problem.
+
+    ``extra_sources`` adds ``[sources.NAME]`` tables (the demo adds Stripe when it has a key).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -88,6 +91,8 @@ def load_settings(path: str | Path) -> Settings:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    if extra_sources:
+        document["sources"] = {**document.get("sources", {}), **extra_sources}
     try:
         return Settings.model_validate(document, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:

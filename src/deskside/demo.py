@@ -223,6 +223,21 @@ def demo_config_path() -> Path:
     return Path(__file__).resolve().parents[2] / "examples" / "demo" / "deskside.toml"
 
 
+def demo_extra_sources() -> dict[str, Any]:
+    """A ``billing`` Stripe source when ``STRIPE_API_KEY`` is set (``STRIPE_API_BASE`` may point
+    it elsewhere, e.g. at a test server); the demo card shows it, and Helper's value uses it."""
+    if not os.environ.get("STRIPE_API_KEY"):
+        return {}
+    billing: dict[str, Any] = {
+        "kind": "stripe",
+        "label": "Billing",
+        "api_key": "env:STRIPE_API_KEY",
+    }
+    if os.environ.get("STRIPE_API_BASE"):
+        billing["api_base"] = os.environ["STRIPE_API_BASE"]
+    return {"billing": billing}
+
+
 def demo_secrets() -> dict[str, str]:
     """Each demo helpdesk's secret: from its environment variable, else a new random one
     (also put into the environment, where the demo config reads it)."""

@@ -133,14 +133,26 @@ def normalise_record(record: Mapping[str, Any]) -> dict[str, Any]:
 
     ISO 8601 date strings become :class:`date` and datetime strings become aware
     :class:`datetime` (naive ones are taken as UTC), so ``app.trial_ends_at < now`` works the
-    same on SQLite (which stores text) as on PostgreSQL. Nested mappings are normalised too.
+    same on SQLite (which stores text) as on PostgreSQL. Text that is not valid Unicode has the
+    broken characters replaced. Nested mappings and lists are normalised too.
     """
     return {str(key): _normalise_value(value) for key, value in record.items()}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _normalise_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and not _encodable(value):
+        # A lone surrogate (JSON "\ud800") could not be written into any answer.
+        value = value.encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, str) and 10 <= len(value) <= 35:
         if _DATE.fullmatch(value):
             try:

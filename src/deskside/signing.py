@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import string
 from collections.abc import Sequence
 from enum import StrEnum
 
@@ -75,10 +76,9 @@ def verify(scheme: Scheme, secrets: Sequence[str], message: bytes, signature: st
 
 def _decode(scheme: Scheme, signature: str) -> bytes:
     if scheme._is_hex:
-        try:
-            return bytes.fromhex(signature)
-        except ValueError:
-            raise Unauthorized("signature is not hexadecimal") from None
+        if not _is_hex(signature):
+            raise Unauthorized("signature is not hexadecimal")
+        return bytes.fromhex(signature)
     if len(signature) == 2 * hashlib.new(scheme._hash).digest_size and _is_hex(signature):
         raise Unauthorized("signature is hexadecimal; base64 is expected")
     try:
@@ -91,8 +91,4 @@ def _decode(scheme: Scheme, signature: str) -> bytes:
 
 
 def _is_hex(value: str) -> bool:
-    try:
-        bytes.fromhex(value)
-    except ValueError:
-        return False
-    return True
+    return bool(value) and all(c in string.hexdigits for c in value)

@@ -170,7 +170,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing (413) anything over ``limit`` bytes before reading it all."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    # ASCII digits only ("²" is a digit int() refuses), and no int() of a 5000-digit header.
+    if declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0

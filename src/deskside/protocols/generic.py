@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, Literal
 
+from fastapi import Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from deskside.card import Field as CardField
 from deskside.card import Sidebar
 from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
@@ -25,6 +29,7 @@ from deskside.protocols.base import (
     parse_json_object,
     schema_problems,
 )
+from deskside.render.format import json_number
 from deskside.resolve import Profile
 from deskside.signing import Scheme
 
@@ -69,8 +74,15 @@ class Generic(Protocol):
                 "required": True,
                 "content": {"application/json": {"schema": CardRequest.model_json_schema()}},
             },
-            "security": [{"signature": []}, {"bearer": []}],
         },
+        # Declares both schemes under components.securitySchemes and lists them as
+        # alternatives; with auto_error=False they only document, verify() authenticates.
+        "dependencies": [
+            Security(
+                APIKeyHeader(name="X-Deskside-Signature", scheme_name="signature", auto_error=False)
+            ),
+            Security(HTTPBearer(scheme_name="bearer", auto_error=False)),
+        ],
         "responses": {
             200: {"model": Sidebar, "description": "The customer's cards (empty: not found)"},
             400: {"description": "Malformed JSON or wrong types"},
@@ -114,4 +126,16 @@ class Generic(Protocol):
     def respond(
         self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
     ) -> dict[str, Any]:
-        return sidebar.model_dump(mode="json")
+        """The Sidebar as JSON; a Decimal value stays a number (JSON mode writes a string)."""
+        document = sidebar.model_dump(mode="json")
+        for card, dumped in zip(sidebar.cards, document["cards"], strict=True):
+            _numbers(card.fields, dumped["fields"])
+            for section, shown in zip(card.sections, dumped["sections"], strict=True):
+                _numbers(section.fields, shown["fields"])
+        return document
+
+
+def _numbers(fields: Sequence[CardField], dumped: list[dict[str, Any]]) -> None:
+    for field, entry in zip(fields, dumped, strict=True):
+        if isinstance(field.value, Decimal):
+            entry["value"] = json_number(field.value)

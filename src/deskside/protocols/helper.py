@@ -167,7 +167,9 @@ class Helper(Protocol):
         email = parse_json_object(body).get("email")
         if not isinstance(email, str) or not normalise_emails([email], fold_plus=False):
             raise BadRequest("`email` must be an email address")
-        lookup = Lookup(emails=normalise_emails([email]), context={"desk": self.kind})
+        fold_plus = service.settings.lookup.fold_plus_addressing  # as Helper's own request
+        emails = normalise_emails([email], fold_plus=fold_plus)
+        lookup = Lookup(emails=emails, context={"desk": self.kind})
         answer = await service.answer(lookup)
         customer = self.customer(answer.sidebar, answer.profile) if answer.sidebar.found else None
         return widget_identity(self.config.secrets()[0], email.strip(), customer=customer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, Template, select_autoescape
+from jinja2 import ChainableUndefined, Environment, PackageLoader, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
@@ -60,7 +60,10 @@ def render_html(sidebar: Sidebar) -> str:
 
 def load_template(path: Path) -> Template:
     """A user's own template file, autoescaped and sandboxed like the built-in one."""
-    env = SandboxedEnvironment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    # As in card templates, a missing value (no record for an unknown customer) is empty.
+    env = SandboxedEnvironment(
+        autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=ChainableUndefined
+    )
     env.filters.update(_ENV.filters)
     return env.from_string(path.read_text(encoding="utf-8"))
 

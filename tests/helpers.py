@@ -1,0 +1,280 @@
+"""Shared test utilities: an independent signer, the demo app on a temporary SQLite file, and a
+small HTML tree to assert on what an agent's browser would build.
+
+The signer here is deliberately written from the vendors' descriptions (protocols.md), not
+with deskside's code, so a mistake in :mod:`deskside.signing` cannot hide in both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deskside.config import Settings, load_settings
+from deskside.demo import (
+    DEMO_DATABASE_ENV,
+    DEMO_SECRET_ENVS,
+    create_demo_database,
+    demo_config_path,
+)
+from deskside.server import create_app
+
+HS_SECRET = "hs-test-secret"
+TT_SECRET = "tt-test-secret"
+HS_HEADER = "X-HelpScout-Signature"
+TT_HEADER = "X-There-There-Signature"
+BASE_URL = "https://deskside.test"
+
+
+# ── Independent signers ───────────────────────────────────────────────────────────────────────
+
+
+def helpscout_signature(secret: str, body: bytes) -> str:
+    """Standard base64 of HMAC-SHA1 over the raw body."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha1).digest()).decode()
+
+
+def therethere_signature(secret: str, body: bytes) -> str:
+    """Lower-case hex HMAC-SHA256 over the raw body."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def as_body(document: Any) -> bytes:
+    return document if isinstance(document, bytes) else json.dumps(document).encode()
+
+
+# ── The demo, on a temporary SQLite file ──────────────────────────────────────────────────────
+
+
+def make_demo_database(path: Path) -> str:
+    """Create the demo's tables and rows in a new SQLite file; returns its URL.
+
+    Call it from fixtures (it runs its own event loop), not from async tests.
+    """
+    url = f"sqlite:///{path}"
+    asyncio.run(create_demo_database(url))
+    return url
+
+
+def add_customer(database: str, email: str, *, company: str, name: str, **columns: Any) -> None:
+    """Add a company with one user ``email`` to the demo database (plain sqlite3, no deskside).
+
+    ``columns`` override the company's columns (``stripe_customer_id``, ``modules``, …) or the
+    user's (``role``, ``last_seen_at``).
+    """
+    path = database.removeprefix("sqlite:///")
+    user_keys = {"role", "last_seen_at", "is_owner"}
+    company_row = {
+        "name": company,
+        "plan": "Pro",
+        "status": "active",
+        "mrr_cents": 4900,
+        "employees": 3,
+        "employee_limit": 10,
+        "modules": "payroll",
+        "created_at": "2024-01-01 00:00:00",
+    } | {k: v for k, v in columns.items() if k not in user_keys}
+    user_row = {"email": email, "name": name, "role": "owner", "is_owner": 1} | {
+        k: v for k, v in columns.items() if k in user_keys
+    }
+    with sqlite3.connect(path) as connection:
+        keys = ", ".join(company_row)
+        marks = ", ".join("?" for _ in company_row)
+        cursor = connection.execute(
+            f"insert into companies ({keys}) values ({marks})",  # noqa: S608 - test's own keys
+            list(company_row.values()),
+        )
+        user_row["company_id"] = cursor.lastrowid
+        keys = ", ".join(user_row)
+        marks = ", ".join("?" for _ in user_row)
+        connection.execute(
+            f"insert into users ({keys}) values ({marks})",  # noqa: S608
+            list(user_row.values()),
+        )
+
+
+def demo_config_text(
+    *,
+    deadline_ms: int | None = None,
+    helpscout: str = "",
+    fold_plus: bool = True,
+    sources: str = "",
+    card: str = "",
+    replace: Mapping[str, str] | None = None,
+) -> str:
+    """The demo config, with extra lines for ``[helpdesks.helpscout]``, extra source tables and
+    extra ``[[card.…]]`` tables; ``replace`` maps lines of the demo config to new text."""
+    text = demo_config_path().read_text(encoding="utf-8")
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    if deadline_ms is not None:
+        text = text.replace("deadline_ms = 2500", f"deadline_ms = {deadline_ms}", 1)
+    if not fold_plus:
+        text = text.replace("fold_plus_addressing = true", "fold_plus_addressing = false", 1)
+    marker = "# ── Helpdesks"
+    assert marker in text
+    text = text.replace(marker, f"{card}\n{sources}\n{marker}", 1)
+    anchor = 'secret = "env:HELPSCOUT_SECRET"'
+    return text.replace(anchor, f"{anchor}\n{helpscout}", 1)
+
+
+def demo_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, **changes: Any
+) -> Settings:
+    """Settings of the demo config (changed as :func:`demo_config_text` says) on ``database``."""
+    monkeypatch.setenv(DEMO_DATABASE_ENV, database)
+    for desk, env in DEMO_SECRET_ENVS.items():
+        monkeypatch.setenv(env, f"{desk}-test-secret")
+    monkeypatch.setenv(DEMO_SECRET_ENVS["helpscout"], HS_SECRET)
+    monkeypatch.setenv(DEMO_SECRET_ENVS["therethere"], TT_SECRET)
+    path = tmp_path / "deskside.toml"
+    path.write_text(demo_config_text(**changes), encoding="utf-8")
+    return load_settings(path)
+
+
+async def _never_an_error_page(response: httpx.Response) -> None:
+    """Checked on every response of every test: no 5xx, no stack trace, always JSON."""
+    await response.aread()
+    assert response.status_code < 500, response.text
+    assert "Traceback" not in response.text
+    assert 'File "' not in response.text
+    assert response.headers["content-type"] == "application/json"
+    response.json()
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The real ASGI app (lifespan included) behind an httpx client."""
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url=BASE_URL,
+            event_hooks={"response": [_never_an_error_page]},
+        ) as client,
+    ):
+        yield client
+
+
+async def post_helpscout(
+    client: httpx.AsyncClient, document: Any, *, secret: str = HS_SECRET, path: str = "/helpscout"
+) -> httpx.Response:
+    body = as_body(document)
+    headers = {"Content-Type": "application/json", HS_HEADER: helpscout_signature(secret, body)}
+    return await client.post(path, content=body, headers=headers)
+
+
+async def post_therethere(
+    client: httpx.AsyncClient, document: Any, *, secret: str = TT_SECRET, path: str = "/therethere"
+) -> httpx.Response:
+    body = as_body(document)
+    headers = {"Content-Type": "application/json", TT_HEADER: therethere_signature(secret, body)}
+    return await client.post(path, content=body, headers=headers)
+
+
+def helpscout_request(*emails: str, **extra: Any) -> dict[str, Any]:
+    """A Dynamic Content request as Help Scout sends it, for ``emails``."""
+    customer: dict[str, Any] = {"id": 54321, "fname": "Fred", "lname": "Smith"}
+    if emails:
+        customer |= {"email": emails[0], "emails": list(emails)}
+    return {
+        "ticket": {"id": 123, "number": 45, "subject": "Help me!"},
+        "customer": customer,
+        "user": {"id": 9, "fname": "Ann", "lname": "Agent", "role": "owner"},
+        "mailbox": {"id": 87654, "email": "help@yourapp.example"},
+    } | extra
+
+
+# ── HTML as a browser would parse it ──────────────────────────────────────────────────────────
+
+_VOID = {"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str | None]
+    children: list[Element | str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return (self.attrs.get("class") or "").split()
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def iter(self) -> list[Element]:
+        found = []
+        for child in self.children:
+            if isinstance(child, Element):
+                found.append(child)
+                found += child.iter()
+        return found
+
+    def find_all(self, tag: str | None = None, cls: str | None = None) -> list[Element]:
+        return [
+            e
+            for e in self.iter()
+            if (tag is None or e.tag == tag) and (cls is None or cls in e.classes)
+        ]
+
+
+class _TreeBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#root", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = Element(tag, dict(attrs))
+        self.stack[-1].children.append(element)
+        if tag not in _VOID:
+            self.stack.append(element)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.stack[-1].children.append(Element(tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        for index in range(len(self.stack) - 1, 0, -1):
+            if self.stack[index].tag == tag:
+                del self.stack[index:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].children.append(data)
+
+
+def parse_html(html: str) -> Element:
+    """``html`` as a tree (stdlib html.parser; entities decoded)."""
+    builder = _TreeBuilder()
+    builder.feed(html)
+    builder.close()
+    return builder.root
+
+
+def assert_harmless_html(html: str) -> Element:
+    """No element, attribute or URL that runs script or loads something; returns the tree."""
+    tree = parse_html(html)
+    for element in tree.iter():
+        assert element.tag not in {"script", "img", "svg", "iframe", "object", "style", "embed"}
+        for name, value in element.attrs.items():
+            assert not name.startswith("on"), f"event handler attribute {name}={value!r}"
+            assert name not in {"src", "srcdoc", "style", "formaction"}
+            if name == "href":
+                assert (value or "").lower().startswith(("https://", "http://", "mailto:"))
+    return tree

@@ -1,0 +1,421 @@
+"""The ``[card]`` layout: typed fields, conditions, sections, one card per record, config errors."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from markdown_it import MarkdownIt
+
+from deskside.card import Color, FieldType, Sidebar
+from deskside.config import load_settings
+from deskside.errors import ConfigError
+from deskside.expressions import normalise_record
+from deskside.layout import MAX_CARDS, CardLayout, build_sidebar
+from deskside.lookup import Lookup
+from deskside.render.format import display
+from deskside.resolve import Profile, SourceResult
+from helpers import parse_html
+
+NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def profile(
+    records: dict[str, list[dict[str, Any]]],
+    *,
+    failed: dict[str, str] | None = None,
+    emails: tuple[str, ...] = ("owner@acme.example",),
+) -> Profile:
+    """What the resolver would hand over: records normalised as sources' records are."""
+    results = {
+        name: SourceResult(records=[normalise_record(r) for r in rows])
+        for name, rows in records.items()
+    }
+    results |= {name: SourceResult(error=error) for name, error in (failed or {}).items()}
+    labels = {name: name.title() + " source" for name in results}
+    return Profile(lookup=Lookup(emails=emails), results=results, labels=labels)
+
+
+def build(
+    card: dict[str, Any], records: dict[str, list[dict[str, Any]]], **kwargs: Any
+) -> tuple[Sidebar, list[str]]:
+    problems: list[str] = []
+    layout = CardLayout.model_validate(card)
+    sidebar = build_sidebar(layout, profile(records, **kwargs), now=NOW, problems=problems)
+    return sidebar, problems
+
+
+def shown(sidebar: Sidebar) -> dict[str, str]:
+    """Label → display string of the first card's top-level fields."""
+    return {field.label: display(field) for field in sidebar.cards[0].fields}
+
+
+def test_field_types_coerce_and_display() -> None:
+    card = {
+        "fields": [
+            {"label": "Seats", "type": "number", "value": "app.seats"},
+            {"label": "Ratio", "type": "number", "value": "app.ratio"},
+            {"label": "MRR", "type": "currency", "value": "app.mrr_cents / 100"},
+            {"label": "Fee", "type": "currency", "currency": "EUR", "value": "app.fee"},
+            {"label": "Renews", "type": "date", "value": "app.renews_on"},
+            {"label": "Seen", "type": "datetime", "value": "app.last_seen_at"},
+            {"label": "Since", "type": "datetime", "value": "app.since"},
+            {"label": "Owner", "type": "boolean", "value": "app.is_owner"},
+            {"label": "Beta", "type": "boolean", "value": "app.beta"},
+            {"label": "Site", "type": "url", "value": "app.site"},
+            {"label": "Email", "type": "email", "value": "app.email"},
+            {"label": "Plan", "value": "app.plan"},
+        ]
+    }
+    record = {
+        "seats": "1,234",
+        "ratio": "0.75",
+        "mrr_cents": 24900,
+        "fee": "1234.5",
+        "renews_on": "2027-03-12",
+        "last_seen_at": "2027-02-28T10:30:00+02:00",
+        "since": 1700000000,
+        "is_owner": "yes",
+        "beta": 0,
+        "site": " https://acme.example/hr ",
+        "email": "owner@acme.example",
+        "plan": "  Pro ",
+    }
+    sidebar, problems = build(card, {"app": [record]})
+    assert problems == []
+    fields = {field.label: field for field in sidebar.cards[0].fields}
+    assert fields["Seats"].value == 1234
+    assert fields["Ratio"].value == Decimal("0.75")
+    assert fields["Renews"].value == date(2027, 3, 12)
+    assert fields["Seen"].value == datetime(2027, 2, 28, 8, 30, tzinfo=UTC)
+    assert fields["Owner"].value is True
+    assert fields["Beta"].value is False
+    assert fields["MRR"].currency == "USD"
+    assert fields["Plan"].currency is None
+    assert shown(sidebar) == {
+        "Seats": "1,234",
+        "Ratio": "0.75",
+        "MRR": "$249.00",
+        "Fee": "€1,234.50",
+        "Renews": "12 Mar 2027",
+        "Seen": "28 Feb 2027, 08:30 UTC",
+        "Since": "14 Nov 2023, 22:13 UTC",
+        "Owner": "Yes",
+        "Beta": "No",
+        "Site": "https://acme.example/hr",
+        "Email": "owner@acme.example",
+        "Plan": "Pro",
+    }
+
+
+def test_card_currency_is_the_default_for_currency_fields() -> None:
+    card = {"currency": "GBP", "fields": [{"label": "MRR", "type": "currency", "value": "9.5"}]}
+    sidebar, _ = build(card, {"app": [{}]})
+    assert shown(sidebar) == {"MRR": "£9.50"}
+
+
+@pytest.mark.parametrize(
+    ("type_", "raw"),
+    [
+        ("number", "lots"),
+        ("number", "NaN"),
+        ("number", "-Infinity"),
+        ("currency", "1e999999"),
+        ("number", float("nan")),
+        ("number", True),
+        ("date", "next week"),
+        ("date", "2027-02-30"),
+        ("datetime", 1e20),
+        ("datetime", 1700000000000 * 1000),
+        ("datetime", "0001-01-01T00:00:00+05:00"),
+        ("boolean", "maybe"),
+        ("url", "javascript:alert(1)"),
+        ("url", "JaVaScRiPt:alert(1)"),
+        ("url", "data:text/html,<script>alert(1)</script>"),
+        ("url", "//evil.example/"),
+        ("email", "not an address"),
+        ("email", "nobody"),
+    ],
+)
+def test_a_value_that_is_not_of_its_type_is_left_out_and_reported(type_: str, raw: Any) -> None:
+    card = {
+        "fields": [
+            {"label": "Broken", "type": type_, "value": "app.raw"},
+            {"label": "Plan", "value": "app.plan"},
+        ]
+    }
+    started = time.perf_counter()
+    sidebar, problems = build(card, {"app": [{"raw": raw, "plan": "Pro"}]})
+    assert time.perf_counter() - started < 1
+    assert shown(sidebar) == {"Plan": "Pro"}
+    assert len(problems) == 1
+    assert "Broken" in problems[0]
+
+
+@pytest.mark.parametrize("empty", [None, "", "   ", "\n"])
+def test_empty_values_are_left_out_silently(empty: Any) -> None:
+    card = {
+        "fields": [
+            {"label": "Empty", "value": "app.empty"},
+            {"label": "Empty number", "type": "number", "value": "app.empty"},
+            {"label": "Missing", "value": "app.no_such_column"},
+            {"label": "Missing source", "value": "billing.total"},
+            {"label": "Template", "template": "{{ app.empty }}"},
+            {"label": "Zero", "type": "number", "value": "app.zero"},
+            {"label": "False", "type": "boolean", "value": "app.off"},
+        ]
+    }
+    sidebar, problems = build(card, {"app": [{"empty": empty, "zero": 0, "off": False}]})
+    assert problems == []
+    assert shown(sidebar) == {"Zero": "0", "False": "No"}
+
+
+def test_failing_conditions_hide_their_piece_and_are_reported() -> None:
+    broken = "app.seats > 'many'"  # int > str raises
+    card = {
+        "badges": [{"text": "Big", "when": broken}, {"text": "Pro"}],
+        "fields": [{"label": "Seats", "value": "app.seats", "when": broken}],
+        "links": [{"label": "Admin", "url": "https://admin.example/", "when": broken}],
+        "sections": [
+            {"title": "Billing", "when": broken, "fields": [{"label": "A", "value": "1"}]},
+            {"title": "Other", "fields": [{"label": "B", "value": "app.seats / 0"}]},
+        ],
+    }
+    sidebar, problems = build(card, {"app": [{"seats": 3}]})
+    only = sidebar.cards[0]
+    assert [b.text for b in only.badges] == ["Pro"]
+    assert only.fields == ()
+    assert only.links == ()
+    assert only.sections == ()  # "Other" has nothing left to show
+    assert len(problems) == 5
+    assert sum(broken in p for p in problems) == 4
+    assert any("'B'" in p and "ZeroDivisionError" in p for p in problems)
+
+
+def test_conditions_choose_badges_fields_links_and_sections() -> None:
+    card = {
+        "title": "{{ app.company }}",
+        "badges": [
+            {"text": "Trial expired", "color": "red", "when": "app.trial_ends_at < now"},
+            {"text": "Trial", "color": "orange", "when": "app.trial_ends_at >= now"},
+            {"text": "Owner", "color": "purple", "when": "app.is_owner"},
+        ],
+        "fields": [{"label": "Over limit", "value": "'yes'", "when": "app.seats > app.limit"}],
+        "links": [
+            {
+                "label": "Stripe",
+                "url": "https://stripe.example/{{ app.stripe }}",
+                "when": "app.stripe",
+            }
+        ],
+        "sections": [
+            {
+                "title": "Billing",
+                "icon": "cart",
+                "when": "app.paying",
+                "fields": [{"label": "Plan", "value": "app.plan"}],
+            }
+        ],
+    }
+    expired = {
+        "company": "Globex",
+        "trial_ends_at": "2027-02-19T12:00:00+00:00",
+        "is_owner": True,
+        "seats": 12,
+        "limit": 10,
+        "stripe": "cus_1",
+        "paying": True,
+        "plan": "Pro",
+    }
+    trialing = expired | {
+        "company": "Hooli",
+        "trial_ends_at": "2027-03-10T12:00:00Z",
+        "is_owner": False,
+        "seats": 1,
+        "stripe": None,
+        "paying": False,
+    }
+    sidebar, problems = build(card, {"app": [expired, trialing]})
+    assert problems == []
+    globex, hooli = sidebar.cards
+    assert [(b.text, b.color) for b in globex.badges] == [
+        ("Trial expired", Color.RED),
+        ("Owner", Color.PURPLE),
+    ]
+    assert [f.label for f in globex.fields] == ["Over limit"]
+    assert [(link.label, link.url) for link in globex.links] == [
+        ("Stripe", "https://stripe.example/cus_1")
+    ]
+    assert [(s.title, s.icon, [f.value for f in s.fields]) for s in globex.sections] == [
+        ("Billing", "cart", ["Pro"])
+    ]
+    assert [(b.text, b.color) for b in hooli.badges] == [("Trial", Color.ORANGE)]
+    assert (hooli.fields, hooli.links, hooli.sections) == ((), (), ())
+
+
+def test_links_other_than_http_and_mailto_are_dropped() -> None:
+    card = {
+        "links": [
+            {"label": "Site", "url": "{{ app.site }}"},
+            {"label": "Mail", "url": "mailto:{{ app.email }}"},
+            {"label": "Admin", "url": "https://admin.example/{{ app.id }}"},
+            {"label": "Spaced", "url": "https://admin.example/{{ app.name }}"},
+            {"label": "Empty", "url": "{{ app.nothing }}"},
+        ]
+    }
+    record = {
+        "site": "javascript:alert(document.cookie)",
+        "email": "owner@acme.example",
+        "id": 7,
+        "name": "Acme HR",
+    }
+    sidebar, problems = build(card, {"app": [record]})
+    assert [(link.label, link.url) for link in sidebar.cards[0].links] == [
+        ("Mail", "mailto:owner@acme.example"),
+        ("Admin", "https://admin.example/7"),
+    ]
+    assert len(problems) == 2
+    assert any("javascript:" in p for p in problems)
+
+
+def test_markdown_template_escapes_every_placeholder() -> None:
+    payload = "[click](javascript:alert(1)) ![x](https://evil.example/x.png) _em_ <b>b</b> `c`"
+    card = {
+        "fields": [{"label": "Who", "type": "markdown", "template": "**{{ app.name }}**"}],
+    }
+    sidebar, problems = build(card, {"app": [{"name": payload + "\nsecond line"}]})
+    assert problems == []
+    (field,) = sidebar.cards[0].fields
+    assert field.type is FieldType.MARKDOWN
+    html = MarkdownIt("commonmark").render(str(field.value))
+    tree = parse_html(html)
+    assert [e.tag for e in tree.iter()] == ["p", "strong"]
+    assert tree.find_all("strong")[0].text() == payload + " second line"
+
+
+def test_markdown_template_keeps_the_authors_formatting() -> None:
+    template = (
+        "{% for m in app.modules.split(',') %}{{ ', ' if not loop.first }}*{{ m }}*{% endfor %}"
+    )
+    card = {"fields": [{"label": "Modules", "type": "markdown", "template": template}]}
+    sidebar, _ = build(card, {"app": [{"modules": "payroll,time_off"}]})
+    tree = parse_html(MarkdownIt("commonmark").render(str(sidebar.cards[0].fields[0].value)))
+    assert [em.text() for em in tree.find_all("em")] == ["payroll", "time_off"]
+
+
+def test_each_makes_one_card_per_row_with_other_sources_alongside() -> None:
+    card = {
+        "each": "app",
+        "title": "{{ app.company }}",
+        "subtitle": "{{ billing.plan }} · {{ records.app | length }} accounts",
+        "fields": [{"label": "Email", "value": "email"}],
+    }
+    records = {
+        "billing": [{"plan": "Pro"}],
+        "app": [{"company": "Initech"}, {"company": "Initrode"}],
+    }
+    sidebar, _ = build(card, records, emails=("pat@initech.example", "pat@initrode.example"))
+    assert [(c.title, c.subtitle) for c in sidebar.cards] == [
+        ("Initech", "Pro · 2 accounts"),
+        ("Initrode", "Pro · 2 accounts"),
+    ]
+    assert all(
+        shown(Sidebar(cards=(c,))) == {"Email": "pat@initech.example"} for c in sidebar.cards
+    )
+    assert sidebar.emails == ("pat@initech.example", "pat@initrode.example")
+
+
+def test_without_each_the_first_source_makes_the_cards_and_their_number_is_capped() -> None:
+    card = {"title": "{{ app.company }}"}
+    rows = [{"company": f"Company {n}"} for n in range(MAX_CARDS + 5)]
+    sidebar, _ = build(card, {"app": rows, "billing": [{"x": 1}]})
+    assert [c.title for c in sidebar.cards] == [f"Company {n}" for n in range(MAX_CARDS)]
+
+
+def test_an_empty_title_falls_back_to_the_address() -> None:
+    sidebar, _ = build({"title": "{{ app.company }}"}, {"app": [{"company": None}]})
+    assert sidebar.cards[0].title == "owner@acme.example"
+
+
+def test_nobody_found_gives_no_cards_and_failed_sources_give_notes() -> None:
+    sidebar, problems = build(
+        {"fields": [{"label": "A", "value": "app.a"}]},
+        {"app": []},
+        failed={"billing": "timed out"},
+    )
+    assert sidebar.cards == ()
+    assert sidebar.notes == ("Billing source unavailable",)
+    assert not sidebar.found
+    assert problems == []
+
+
+def test_a_failed_source_does_not_hide_what_the_others_found() -> None:
+    card = {"each": "app", "title": "{{ app.company }}"}
+    sidebar, _ = build(card, {"app": [{"company": "Acme HR"}]}, failed={"billing": "HTTP 500"})
+    assert [c.title for c in sidebar.cards] == ["Acme HR"]
+    assert sidebar.notes == ("Billing source unavailable",)
+
+
+def test_customer_data_is_never_evaluated_as_a_template() -> None:
+    sidebar, problems = build(
+        {"title": "{{ app.company }}", "fields": [{"label": "N", "template": "{{ app.name }}"}]},
+        {"app": [{"company": "{{ 7 * 191 }}", "name": "{% raw %}x"}]},
+    )
+    assert problems == []
+    assert sidebar.cards[0].title == "{{ 7 * 191 }}"
+    assert shown(sidebar) == {"N": "{% raw %}x"}
+
+
+# ── Config errors ─────────────────────────────────────────────────────────────────────────────
+
+CONFIG_HEAD = """
+[sources.app]
+kind = "sql"
+url = "sqlite:///app.db"
+query = "select * from users where lower(email) in :emails"
+"""
+
+
+def config_problems(tmp_path: Path, card: str) -> list[str]:
+    path = tmp_path / "deskside.toml"
+    path.write_text(CONFIG_HEAD + card, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    return caught.value.problems
+
+
+def test_a_template_written_as_a_value_gets_a_helpful_error(tmp_path: Path) -> None:
+    card = '\n[[card.fields]]\nlabel = "Plan"\nvalue = "{{ app.plan }}"\n'
+    (problem,) = config_problems(tmp_path, card)
+    assert "deskside.toml:9" in problem
+    assert "card.fields.0.value" in problem
+    assert "write `app.plan`, not `{{ app.plan }}`" in problem
+
+
+def test_the_helpful_error_names_the_expression_that_was_written(tmp_path: Path) -> None:
+    card = '\n[[card.badges]]\ntext = "Big"\nwhen = "{{ billing.total > 100 }}"\n'
+    (problem,) = config_problems(tmp_path, card)
+    assert "write `billing.total > 100`" in problem
+
+
+@pytest.mark.parametrize(
+    ("card", "expected"),
+    [
+        ('[[card.fields]]\nlabel = "A"\n', "exactly one of `value`"),
+        ('[[card.fields]]\nlabel = "A"\nvalue = "x"\ntemplate = "y"\n', "exactly one of `value`"),
+        ('[[card.fields]]\nlabel = "A"\ntype = "markdown"\nvalue = "x"\n', "markdown field"),
+        ('[[card.fields]]\nlabel = "A"\nvalue = "app.plan =="\n', "invalid expression"),
+        ('[card]\ntitle = "{{ app.company "\n', "invalid template"),
+        ('[[card.fields]]\nlabel = "A"\nvalue = "x"\ntype = "money"\n', "card.fields.0.type"),
+        ('[[card.fields]]\nlabel = "A"\nvalu = "x"\n', "did you mean `value`"),
+        ('[card]\neach = "billing"\n', "names no source"),
+        ('[card]\ncurrency = "usd"\n', "card.currency"),
+    ],
+)
+def test_other_card_mistakes_are_reported(tmp_path: Path, card: str, expected: str) -> None:
+    problems = config_problems(tmp_path, "\n" + card)
+    assert any(expected in p for p in problems), problems
