@@ -212,3 +212,52 @@ def test_demo_without_stripe_takes_revenue_from_its_database(demo_env: Path) -> 
     bodies = json.loads(result.stdout)
     assert bodies["helper"]["customer"]["value"] == 24900
     assert "Stripe Pro" not in bodies["helpscout"]["html"]
+
+
+def test_sign_knows_every_helpdesk() -> None:
+    query = b"email=user%40example.com&timestamp=1672534800"
+    result = runner.invoke(app, ["sign", "--desk", "helper", "--secret", "testSecret"], input=query)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "Bearer AMeZkbMvdAoagGE8kMKukMyvrl+OSOWAjzXteDEjoxY="
+    body = b'{"cardKeys":["plan"]}'
+    for desk in ("plain", "card"):
+        result = runner.invoke(app, ["sign", "--desk", desk, "--secret", "k"], input=body)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == hmac.new(b"k", body, hashlib.sha256).hexdigest()
+
+
+def test_serve_starts_on_a_valid_config_and_answers(tmp_path: Path) -> None:
+    database = tmp_path / "app.sqlite3"
+    database.write_bytes(b"")
+    config = tmp_path / "deskside.toml"
+    config.write_text(
+        f'[sources.app]\nkind = "sql"\nurl = "sqlite:///{database}"\n'
+        "query = \"select 'Acme' as company where :email = 'a@b.example'\"\n"
+        '[card]\ntitle = "{{ app.company }}"\n'
+        '[helpdesks.therethere]\nsecret = "env:DESKSIDE_TEST_TT"\n'
+    )
+    port = _free_port()
+    env = {**os.environ, "DESKSIDE_TEST_TT": "tt-secret"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deskside", "serve", "-c", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        body = b'{"email":"a@b.example"}'
+        signature = hmac.new(b"tt-secret", body, hashlib.sha256).hexdigest()
+        answer = _run_curl(
+            f"curl -X POST http://127.0.0.1:{port}/therethere "
+            f"-H 'X-There-There-Signature: {signature}' --data-binary '{body.decode()}'"
+        )
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert answer.status_code == 200, stderr
+    assert answer.json() == {"data": [{"name": "Account", "value": "Acme", "type": "markdown"}]}
+    assert health.json()["status"] == "ok"
+    assert process.returncode in (0, -15)
+    assert "tt-secret" not in stderr

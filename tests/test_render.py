@@ -277,6 +277,7 @@ def test_there_there_rows_are_typed() -> None:
     )
     rows = json.loads(json.dumps(render_rows(sidebar)))
     assert rows == [
+        {"name": "Account", "value": "Acme HR", "type": "markdown"},
         {"name": "Status", "value": "Pro · Owner", "type": "markdown"},
         {"name": "Seats", "value": 42, "type": "numeric"},
         {"name": "Ratio", "value": 0.75, "type": "numeric"},
@@ -291,7 +292,7 @@ def test_there_there_rows_are_typed() -> None:
         {"name": "In section", "value": "x", "type": "markdown"},
         {"name": "Note", "value": "Billing API unavailable", "type": "markdown"},
     ]
-    assert datetime.fromisoformat(rows[5]["value"]) == datetime(2027, 3, 1, 12, tzinfo=UTC)
+    assert datetime.fromisoformat(rows[6]["value"]) == datetime(2027, 3, 1, 12, tzinfo=UTC)
 
 
 def test_there_there_names_each_account_when_there_are_several() -> None:

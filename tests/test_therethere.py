@@ -158,7 +158,8 @@ async def test_rows_are_typed(settings: Any) -> None:
     assert [s.text() for s in plan.find_all("strong")] == ["Pro"]
     assert plan.text().strip() == "Pro (Olivia Owner)"
     assert "Website" not in row  # "cus_demo0001" is not a URL
-    assert [r["name"] for r in rows].index("Status") == 0
+    assert [r["name"] for r in rows][:2] == ["Account", "Status"]
+    assert row["Account"] == {"name": "Account", "value": "Acme HR", "type": "markdown"}
 
 
 async def test_json_types_survive_the_wire(settings: Any) -> None:

@@ -20,13 +20,13 @@ def render_rows(sidebar: Sidebar) -> list[Row]:
         return []
     rows: list[Row] = []
     for card in sidebar.cards:
-        rows += _card_rows(card, titled=len(sidebar.cards) > 1)
+        rows += _card_rows(card)
     rows += [_text("Note", note) for note in sidebar.notes]
     return rows
 
 
-def _card_rows(card: Card, *, titled: bool) -> list[Row]:
-    rows = [_text("Account", card.title)] if titled else []
+def _card_rows(card: Card) -> list[Row]:
+    rows = [_text("Account", card.title)]
     if card.badges:
         rows.append(_text("Status", " · ".join(badge.text for badge in card.badges)))
     rows += [_field(field) for field in card.fields]
