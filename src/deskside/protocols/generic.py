@@ -55,7 +55,9 @@ class CardRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     email: str | None = None
-    emails: list[str] = Field(default=[], max_length=MAX_EMAILS)
+    emails: list[str] = Field(
+        default=[], description=f"Looked up together; only the first {MAX_EMAILS} are used."
+    )
 
 
 class Generic(Protocol):

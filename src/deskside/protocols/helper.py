@@ -72,7 +72,7 @@ class Helper(Protocol):
 
     @classmethod
     def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
-        # URLSearchParams-style encoding, as Helper's server sends it.
+        # Encoded by Python's urlencode; verification never re-encodes, so any encoder works.
         query = urlencode({"email": emails[0], "timestamp": int(time.time())}).encode()
         signature = sign(cls.scheme, secret, query)
         return RawRequest(
@@ -176,8 +176,8 @@ class Helper(Protocol):
 
 
 def _http_url(url: str) -> str:
-    if not url.startswith(("https://", "http://")):
-        raise ValueError("an action must be an http(s) URL")
+    if not url.startswith(("https://", "http://", "mailto:")):
+        raise ValueError("an action must be an http(s) or mailto URL")
     return url
 
 
