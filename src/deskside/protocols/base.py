@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -15,7 +15,7 @@ from starlette.responses import Response
 from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel, SecretList
 from deskside.errors import BadRequest, PayloadTooLarge
-from deskside.lookup import Lookup
+from deskside.lookup import Lookup, normalise_emails
 from deskside.resolve import Profile
 from deskside.signing import Scheme, sign, verify
 
@@ -137,6 +137,22 @@ class Protocol(ABC):
         (answer everything the helpdesk could ask for).
         """
 
+    def lookup(
+        self,
+        addresses: Iterable[object],
+        *,
+        fold_plus: bool,
+        name: str | None = None,
+        missing: str = "No customer email address.",
+        **context: Any,
+    ) -> Lookup:
+        """The lookup for ``addresses`` (non-addresses are ignored), with the helpdesk's
+        ``context``; :class:`Decline` with ``missing`` when none is an email address."""
+        emails = normalise_emails(addresses, fold_plus=fold_plus)
+        if not emails:
+            raise Decline(missing)
+        return Lookup(emails=emails, name=name, context={"desk": self.kind, **context})
+
     def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
         """Routes besides the sidebar one that this helpdesk needs; none by default."""
         return []
@@ -152,6 +168,14 @@ def schema_problems(model: type[BaseModel], document: Any) -> list[str]:
             for error in exc.errors()[:10]
         ]
     return []
+
+
+def optional_string(document: Mapping[str, Any], key: str, where: str = "") -> str | None:
+    """``document[key]`` when it is a string, None when absent or null, else a BadRequest."""
+    value = document.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"`{where}{key}` must be a string")
+    return value
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

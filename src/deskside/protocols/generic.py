@@ -20,12 +20,12 @@ from deskside.card import Field as CardField
 from deskside.card import Sidebar
 from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
-from deskside.lookup import MAX_EMAILS, Lookup, normalise_emails
+from deskside.lookup import MAX_EMAILS, Lookup
 from deskside.protocols.base import (
-    Decline,
     HelpdeskConfig,
     Protocol,
     RawRequest,
+    optional_string,
     parse_json_object,
     schema_problems,
 )
@@ -115,15 +115,10 @@ class Generic(Protocol):
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)
-        email, emails = document.get("email"), document.get("emails", [])
-        if email is not None and not isinstance(email, str):
-            raise BadRequest("`email` must be a string")
+        email, emails = optional_string(document, "email"), document.get("emails", [])
         if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
             raise BadRequest("`emails` must be a list of strings")
-        found = normalise_emails([email, *emails[:MAX_EMAILS]], fold_plus=fold_plus)
-        if not found:
-            raise Decline("No customer email address.")
-        return Lookup(emails=found, context={"desk": self.kind})
+        return self.lookup([email, *emails[:MAX_EMAILS]], fold_plus=fold_plus)
 
     def respond(
         self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None

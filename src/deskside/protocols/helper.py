@@ -24,7 +24,6 @@ from deskside.expressions import Expression, TextTemplate, is_blank
 from deskside.layout import expression_context
 from deskside.lookup import Lookup, normalise_emails
 from deskside.protocols.base import (
-    Decline,
     ExtraRoute,
     HelpdeskConfig,
     Protocol,
@@ -104,10 +103,7 @@ class Helper(Protocol):
             )
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
-        emails = normalise_emails([_first(_query(request), "email")], fold_plus=fold_plus)
-        if not emails:
-            raise Decline("No customer email address.")
-        return Lookup(emails=emails, context={"desk": self.kind})
+        return self.lookup([_first(_query(request), "email")], fold_plus=fold_plus)
 
     def respond(
         self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None

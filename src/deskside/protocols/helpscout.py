@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationInfo, field_validator
 
 from deskside.card import Sidebar
 from deskside.errors import BadRequest
-from deskside.lookup import Lookup, normalise_emails
+from deskside.lookup import Lookup
 from deskside.protocols.base import (
     Decline,
     HelpdeskConfig,
@@ -89,25 +89,18 @@ class HelpScout(Protocol):
         mailbox_id = _id(mailbox.get("id"))
         if self.config.mailboxes is not None and mailbox_id not in self.config.mailboxes:
             raise Decline("deskside is not set up for this mailbox.")
-        raw_emails = customer.get("emails")
-        emails = normalise_emails(
-            [customer.get("email"), *(raw_emails if isinstance(raw_emails, list) else [])],
-            fold_plus=fold_plus,
-        )
-        if not emails:
-            raise Decline("This conversation has no customer email address.")
+        listed = customer.get("emails")
         names = [v for k in ("fname", "lname") if isinstance(v := customer.get(k), str)]
-        user = _object(document, "user")
-        return Lookup(
-            emails=emails,
+        role = _object(document, "user").get("role")
+        return self.lookup(
+            [customer.get("email"), *(listed if isinstance(listed, list) else [])],
+            fold_plus=fold_plus,
             name=" ".join(names).strip() or None,
-            context={
-                "desk": self.kind,
-                "mailbox_id": mailbox_id,
-                "conversation_id": _id(ticket.get("id")),
-                "conversation_number": _id(ticket.get("number")),
-                "agent_role": user.get("role") if isinstance(user.get("role"), str) else None,
-            },
+            missing="This conversation has no customer email address.",
+            mailbox_id=mailbox_id,
+            conversation_id=_id(ticket.get("id")),
+            conversation_number=_id(ticket.get("number")),
+            agent_role=role if isinstance(role, str) else None,
         )
 
     def respond(

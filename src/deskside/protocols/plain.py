@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel
 from deskside.errors import BadRequest
-from deskside.lookup import Lookup, normalise_emails
+from deskside.lookup import Lookup
 from deskside.protocols.base import (
-    Decline,
     HelpdeskConfig,
     Protocol,
     RawRequest,
+    optional_string,
     parse_json_object,
     schema_problems,
 )
@@ -104,13 +104,8 @@ class Plain(Protocol):
         customer = document.get("customer")
         if customer is not None and not isinstance(customer, dict):
             raise BadRequest("`customer` must be an object")
-        email = (customer or {}).get("email")
-        if email is not None and not isinstance(email, str):
-            raise BadRequest("`customer.email` must be a string")
-        emails = normalise_emails([email], fold_plus=fold_plus)
-        if not emails:
-            raise Decline("No customer email address.")
-        return Lookup(emails=emails, context={"desk": self.kind})
+        email = optional_string(customer or {}, "email", where="customer.")
+        return self.lookup([email], fold_plus=fold_plus)
 
     def respond(
         self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
@@ -123,7 +118,7 @@ class Plain(Protocol):
         components = None
         if shown is not None and sidebar.found:
             components = render.card_components(sidebar, main=shown.main, sections=shown.sections)
-        elif shown is not None and sidebar.notes:
+        if components is None and shown is not None and sidebar.notes:
             components = render.message_components(sidebar.notes, color="WARNING")
         ttl = shown.ttl_seconds if shown and shown.ttl_seconds else self.config.ttl_seconds
         if sidebar.notes:

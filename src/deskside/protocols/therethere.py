@@ -9,13 +9,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
 from deskside.card import Sidebar
-from deskside.errors import BadRequest
-from deskside.lookup import Lookup, normalise_emails
+from deskside.lookup import Lookup
 from deskside.protocols.base import (
-    Decline,
     HelpdeskConfig,
     Protocol,
     RawRequest,
+    optional_string,
     parse_json_object,
     schema_problems,
 )
@@ -49,13 +48,7 @@ class ThereThere(Protocol):
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)
-        email = document.get("email")
-        if email is not None and not isinstance(email, str):
-            raise BadRequest("`email` must be a string")
-        emails = normalise_emails([email], fold_plus=fold_plus)
-        if not emails:
-            raise Decline("No customer email address.")
-        return Lookup(emails=emails, context={"desk": self.kind})
+        return self.lookup([optional_string(document, "email")], fold_plus=fold_plus)
 
     def respond(
         self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
