@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 import tomllib
@@ -294,17 +295,34 @@ async def test_errors_are_not_cached(server: FakeHTTPServer) -> None:
     assert len(server.received()) == 2
 
 
-async def test_not_found_is_not_cached(server: FakeHTTPServer) -> None:
-    """A customer who signs up after the first lookup shows up on the next one."""
+async def test_not_found_is_cached_only_briefly(server: FakeHTTPServer) -> None:
+    """ "Not found" is reused for ``negative_ttl_seconds``: a new sign-up shows up soon."""
     server.route("/users/*", [Reply.json({}, status=404), Reply.json({"plan": "Starter"})])
+    source = http_source(server.url("/users/{email}"), negative_ttl_seconds=0.3)
 
-    async with resolver({"billing": http_source(server.url("/users/{email}"))}) as running:
+    async with resolver({"billing": source}) as running:
         before = await running.resolve(OWNER)
+        again = await running.resolve(OWNER)
+        await asyncio.sleep(0.35)
         after = await running.resolve(OWNER)
 
     assert before.results["billing"].records == []
+    assert again.results["billing"].records == []
+    assert again.results["billing"].cached
     assert after.results["billing"].records == [{"plan": "Starter"}]
     assert not after.results["billing"].cached
+    assert len(server.received()) == 2
+
+
+async def test_zero_negative_ttl_never_caches_not_found(server: FakeHTTPServer) -> None:
+    server.route("/users/*", [Reply.json({}, status=404), Reply.json({"plan": "Starter"})])
+    source = http_source(server.url("/users/{email}"), negative_ttl_seconds=0)
+
+    async with resolver({"billing": source}) as running:
+        await running.resolve(OWNER)
+        after = await running.resolve(OWNER)
+
+    assert after.results["billing"].records == [{"plan": "Starter"}]
 
 
 async def test_timed_out_answer_is_not_cached(server: FakeHTTPServer) -> None:

@@ -41,9 +41,9 @@ def hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HookWriter:
     return write
 
 
-def source_for(function: str, **table: Any) -> PythonSource:
+def source_for(function: str, name: str = "crm", **table: Any) -> PythonSource:
     config = PythonSourceConfig.model_validate({"kind": "python", "function": function, **table})
-    return PythonSource("crm", config)
+    return PythonSource(name, config)
 
 
 @pytest.mark.anyio
@@ -188,7 +188,7 @@ async def test_the_resolver_reports_a_failing_hook_and_keeps_the_others(
     )
     resolver = Resolver(
         {
-            "app": source_for(f"{module}:works"),
+            "app": source_for(f"{module}:works", name="app"),
             "crm": PythonSource(
                 "crm", PythonSourceConfig(kind="python", function=f"{module}:breaks", label="CRM")
             ),

@@ -1,37 +1,305 @@
-"""Caches for source answers, keyed by source and addresses."""
+"""Where source answers are kept between requests: in this process, or in Redis for every worker
+and replica.
+
+An entry is a source's records for one set of addresses and the time they were fetched; the
+resolver decides whether it is fresh, stale-but-usable or too old. Every entry is indexed by
+each of its addresses, so one customer can be forgotten (``deskside cache clear``). A cache
+never raises: a Redis that is down or slow is replaced by the in-process cache, with a warning.
+"""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
+import logging
 import time
-from typing import Protocol
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
 
+import redis.asyncio as redis
 from cachetools import TLRUCache
+from redis.exceptions import LockError, RedisError
 
 from deskside.sources.base import Record
 
-__all__ = ["Cache", "MemoryCache"]
+__all__ = ["Cache", "CacheEntry", "MemoryCache", "RedisCache", "build_cache"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A source's records (``[]``: not found) and when they were fetched (Unix time)."""
+
+    records: list[Record]
+    stored_at: float
+
+    def age(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.stored_at
 
 
 class Cache(Protocol):
-    """Where found records are kept between requests. Errors are never stored."""
+    """The interface the resolver uses; implementations never raise."""
 
-    async def get(self, key: str) -> list[Record] | None: ...
+    name: str
 
-    async def set(self, key: str, records: list[Record], ttl_seconds: float) -> None: ...
+    async def get(self, key: str) -> CacheEntry | None:
+        """The entry under ``key``, or None."""
+
+    async def set(
+        self, key: str, entry: CacheEntry, *, keep_seconds: float, emails: Sequence[str]
+    ) -> None:
+        """Keep ``entry`` for ``keep_seconds``, findable by each of ``emails``."""
+
+    async def forget(self, email: str) -> int:
+        """Drop every entry whose addresses include ``email``; how many were dropped."""
+
+    async def acquire(self, key: str, seconds: float) -> Lock | None:
+        """A lock on ``key`` across processes, or None when another holds it."""
+
+    def healthy(self) -> bool:
+        """False while the cache is falling back (Redis unreachable)."""
+
+    async def reachable(self) -> bool:
+        """Try the backend now (for ``/readyz`` and the CLI)."""
+
+    async def aclose(self) -> None: ...
+
+
+class Lock(Protocol):
+    async def release(self) -> None: ...
+
+
+class _NoLock:
+    """The in-process cache needs no cross-process lock: the resolver single-flights in-process."""
+
+    async def release(self) -> None:
+        return None
 
 
 class MemoryCache:
-    """An in-process cache with a time-to-live per entry and a bound on its size."""
+    """Entries in this process, each with its own lifetime, at most ``max_entries`` of them."""
+
+    name = "memory"
 
     def __init__(self, max_entries: int = 10_000) -> None:
-        self._entries: TLRUCache[str, tuple[list[Record], float]] = TLRUCache(
+        self._entries: TLRUCache[str, tuple[CacheEntry, float]] = TLRUCache(
             maxsize=max_entries, ttu=lambda _key, value, now: now + value[1], timer=time.monotonic
         )
+        self._keys_by_email: dict[str, set[str]] = {}
 
-    async def get(self, key: str) -> list[Record] | None:
-        entry = self._entries.get(key)
-        return None if entry is None else entry[0]
+    async def get(self, key: str) -> CacheEntry | None:
+        found = self._entries.get(key)
+        return None if found is None else found[0]
 
-    async def set(self, key: str, records: list[Record], ttl_seconds: float) -> None:
-        if ttl_seconds > 0:
-            self._entries[key] = (records, ttl_seconds)
+    async def set(
+        self, key: str, entry: CacheEntry, *, keep_seconds: float, emails: Sequence[str]
+    ) -> None:
+        if keep_seconds <= 0:
+            return
+        self._entries[key] = (entry, keep_seconds)
+        if len(self._keys_by_email) > 2 * (self._entries.maxsize or 1):
+            self._prune_index()
+        for email in emails:
+            self._keys_by_email.setdefault(email, set()).add(key)
+
+    async def forget(self, email: str) -> int:
+        dropped = 0
+        for key in self._keys_by_email.pop(email, set()):
+            dropped += self._entries.pop(key, None) is not None
+        return dropped
+
+    async def acquire(self, key: str, seconds: float) -> Lock | None:
+        return _NoLock()
+
+    def healthy(self) -> bool:
+        return True
+
+    async def reachable(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+    def _prune_index(self) -> None:
+        """Forget index entries whose cache entries have expired or been evicted."""
+        for email, keys in list(self._keys_by_email.items()):
+            keys.intersection_update(k for k in keys if k in self._entries)
+            if not keys:
+                del self._keys_by_email[email]
+
+
+class RedisCache:
+    """Entries in Redis, shared by every worker and replica.
+
+    Operations time out after ``timeout_seconds``; when Redis fails, the cache falls back to an
+    in-process :class:`MemoryCache` for ``retry_seconds`` before trying Redis again, logging a
+    warning (once per outage), so a Redis outage costs the helpdesk nothing but hit rate.
+    """
+
+    name = "redis"
+    _PREFIX = "deskside:v1:"
+
+    def __init__(
+        self, url: str, *, timeout_seconds: float = 0.1, retry_seconds: float = 5.0
+    ) -> None:
+        self._redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry_on_timeout=False,
+        )
+        self._fallback = MemoryCache()
+        self._retry_seconds = retry_seconds
+        self._down_until = 0.0
+
+    async def get(self, key: str) -> CacheEntry | None:
+        if not self._available():
+            return await self._fallback.get(key)
+        try:
+            raw = await self._redis.get(self._PREFIX + key)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return await self._fallback.get(key)
+        return None if raw is None else _decode(raw)
+
+    async def set(
+        self, key: str, entry: CacheEntry, *, keep_seconds: float, emails: Sequence[str]
+    ) -> None:
+        if keep_seconds <= 0:
+            return
+        if not self._available():
+            await self._fallback.set(key, entry, keep_seconds=keep_seconds, emails=emails)
+            return
+        milliseconds = max(1, int(keep_seconds * 1000))
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(self._PREFIX + key, _encode(entry), px=milliseconds)
+                for email in emails:
+                    index = self._index(email)
+                    pipe.sadd(index, key)
+                    pipe.pexpire(index, milliseconds, gt=True)
+                    pipe.pexpire(index, milliseconds, nx=True)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            await self._fallback.set(key, entry, keep_seconds=keep_seconds, emails=emails)
+
+    async def forget(self, email: str) -> int:
+        dropped = await self._fallback.forget(email)
+        try:
+            members = await self._redis.smembers(self._index(email))
+            keys = [k.decode() if isinstance(k, bytes) else k for k in members]
+            if keys:
+                dropped += await self._redis.delete(*(self._PREFIX + k for k in keys))
+            await self._redis.delete(self._index(email))
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+        return dropped
+
+    async def acquire(self, key: str, seconds: float) -> Lock | None:
+        if not self._available():
+            return _NoLock()
+        lock = self._redis.lock(
+            f"{self._PREFIX}lock:{key}", timeout=max(seconds, 0.05), blocking=False
+        )
+        try:
+            acquired = await lock.acquire(token=uuid.uuid4().hex)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return _NoLock()
+        return _RedisLock(lock) if acquired else None
+
+    def healthy(self) -> bool:
+        return self._available()
+
+    async def reachable(self) -> bool:
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return False
+        self._down_until = 0.0
+        return True
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    def _index(self, email: str) -> str:
+        return f"{self._PREFIX}email:{email}"
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._available():
+            log.warning(
+                "redis cache unavailable (%s); caching in this process for %.0f s",
+                type(exc).__name__,
+                self._retry_seconds,
+            )
+        self._down_until = time.monotonic() + self._retry_seconds
+
+
+class _RedisLock:
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+
+    async def release(self) -> None:
+        with contextlib.suppress(LockError, RedisError, OSError):
+            await self._lock.release()  # else it expired or Redis is gone: it ends by itself
+
+
+def build_cache(url: str) -> Cache:
+    """``memory`` → :class:`MemoryCache`; ``redis://…``/``rediss://…``/``unix://…`` → Redis."""
+    if url == "memory":
+        return MemoryCache()
+    return RedisCache(url)
+
+
+# Records hold dates, times and decimals: JSON with tagged values keeps their types.
+def _encode(entry: CacheEntry) -> bytes:
+    return json.dumps(
+        {"at": entry.stored_at, "records": entry.records}, default=_tag, separators=(",", ":")
+    ).encode()
+
+
+def _decode(raw: bytes | str) -> CacheEntry | None:
+    try:
+        document = json.loads(raw, object_hook=_untag)
+        return CacheEntry(records=list(document["records"]), stored_at=float(document["at"]))
+    except (ValueError, KeyError, TypeError):
+        return None  # written by another version: a miss
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode()}
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def _untag(document: dict[str, Any]) -> Any:
+    if len(document) == 1:
+        ((tag, text),) = document.items()
+        if tag == "$datetime":
+            return datetime.fromisoformat(text)
+        if tag == "$date":
+            return date.fromisoformat(text)
+        if tag == "$decimal":
+            return Decimal(text)
+        if tag == "$bytes":
+            return base64.b64decode(text)
+    return document

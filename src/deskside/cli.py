@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import httpx
 import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from deskside import __version__, demo
+from deskside.cache import build_cache
 from deskside.config import Settings, load_settings
 from deskside.errors import ConfigError, SourceError
 from deskside.lookup import Lookup, normalise_emails
@@ -257,6 +259,70 @@ def probe_command(
         verdict = f"{report.title} {'would' if report.ok else 'would not'} show this answer"
     out.print(f"{'[green]PASS[/]' if report.ok else '[red]FAIL[/]'}: {verdict}", markup=True)
     raise typer.Exit(0 if report.ok else 1)
+
+
+cache_app = typer.Typer(help="The cache of source answers.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    email: Annotated[str, typer.Argument(help="The customer whose cached answers to drop.")],
+    config: ConfigOption = Path("deskside.toml"),
+    url: Annotated[
+        str | None,
+        typer.Option(help="A running server's base URL: clear through its admin endpoint."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="DESKSIDE_ADMIN_TOKEN", help="Admin token (default: the config's)."),
+    ] = None,
+) -> None:
+    """Forget every cached answer about EMAIL, e.g. after a plan change.
+
+    With a Redis cache this clears it for every worker and replica directly; the in-process
+    cache lives inside the server, so it is cleared through ``--url`` (its admin endpoint).
+    """
+    emails = normalise_emails([email], fold_plus=False)
+    if not emails:
+        _fail(f"{email!r} is not an email address")
+    settings = _load(config)
+    if url is not None:
+        tokens = [t.get_secret_value() for t in settings.admin.token]
+        secret = token or (tokens[0] if tokens else None)
+        if secret is None:
+            _fail("no admin token: set [admin] token in the config, or pass --token")
+        try:
+            response = httpx.post(
+                f"{url.rstrip('/')}/admin/cache/clear",
+                json={"email": emails[0]},
+                headers={"authorization": f"Bearer {secret}"},
+                timeout=10,
+            )
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach {url}: {type(exc).__name__}")
+        if response.status_code != 200:
+            _fail(f"{url} answered {response.status_code}: {response.text[:200]}")
+        dropped = int(response.json()["dropped"])
+    else:
+        cache_url = settings.cache.get_secret_value()
+        if cache_url == "memory":
+            _fail(
+                "this config caches inside the server's processes: clear it with "
+                "--url https://your-deskside (its admin endpoint; needs [admin] token)"
+            )
+        dropped = asyncio.run(_forget(cache_url, emails[0]))
+    out.print(f"[green]✓[/] dropped {dropped} cached answer(s) about {emails[0]}")
+
+
+async def _forget(cache_url: str, email: str) -> int:
+    cache = build_cache(cache_url)
+    try:
+        if not await cache.reachable():
+            _fail("the Redis cache is not reachable")
+        return await cache.forget(email)
+    finally:
+        await cache.aclose()
 
 
 @app.command(name="demo")

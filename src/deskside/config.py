@@ -7,17 +7,17 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 
-from deskside.configtypes import ConfigModel
+from deskside.configtypes import ConfigModel, Secret, SecretList
 from deskside.errors import ConfigError
 from deskside.layout import CardLayout
 from deskside.protocols import AnyHelpdeskConfig
 from deskside.sources import AnySourceConfig
 
-__all__ = ["LookupSettings", "ServerSettings", "Settings", "load_settings"]
+__all__ = ["AdminSettings", "LookupSettings", "ServerSettings", "Settings", "load_settings"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _RESERVED = frozenset({"now", "today", "email", "emails", "helpdesk", "records"})
@@ -36,14 +36,30 @@ class ServerSettings(ConfigModel):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 
 
+class AdminSettings(ConfigModel):
+    token: SecretList = []
+    """Bearer token(s) for the admin endpoints (``POST /admin/cache/clear``); none: no admin."""
+
+
+def _cache_url(url: SecretStr) -> SecretStr:
+    if url.get_secret_value() != "memory" and not url.get_secret_value().startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ValueError('use "memory" or a Redis URL: redis://host:6379/0 (or env:NAME)')
+    return url
+
+
 class Settings(ConfigModel):
     """The whole config file."""
 
+    cache: Annotated[Secret, AfterValidator(_cache_url)] = SecretStr("memory")
+    """``memory`` (in each process) or ``redis://…`` (shared by every worker and replica)."""
     sources: dict[str, AnySourceConfig]
     card: CardLayout = CardLayout()
     helpdesks: dict[str, AnyHelpdeskConfig] = {}
     lookup: LookupSettings = LookupSettings()
     server: ServerSettings = ServerSettings()
+    admin: AdminSettings = AdminSettings()
 
     @model_validator(mode="before")
     @classmethod

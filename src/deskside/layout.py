@@ -125,7 +125,9 @@ class _Builder:
         self.problems = problems
 
     def sidebar(self, profile: Profile, now: datetime) -> Sidebar:
-        notes = tuple(f"{label} unavailable" for label in profile.unavailable)
+        notes = tuple(f"{label} unavailable" for label in profile.unavailable) + tuple(
+            f"{label} as of {_as_of(fetched_at, now)}" for label, fetched_at in profile.stale
+        )
         emails = profile.lookup.emails
         if not profile.found:
             return Sidebar(emails=emails, notes=notes)
@@ -243,6 +245,14 @@ class _Builder:
     def problem(self, message: str) -> None:
         log.warning("card: %s", message)
         self.problems.append(message)
+
+
+def _as_of(fetched_at: float, now: datetime) -> str:
+    """``14:05 UTC`` today, ``20 Nov, 14:05 UTC`` before."""
+    when = datetime.fromtimestamp(fetched_at, UTC)
+    if when.date() == now.astimezone(UTC).date():
+        return f"{when:%H:%M} UTC"
+    return f"{when.day} {when:%b, %H:%M} UTC"
 
 
 def _coerce(raw: Any, type_: FieldType) -> Value:

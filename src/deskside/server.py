@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from deskside import __version__
 from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
-from deskside.errors import HTTPError, Unauthorized
+from deskside.errors import BadRequest, HTTPError, Unauthorized
+from deskside.lookup import normalise_emails
 from deskside.protocols import Decline, Protocol, RawRequest
-from deskside.protocols.base import read_body
+from deskside.protocols.base import optional_string, parse_json_object, read_body
 from deskside.service import SidebarService
+from deskside.signing import bearer_token, token_matches
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -61,6 +63,20 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    if settings.admin.token:
+        admin_tokens = [token.get_secret_value() for token in settings.admin.token]
+
+        @app.post("/admin/cache/clear", include_in_schema=False)
+        async def clear_cache(request: Request) -> dict[str, Any]:
+            """Forget every cached answer about ``{"email": …}``, e.g. after a plan change."""
+            if not token_matches(bearer_token(request.headers.get("authorization")), admin_tokens):
+                raise Unauthorized("admin request without a valid bearer token")
+            email = optional_string(parse_json_object(await read_body(request, 4096)), "email")
+            emails = normalise_emails([email], fold_plus=False)
+            if not emails:
+                raise BadRequest("`email` must be an email address")
+            return {"email": emails[0], "dropped": await service.resolver.forget(emails[0])}
 
     for protocol in service.protocols:
         app.add_api_route(

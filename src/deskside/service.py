@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deskside.cache import build_cache
 from deskside.card import Sidebar
 from deskside.config import Settings
 from deskside.layout import build_sidebar
@@ -32,6 +33,7 @@ class SidebarService:
         self.resolver = Resolver(
             {name: build_source(name, config) for name, config in settings.sources.items()},
             deadline_seconds=settings.server.deadline_ms / 1000,
+            cache=build_cache(settings.cache.get_secret_value()),
         )
         self.protocols: list[Protocol] = [
             build_protocol(name, config) for name, config in settings.helpdesks.items()

@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from deskside.errors import Unauthorized
 
-__all__ = ["Scheme", "sign", "verify"]
+__all__ = ["Scheme", "bearer_token", "sign", "token_matches", "verify"]
 
 
 class Scheme(StrEnum):
@@ -72,6 +72,24 @@ def verify(scheme: Scheme, secrets: Sequence[str], message: bytes, signature: st
             "signature does not match any configured secret "
             "(wrong secret, or the body was changed on the way)"
         )
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def token_matches(token: str | None, tokens: Sequence[str]) -> bool:
+    """Whether ``token`` is one of ``tokens``, compared in constant time against each."""
+    if not token:
+        return False
+    matched = False
+    for known in tokens:
+        matched |= hmac.compare_digest(token.encode(), known.encode())
+    return matched
 
 
 def _decode(scheme: Scheme, signature: str) -> bytes:

@@ -7,7 +7,6 @@ HMAC-SHA256 of the raw body) or ``Authorization: Bearer <token>``; the answer is
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal
@@ -31,7 +30,7 @@ from deskside.protocols.base import (
 )
 from deskside.render.format import json_number
 from deskside.resolve import Profile
-from deskside.signing import Scheme
+from deskside.signing import Scheme, bearer_token, token_matches
 
 __all__ = ["CardRequest", "Generic", "GenericConfig"]
 
@@ -103,10 +102,9 @@ class Generic(Protocol):
 
     def verify(self, request: RawRequest) -> None:
         """A configured bearer token, or else a valid signature, authenticates."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if self.config.token and scheme.lower() == "bearer" and token:
-            known = [t.get_secret_value().encode() for t in self.config.token]
-            if not any(hmac.compare_digest(token.encode(), k) for k in known):
+        token = bearer_token(request.headers.get("authorization"))
+        if self.config.token and token:
+            if not token_matches(token, [t.get_secret_value() for t in self.config.token]):
                 raise Unauthorized("bearer token does not match any configured token")
             return
         if not self.config.secret:

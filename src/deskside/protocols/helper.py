@@ -7,7 +7,6 @@ deskside for a widget identity (``POST <path>/identity``) so the secret never re
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -34,7 +33,7 @@ from deskside.protocols.base import (
 )
 from deskside.render import helper as render
 from deskside.resolve import Profile
-from deskside.signing import Scheme, sign, verify
+from deskside.signing import Scheme, bearer_token, sign, token_matches, verify
 
 if TYPE_CHECKING:
     from deskside.service import SidebarService
@@ -152,12 +151,8 @@ class Helper(Protocol):
         return [ExtraRoute(path=f"{self.path}/identity", method="POST", endpoint=identity)]
 
     async def _identity(self, request: Request, service: SidebarService) -> dict[str, Any]:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        tokens = [t.get_secret_value().encode() for t in self.config.identity_token]
-        if scheme.lower() != "bearer" or not any(
-            hmac.compare_digest(token.encode(), known) for known in tokens
-        ):
+        tokens = [t.get_secret_value() for t in self.config.identity_token]
+        if not token_matches(bearer_token(request.headers.get("authorization")), tokens):
             raise Unauthorized("identity request without a valid bearer token")
         body = await read_body(request, limit=4096)
         email = parse_json_object(body).get("email")

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from deskside.breaker import CircuitBreaker
 from deskside.configtypes import ConfigModel
 from deskside.lookup import Lookup
 
@@ -23,6 +24,15 @@ class SourceConfig(ConfigModel):
     """How the source is named to agents, e.g. in "Billing unavailable"; default: NAME."""
     cache_ttl_seconds: float = Field(default=300, ge=0)
     """How long a found answer is reused for the same addresses; 0 turns caching off."""
+    negative_ttl_seconds: float = Field(default=30, ge=0)
+    """How long "not found" is reused (short: a new sign-up should show soon); 0: never."""
+    stale_grace_seconds: float = Field(default=86_400, ge=0)
+    """How long past ``cache_ttl_seconds`` a found answer is still shown, marked "as of …",
+    when the source fails or is too slow; 0: never."""
+    breaker_failures: int = Field(default=5, ge=1)
+    """Failures in a row after which the source is skipped for ``breaker_reset_seconds``."""
+    breaker_reset_seconds: float = Field(default=30, gt=0)
+    """How long a failing source is skipped before one request tries it again."""
 
 
 class Source(ABC):
@@ -38,6 +48,9 @@ class Source(ABC):
         self.name = name
         self.label = config.label or name.replace("_", " ").capitalize()
         self.cache_ttl_seconds = config.cache_ttl_seconds
+        self.negative_ttl_seconds = config.negative_ttl_seconds
+        self.stale_grace_seconds = config.stale_grace_seconds
+        self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_seconds)
 
     @abstractmethod
     async def fetch(self, lookup: Lookup) -> list[Record]:
