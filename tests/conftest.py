@@ -6,6 +6,7 @@ Set ``DESKSIDE_REQUIRE_SERVICES=1`` (``.ci/run`` does) to turn those skips into 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -69,3 +70,24 @@ def postgres_url() -> Iterator[str]:
 def mysql_url() -> Iterator[str]:
     """A scratch MariaDB/MySQL database URL (plain ``mysql://`` form)."""
     yield from _scratch_database("MariaDB/MySQL", MYSQL_URL)
+
+
+REDIS_URL = os.environ.get("DESKSIDE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """An emptied Redis database (number 15 by default) for one test."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        _unavailable("Redis", REDIS_URL, exc)
+    try:
+        yield REDIS_URL
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            client.flushdb()
+        client.close()

@@ -177,12 +177,14 @@ class Resolver:
         try:
             async with asyncio.timeout_at(deadline):
                 lock = await self.cache.acquire(key, self.deadline_seconds)
-                while lock is None:  # another process is fetching these addresses
-                    entry = await self.cache.get(key)
-                    if entry is not None and entry.stored_at >= started_at:
-                        return entry.records
+                while lock is None:  # another process is fetching: wait for its answer
                     await asyncio.sleep(_POLL_SECONDS)
                     lock = await self.cache.acquire(key, self.deadline_seconds)
+                    entry = await self.cache.get(key)
+                    if entry is not None and entry.stored_at >= started_at:
+                        if lock is not None:
+                            await lock.release()
+                        return entry.records
                 try:
                     records = [normalise_record(r) for r in await source.fetch(lookup)]
                     ttl = source.cache_ttl_seconds if records else source.negative_ttl_seconds
