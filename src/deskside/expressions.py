@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined
+from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 from deskside.render.markdown import escape_markdown
 
-__all__ = ["Expression", "MarkdownTemplate", "TextTemplate", "normalise_record"]
+__all__ = ["Expression", "MarkdownTemplate", "Scope", "TextTemplate", "normalise_record"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class Expression(_Compiled):
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The expression's value, ``None`` when undefined; raises what the expression raises."""
+        if isinstance(context, Scope):
+            return context.evaluate(self._compiled)
         return self._compiled(**context)
 
 
@@ -101,16 +104,73 @@ class TextTemplate(_Compiled):
             self._template = self._env.from_string(source)
         except TemplateSyntaxError as exc:
             raise ValueError(f"invalid template {source!r}: {exc.message}") from None
+        # Most config text is constant ("Trial expired") or one placeholder ("{{ app.plan }}");
+        # those skip building a template context, which costs ten times more.
+        self._constant = None if "{" in source else source.strip()
+        single = _SINGLE_PLACEHOLDER.fullmatch(source)
+        self._single = None
+        if single and not any(mark in single.group(1) for mark in ("{{", "}}", "{%", "{#")):
+            self._single = _ENV.compile_expression(single.group(1), undefined_to_none=True)
 
     def render(self, context: Mapping[str, Any]) -> str:
         """The rendered text, stripped; raises what the template raises."""
+        if self._constant is not None:
+            return self._constant
+        if self._single is not None:
+            if isinstance(context, Scope):
+                value = context.evaluate(self._single)
+            else:
+                value = self._single(**context)
+            return "" if value is None else self._finalize(str(value)).strip()
         return self._template.render(**context).strip()
+
+    @staticmethod
+    def _finalize(text: str) -> str:
+        return text
 
 
 class MarkdownTemplate(TextTemplate):
     """Markdown written by the config author; every placeholder's value is markdown-escaped."""
 
     _env = _MARKDOWN_ENV
+
+    @staticmethod
+    def _finalize(text: str) -> str:
+        return escape_markdown(text)
+
+
+_SCOPE_TEMPLATE = _ENV.from_string("")
+
+
+class Scope(Mapping[str, Any]):
+    """Variables that many expressions are evaluated over (one card's).
+
+    Jinja builds a fresh render context for every expression it evaluates, which costs more
+    than most expressions; a scope builds it once and lets each expression run in it.
+    """
+
+    def __init__(self, variables: Mapping[str, Any]) -> None:
+        self._variables = dict(variables)
+        self._context = _SCOPE_TEMPLATE.new_context(dict(self._variables))
+
+    def evaluate(self, expression: TemplateExpression) -> Any:
+        """What ``expression(**variables)`` returns, without a new render context."""
+        template = getattr(expression, "_template", None)
+        if template is None:  # a Jinja without the attribute: the public (slower) way
+            return expression(**self._variables)
+        for _ in template.root_render_func(self._context):
+            pass
+        value = self._context.vars.pop("result", None)
+        return None if isinstance(value, Undefined) else value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._variables[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._variables)
+
+    def __len__(self) -> int:
+        return len(self._variables)
 
 
 def is_blank(value: Any) -> bool:

@@ -13,7 +13,7 @@ from pydantic import PrivateAttr, model_validator
 
 from deskside.card import Badge, Card, Color, Field, FieldType, Link, Section, Sidebar, Value
 from deskside.configtypes import ConfigModel
-from deskside.expressions import Expression, MarkdownTemplate, TextTemplate, is_blank
+from deskside.expressions import Expression, MarkdownTemplate, Scope, TextTemplate, is_blank
 from deskside.resolve import Profile
 
 __all__ = ["CardLayout", "build_sidebar", "expression_context"]
@@ -135,7 +135,8 @@ class _Builder:
         each = self.layout.each or next(iter(profile.results))
         rows = profile.results[each].records[:MAX_CARDS] if each in profile.results else []
         contexts = [{**base, each: row} for row in rows] or [base]
-        return Sidebar(emails=emails, cards=tuple(self.card(c) for c in contexts), notes=notes)
+        cards = tuple(self.card(Scope(context)) for context in contexts)
+        return Sidebar(emails=emails, cards=cards, notes=notes)
 
     def card(self, context: Mapping[str, Any]) -> Card:
         layout = self.layout

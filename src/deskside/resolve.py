@@ -43,6 +43,8 @@ class SourceResult:
     elapsed_ms: float = 0.0
     cached: bool = False
     stale_since: float | None = None
+    fetched_at: float | None = None
+    """When a cached answer was fetched (Unix time); None for a fresh one."""
 
     @property
     def ok(self) -> bool:
@@ -135,7 +137,12 @@ class Resolver:
         if entry is not None and entry.age(now) < _fresh_for(source, entry):
             result = "hit" if entry.records else "negative"
             metrics.CACHE_RESULTS.labels(source.name, result).inc()
-            return SourceResult(records=entry.records, cached=True, elapsed_ms=_since(started))
+            return SourceResult(
+                records=entry.records,
+                cached=True,
+                fetched_at=entry.stored_at,
+                elapsed_ms=_since(started),
+            )
         metrics.CACHE_RESULTS.labels(source.name, "miss").inc()
         grace = source.cache_ttl_seconds + source.stale_grace_seconds
         usable = entry if entry is not None and entry.records and entry.age(now) < grace else None

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
+
+from cachetools import TTLCache
 
 from deskside.cache import build_cache
 from deskside.card import Sidebar
@@ -17,12 +20,19 @@ from deskside.sources import build_source
 __all__ = ["Answer", "SidebarService"]
 
 
+LAYOUT_REUSE_SECONDS = 60
+"""How long a sidebar laid out from cached answers is reused for the same cached answers; it
+bounds how late a condition on ``now`` (a trial that just expired) can show."""
+
+
 @dataclass(frozen=True)
 class Answer:
     profile: Profile
     sidebar: Sidebar
     problems: list[str]
     """Card expressions that failed for this customer (also logged)."""
+    reuse_key: Hashable | None = None
+    """Equal for answers laid out from the same cached data; None for fresh data."""
 
 
 class SidebarService:
@@ -38,13 +48,40 @@ class SidebarService:
         self.protocols: list[Protocol] = [
             build_protocol(name, config) for name, config in settings.helpdesks.items()
         ]
+        self._layouts: TTLCache[Hashable, tuple[Sidebar, list[str]]] = TTLCache(
+            maxsize=4096, ttl=LAYOUT_REUSE_SECONDS
+        )
 
     async def answer(self, lookup: Lookup, *, refresh: bool = False) -> Answer:
         """Resolve ``lookup`` within the deadline and lay out its sidebar."""
         profile = await self.resolver.resolve(lookup, refresh=refresh)
-        problems: list[str] = []
-        sidebar = build_sidebar(self.settings.card, profile, problems=problems)
-        return Answer(profile=profile, sidebar=sidebar, problems=problems)
+        key = _reuse_key(profile)
+        laid_out = self._layouts.get(key) if key is not None else None
+        if laid_out is None:
+            problems: list[str] = []
+            laid_out = build_sidebar(self.settings.card, profile, problems=problems), problems
+            if key is not None:
+                self._layouts[key] = laid_out
+        sidebar, problems = laid_out
+        return Answer(profile=profile, sidebar=sidebar, problems=problems, reuse_key=key)
 
     async def aclose(self) -> None:
         await self.resolver.aclose()
+
+
+def _reuse_key(profile: Profile) -> Hashable | None:
+    """What a sidebar laid out from ``profile`` depends on, when all of it came from the cache:
+    the addresses, what the helpdesk said and which cached answers were used."""
+    results = profile.results.values()
+    if not all(result.cached and result.ok for result in results):
+        return None
+    key = (
+        profile.lookup.emails,
+        tuple(sorted(profile.lookup.context.items(), key=str)),
+        tuple((name, result.fetched_at) for name, result in profile.results.items()),
+    )
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from markdown_it import MarkdownIt
@@ -33,6 +34,7 @@ def escape_markdown(text: str) -> str:
     return _PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", text))
 
 
+@functools.lru_cache(maxsize=4096)
 def markdown_to_html(source: str) -> str:
     """Render trusted-shape markdown (author's template, escaped values) as an HTML fragment.
 

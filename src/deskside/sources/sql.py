@@ -95,7 +95,6 @@ class SqlSource(Source):
             options = {
                 "pool_size": config.pool_size,
                 "max_overflow": config.pool_size,
-                "pool_pre_ping": True,
                 "pool_recycle": 1800,
             }
         self._engine: AsyncEngine = create_async_engine(url, **options)
