@@ -28,7 +28,7 @@ pytestmark = pytest.mark.anyio
 CARD_SECRET = "card-test-secret"
 CARD_TOKEN = "card-test-token"
 SIGNATURE = "X-Deskside-Signature"
-OTHER_DESKS = ["/helpscout", "/therethere", "/helper", "/helper/identity", "/plain", "/healthz"]
+OTHER_DESKS = {"/helpscout": "post", "/therethere": "post", "/helper": "get", "/plain": "post"}
 
 
 def card_signature(secret: str, body: bytes) -> str:
@@ -344,13 +344,16 @@ def test_an_empty_token_is_a_config_error(
 # ── OpenAPI ───────────────────────────────────────────────────────────────────────────────────
 
 
-async def test_only_the_card_route_is_in_the_openapi_schema(client: httpx.AsyncClient) -> None:
+async def test_the_card_route_is_in_the_openapi_schema(client: httpx.AsyncClient) -> None:
+    """/card is described exactly; the other helpdesks' routes are published beside it (their
+    own tests fuzz them from it), the health check is not."""
     response = await client.get("/openapi.json")
     assert response.status_code == 200
     schema = response.json()
     assert "/card" in schema["paths"]
-    for path in OTHER_DESKS:
-        assert path not in schema["paths"], path
+    for path, method in OTHER_DESKS.items():
+        assert list(schema["paths"][path]) == [method], path
+    assert "/healthz" not in schema["paths"]
     operation = schema["paths"]["/card"]["post"]
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert {"email", "emails"} <= set(body["properties"])

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import logging.config
 import os
 import shlex
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import httpx
 import typer
@@ -18,14 +22,14 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from deskside import __version__, demo
+from deskside import __version__, demo, logs
 from deskside.cache import build_cache
 from deskside.config import Settings, load_settings
 from deskside.errors import ConfigError, SourceError
 from deskside.lookup import Lookup, normalise_emails
 from deskside.probe import probe as run_probe
 from deskside.protocols import PROTOCOLS, Protocol, RawRequest
-from deskside.server import CONFIG_ENV, create_app
+from deskside.server import CONFIG_ENV, MULTIPROC_ENV, create_app
 from deskside.service import Answer, SidebarService
 
 __all__ = ["app", "main"]
@@ -45,6 +49,12 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", envvar=CONFIG_ENV, help="The config file.", show_default=True),
 ]
 _KINDS = {protocol.kind: protocol for protocol in PROTOCOLS.values()}
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormatOption = Annotated[
+    Literal["json", "text"],
+    typer.Option(envvar=logs.FORMAT_ENV, help="json (one object a line) or text."),
+]
+LogLevelOption = Annotated[LogLevel, typer.Option(envvar=logs.LEVEL_ENV, help="The least level.")]
 
 
 def main() -> None:
@@ -67,21 +77,49 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Default: [server] host.")] = None,
     port: Annotated[int | None, typer.Option(help="Default: [server] port.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: LogLevelOption = "info",
+    log_format: LogFormatOption = "json",
 ) -> None:
-    """Serve every configured helpdesk. Refuses to start on a config with mistakes."""
+    """Serve every configured helpdesk. Refuses to start on a config with mistakes.
+
+    On SIGTERM or Ctrl-C, requests in flight get up to 10 s to finish.
+    """
     settings = _load(config)
     os.environ[CONFIG_ENV] = str(config.resolve())
-    _configure_logging(log_level)
-    uvicorn.run(
-        "deskside.server:create_app_from_env",
-        factory=True,
-        host=host or settings.server.host,
-        port=port or settings.server.port,
-        workers=workers,
-        log_level=log_level,
-        timeout_graceful_shutdown=10,
-    )
+    log_config = logs.logging_config(log_format, log_level)
+    logging.config.dictConfig(log_config)
+    with _worker_metrics(workers):
+        uvicorn.run(
+            "deskside.server:create_app_from_env",
+            factory=True,
+            host=host or settings.server.host,
+            port=port or settings.server.port,
+            workers=workers,
+            log_config=log_config,  # applied again in every worker process
+            log_level=None,
+            access_log=False,  # it logs query strings; the app logs its own access lines
+            timeout_graceful_shutdown=10,
+        )
+
+
+@contextmanager
+def _worker_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a fresh ``$PROMETHEUS_MULTIPROC_DIR`` for the server's lifetime,
+    so that ``/metrics`` adds up every worker. Set before the workers start (and so before they
+    import prometheus_client); removed when the server stops. One you set yourself is used
+    as it is and left in place."""
+    if workers == 1 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="deskside-metrics-") as directory:
+        os.environ[MULTIPROC_ENV] = directory
+        logging.getLogger("deskside.cli").info(
+            "metrics of the %d workers are added up in %s", workers, directory
+        )
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
 
 
 @app.command()
@@ -329,6 +367,7 @@ async def _forget(cache_url: str, email: str) -> int:
 def demo_command(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Serve every helpdesk on a demo customer database, printing signed example requests."""
     database, secrets = _prepare_demo()
@@ -364,8 +403,16 @@ def demo_command(
     print("(injection payloads, shown escaped), nobody@example.com (not found).")
     print("Preview without a helpdesk: deskside preview owner@acme.example --demo\n")
     sys.stdout.flush()
-    _configure_logging("info")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    log_config = logs.logging_config(log_format, "info")
+    logging.config.dictConfig(log_config)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_config=log_config,
+        log_level=None,
+        access_log=False,
+    )
 
 
 def _prepare_demo() -> tuple[Path, dict[str, str]]:
@@ -430,15 +477,6 @@ def _read_bytes(path: Path) -> bytes:
 def _fail(message: str) -> NoReturn:
     err.print(f"[red]✗[/] {message}")
     raise typer.Exit(2)
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Their request lines carry customers' addresses (?email=…): only their problems are logged.
-    for noisy in ("httpx", "httpcore", "stripe"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _ms(started: float) -> str:

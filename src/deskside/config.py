@@ -34,6 +34,8 @@ class ServerSettings(ConfigModel):
     deadline_ms: int = Field(default=2500, ge=50, le=30_000)
     """All sources together get this long; what is not back by then is reported missing."""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    metrics_public: bool = True
+    """Whether ``GET /metrics`` answers anyone; false: only with an ``[admin] token``."""
 
 
 class AdminSettings(ConfigModel):
@@ -90,6 +92,13 @@ class Settings(ConfigModel):
         paths = [table.path or f"/{name}" for name, table in self.helpdesks.items()]
         if len(paths) != len(set(paths)):
             raise ValueError("two helpdesks use the same path: give each its own `path`")
+        reserved = {"/healthz", "/readyz", "/metrics"}.intersection(paths)
+        if reserved:
+            raise ValueError(f"{min(reserved)} is deskside's own path: give the helpdesk a `path`")
+        if not self.server.metrics_public and not self.admin.token:
+            raise ValueError(
+                "server.metrics_public = false needs an [admin] token to read /metrics with"
+            )
         return self
 
 

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 __all__ = [
+    "UNAUTHORIZED_CODES",
     "BadRequest",
     "ConfigError",
     "HTTPError",
     "PayloadTooLarge",
     "SourceError",
     "Unauthorized",
+    "UnauthorizedCode",
 ]
+
+UnauthorizedCode = Literal["missing", "malformed", "wrong_encoding", "mismatch", "expired", "token"]
+"""Why a request was refused, as counted in ``deskside_signature_failures_total{reason}``:
+
+- ``missing``: no signature (or no credentials at all);
+- ``malformed``: a signature, timestamp or header that cannot be what the helpdesk sends;
+- ``wrong_encoding``: a well-formed digest in the wrong encoding (hex for base64, URL-safe
+  base64): usually the wrong helpdesk kind;
+- ``mismatch``: a well-formed signature that no configured secret produces;
+- ``expired``: a signed timestamp outside the replay window;
+- ``token``: a bearer token (admin, widget identity, generic endpoint) that matches none.
+"""
+UNAUTHORIZED_CODES: tuple[UnauthorizedCode, ...] = get_args(UnauthorizedCode)
 
 
 class HTTPError(Exception):
@@ -32,14 +49,16 @@ class BadRequest(HTTPError):
 class Unauthorized(HTTPError):
     """A request whose signature is missing, malformed or wrong.
 
-    The caller only ever sees ``detail`` (a fixed refusal); ``reason`` is for the logs.
+    The caller only ever sees ``detail`` (a fixed refusal); ``reason`` is for the logs, and
+    ``code`` (one of :data:`UNAUTHORIZED_CODES`) for the metrics.
     """
 
     status = 401
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, code: UnauthorizedCode) -> None:
         super().__init__("invalid signature")
         self.reason = reason
+        self.code = code
 
 
 class PayloadTooLarge(HTTPError):

@@ -129,10 +129,19 @@ class TextTemplate(_Compiled):
         return text
 
 
+_ONLY_EMPHASIS = re.compile(r"[\s*_]*")
+
+
 class MarkdownTemplate(TextTemplate):
     """Markdown written by the config author; every placeholder's value is markdown-escaped."""
 
     _env = _MARKDOWN_ENV
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """As :meth:`TextTemplate.render`; blank when nothing but emphasis markers is left."""
+        text = super().render(context)
+        # "**{{ m }}**" with a blank m is "****" or "** **": markdown shows a horizontal rule.
+        return "" if _ONLY_EMPHASIS.fullmatch(text) else text
 
     @staticmethod
     def _finalize(text: str) -> str:

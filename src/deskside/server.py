@@ -1,42 +1,62 @@
-"""The ASGI app: one route per configured helpdesk, plus ``/healthz``."""
+"""The ASGI app: one route per configured helpdesk, plus ``/healthz``, ``/readyz`` and
+``/metrics``; every request gets an id, an access line and (for helpdesks) request metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deskside import __version__
+from deskside import __version__, logs, metrics
 from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
-from deskside.errors import BadRequest, HTTPError, Unauthorized
+from deskside.errors import BadRequest, HTTPError, SourceError, Unauthorized
 from deskside.lookup import normalise_emails
 from deskside.protocols import Decline, Protocol, RawRequest
 from deskside.protocols.base import optional_string, parse_json_object, read_body
 from deskside.service import SidebarService
 from deskside.signing import bearer_token, token_matches
+from deskside.sources.base import Source
 
-__all__ = ["create_app", "create_app_from_env"]
+__all__ = ["MULTIPROC_ENV", "Readiness", "create_app", "create_app_from_env"]
 
 log = logging.getLogger("deskside.server")
 
 CONFIG_ENV = "DESKSIDE_CONFIG"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Set (by ``deskside serve --workers N``, or by you): ``/metrics`` adds up every process."""
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The app for ``settings``; sources connect lazily and close when the app stops."""
     service = SidebarService(settings)
+    readiness = Readiness(service)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        readiness.shutting_down = False
         yield
+        readiness.shutting_down = True  # /readyz answers 503 from here on
         await service.aclose()
 
     app = FastAPI(
@@ -47,14 +67,32 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
+    app.state.readiness = readiness
+    labels: dict[str, str] = {}
+    """Path → ``helpdesk`` label of the request metrics (helpdesk routes only)."""
+    refusers = {"/admin/cache/clear": "admin", "/metrics": "metrics"}
+    """Other paths that refuse with 401, and their label in the signature failure counter."""
 
     @app.exception_handler(HTTPError)
-    async def _http_error(_request: Request, exc: HTTPError) -> JSONResponse:
+    async def _http_error(request: Request, exc: HTTPError) -> JSONResponse:
+        if isinstance(exc, Unauthorized):
+            path = _route_path(request.scope)
+            desk = labels.get(path) or refusers.get(path, "other")
+            metrics.SIGNATURE_FAILURES.labels(desk, exc.code).inc()
+            client = request.client.host if request.client else "-"
+            log.warning(
+                "%s: rejected request from %s: %s",
+                desk,
+                client,
+                exc.reason,
+                extra={"helpdesk": desk, "reason": exc.code},
+            )
         return JSONResponse({"error": exc.detail}, status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        # exc.headers: e.g. a 405's Allow, which HTTP requires
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, _exc: RequestValidationError) -> JSONResponse:
@@ -62,16 +100,34 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. It says nothing about the sources (see /readyz)."""
         return {"status": "ok", "version": __version__}
 
-    if settings.admin.token:
-        admin_tokens = [token.get_secret_value() for token in settings.admin.token]
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        status, document = await readiness.report()
+        return JSONResponse(document, status_code=status)
+
+    admin_tokens = [token.get_secret_value() for token in settings.admin.token]
+    registry = _metrics_registry()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        """Prometheus text format; with ``metrics_public = false`` the admin token is needed."""
+        if not settings.server.metrics_public and not token_matches(
+            bearer_token(request.headers.get("authorization")), admin_tokens
+        ):
+            raise Unauthorized("metrics request without a valid admin token", code="token")
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    if admin_tokens:
 
         @app.post("/admin/cache/clear", include_in_schema=False)
         async def clear_cache(request: Request) -> dict[str, Any]:
             """Forget every cached answer about ``{"email": …}``, e.g. after a plan change."""
             if not token_matches(bearer_token(request.headers.get("authorization")), admin_tokens):
-                raise Unauthorized("admin request without a valid bearer token")
+                raise Unauthorized("admin request without a valid bearer token", code="token")
             email = optional_string(parse_json_object(await read_body(request, 4096)), "email")
             emails = normalise_emails([email], fold_plus=False)
             if not emails:
@@ -79,6 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
             return {"email": emails[0], "dropped": await service.resolver.forget(emails[0])}
 
     for protocol in service.protocols:
+        labels[protocol.path] = protocol.name
         app.add_api_route(
             protocol.path,
             _endpoint(protocol, service),
@@ -88,9 +145,12 @@ def create_app(settings: Settings) -> FastAPI:
             **(protocol.openapi or {"summary": f"{protocol.title} sidebar"}),
         )
         for route in protocol.extra_routes(service):
+            # e.g. "helper/identity": counted apart from the helpdesk's own requests
+            labels.setdefault(route.path, protocol.name + route.path.removeprefix(protocol.path))
             app.add_api_route(
                 route.path, route.endpoint, methods=[route.method], include_in_schema=False
             )
+    app.add_middleware(_Observe, labels=labels)
     return app
 
 
@@ -105,12 +165,7 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
             query=request.scope.get("query_string", b""),
             headers={key.lower(): value for key, value in request.headers.items()},
         )
-        try:
-            protocol.verify(raw)
-        except Unauthorized as exc:
-            client = request.client.host if request.client else "-"
-            log.warning("%s: rejected request from %s: %s", protocol.name, client, exc.reason)
-            raise
+        protocol.verify(raw)  # Unauthorized: logged and counted by the app's error handler
         try:
             lookup = protocol.parse(raw, fold_plus=fold_plus)
         except Decline as decline:
@@ -128,5 +183,154 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
 
 
 def create_app_from_env() -> FastAPI:
-    """App factory for ``uvicorn --factory`` and worker processes: reads ``$DESKSIDE_CONFIG``."""
+    """App factory for ``uvicorn --factory``, gunicorn and worker processes: reads
+    ``$DESKSIDE_CONFIG``, and sets up logging unless the server already did (see
+    :func:`deskside.logs.configure_from_env`)."""
+    logs.configure_from_env()
     return create_app(load_settings(os.environ.get(CONFIG_ENV, "deskside.toml")))
+
+
+def _metrics_registry() -> CollectorRegistry:
+    """Every worker's metrics when ``$PROMETHEUS_MULTIPROC_DIR`` is set, else this process's."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def _route_path(scope: Scope) -> str:
+    """The path routes match against: without the ``root_path`` a proxy mounts deskside at."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root + "/") else path
+
+
+class _Observe:
+    """Pure ASGI middleware: a request id (``X-Request-ID``) in the context of every log line
+    and on the response, one access line, and the request metrics of helpdesk routes."""
+
+    def __init__(self, app: ASGIApp, labels: Mapping[str, str]) -> None:
+        self.app = app
+        self.labels = labels
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = logs.sane_request_id(incoming) or logs.new_request_id()
+        header = (b"x-request-id", request_id.encode("ascii"))
+        token = logs.request_id.set(request_id)
+        status = 500  # unless a response starts: an exception the app did not handle
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            helpdesk = self.labels.get(_route_path(scope))
+            if helpdesk is not None:
+                metrics.REQUESTS.labels(helpdesk, str(status)).inc()
+                metrics.REQUEST_SECONDS.labels(helpdesk).observe(seconds)
+            client = scope.get("client")
+            logs.log_request(
+                scope["method"],
+                scope["path"],
+                status,
+                seconds,
+                helpdesk=helpdesk,
+                client=client[0] if client else None,
+            )
+            logs.request_id.reset(token)
+
+
+class Readiness:
+    """What ``GET /readyz`` answers.
+
+    Each source's circuit breaker as it is now, and a live :meth:`Source.check` of every
+    source and of the cache, run concurrently within ``timeout`` seconds and reused for
+    ``ttl`` seconds, so a load balancer polling often costs the databases one query per
+    ``ttl`` per process. ``degraded`` (still 200: deskside answers helpfully without a source)
+    when a check fails or a breaker is not closed or the cache falls back; 503 once the server
+    is shutting down.
+    """
+
+    def __init__(self, service: SidebarService, *, timeout: float = 1.0, ttl: float = 5.0) -> None:
+        self.service = service
+        self.shutting_down = False
+        self.timeout = timeout
+        self.ttl = ttl
+        self._checked_at = -math.inf
+        self._failures: dict[str, str | None] = {}
+        """Per source: None (the check passed) or why it failed."""
+        self._cache_reachable = True
+        self._running: asyncio.Task[None] | None = None
+
+    async def report(self) -> tuple[int, dict[str, Any]]:
+        """The HTTP status and the document ``/readyz`` answers."""
+        if self.shutting_down:
+            return 503, {"status": "shutting_down"}
+        if time.monotonic() - self._checked_at >= self.ttl:
+            if self._running is None or self._running.done():
+                self._running = asyncio.create_task(self._check())
+            await asyncio.shield(self._running)  # one check serves every concurrent poll
+        sources: dict[str, dict[str, str]] = {}
+        for name, source in self.service.resolver.sources.items():
+            sources[name] = {
+                "state": "failing" if self._failures.get(name) else "ok",
+                "breaker": source.breaker.state.name.lower(),
+            }
+        cache = self.service.resolver.cache
+        cache_state = "ok" if self._cache_reachable and cache.healthy() else "fallback"
+        degraded = cache_state != "ok" or any(
+            s["state"] != "ok" or s["breaker"] != "closed" for s in sources.values()
+        )
+        return 200, {
+            "status": "degraded" if degraded else "ready",
+            "sources": sources,
+            "cache": {"backend": cache.name, "state": cache_state},
+            "checked_seconds_ago": round(time.monotonic() - self._checked_at, 1),
+        }
+
+    async def _check(self) -> None:
+        sources = self.service.resolver.sources
+        failures, cache_reachable = await asyncio.gather(
+            asyncio.gather(*(self._check_source(source) for source in sources.values())),
+            self._check_cache(),
+        )
+        for name, failure in zip(sources, failures, strict=True):
+            before = self._failures.get(name)
+            if failure and failure != before:
+                log.warning("readyz: source %s is failing its check: %s", name, failure)
+            elif before and not failure:
+                log.info("readyz: source %s passes its check again", name)
+            self._failures[name] = failure
+        self._cache_reachable = cache_reachable
+        self._checked_at = time.monotonic()
+
+    async def _check_source(self, source: Source) -> str | None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await source.check()
+        except TimeoutError:
+            return f"no answer within {self.timeout:g} s"
+        except SourceError as exc:
+            return str(exc) or type(exc).__name__
+        except Exception as exc:
+            return f"check raised {type(exc).__name__}"
+        return None
+
+    async def _check_cache(self) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self.service.resolver.cache.reachable()
+        except Exception:
+            return False

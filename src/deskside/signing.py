@@ -52,16 +52,18 @@ def verify(scheme: Scheme, secrets: Sequence[str], message: bytes, signature: st
     """Return if ``signature`` matches ``message`` under any of ``secrets``; else raise.
 
     Raises :class:`Unauthorized` whose ``reason`` says what was wrong (missing, malformed,
-    which encoding it looked like, or no secret matched) so operators can fix a set-up.
+    which encoding it looked like, or no secret matched) so operators can fix a set-up, and
+    whose ``code`` says the same in one word for the metrics.
     """
     if not signature or not signature.strip():
-        raise Unauthorized("signature header missing or empty")
+        raise Unauthorized("signature header missing or empty", code="missing")
     provided = _decode(scheme, signature.strip())
     expected_size = hashlib.new(scheme._hash).digest_size
     if len(provided) != expected_size:
         raise Unauthorized(
             f"signature decodes to {len(provided)} bytes, expected {expected_size} "
-            f"({scheme.value}); is this the right helpdesk?"
+            f"({scheme.value}); is this the right helpdesk?",
+            code="malformed",
         )
     matched = False
     for secret in secrets:
@@ -70,7 +72,8 @@ def verify(scheme: Scheme, secrets: Sequence[str], message: bytes, signature: st
     if not matched:
         raise Unauthorized(
             "signature does not match any configured secret "
-            "(wrong secret, or the body was changed on the way)"
+            "(wrong secret, or the body was changed on the way)",
+            code="mismatch",
         )
 
 
@@ -94,18 +97,22 @@ def token_matches(token: str | None, tokens: Sequence[str]) -> bool:
 
 def _decode(scheme: Scheme, signature: str) -> bytes:
     if scheme._is_hex:
-        if not _is_hex(signature):
-            raise Unauthorized("signature is not hexadecimal")
+        # An odd number of digits (a signature cut short) is no byte string: fromhex raises.
+        if not _is_hex(signature) or len(signature) % 2:
+            raise Unauthorized("signature is not hexadecimal", code="malformed")
         return bytes.fromhex(signature)
     if len(signature) == 2 * hashlib.new(scheme._hash).digest_size and _is_hex(signature):
-        raise Unauthorized("signature is hexadecimal; base64 is expected")
+        raise Unauthorized("signature is hexadecimal; base64 is expected", code="wrong_encoding")
     try:
         return base64.b64decode(signature, validate=True)
     except (binascii.Error, ValueError):
         pass
     if "-" in signature or "_" in signature:
-        raise Unauthorized("signature is URL-safe base64; standard base64 (+ and /) is expected")
-    raise Unauthorized("signature is not valid base64")
+        raise Unauthorized(
+            "signature is URL-safe base64; standard base64 (+ and /) is expected",
+            code="wrong_encoding",
+        )
+    raise Unauthorized("signature is not valid base64", code="malformed")
 
 
 def _is_hex(value: str) -> bool:

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fastapi import Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +24,7 @@ from deskside.signing import Scheme, sign, verify
 if TYPE_CHECKING:
     from deskside.service import SidebarService
 
-__all__ = ["Decline", "HelpdeskConfig", "Protocol", "RawRequest"]
+__all__ = ["Decline", "ErrorAnswer", "HelpdeskConfig", "Protocol", "RawRequest", "openapi_route"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class ExtraRoute:
     path: str
     method: str
     endpoint: Callable[[Request], Awaitable[Response]]
+    openapi: dict[str, Any] | None = None
+    """As :attr:`Protocol.openapi`: how the route is published in the OpenAPI schema."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,67 @@ class Protocol(ABC):
     def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
         """Routes besides the sidebar one that this helpdesk needs; none by default."""
         return []
+
+
+class ErrorAnswer(BaseModel):
+    """Every refusal: ``{"error": "…"}`` (never a secret, a signature or a stack trace)."""
+
+    error: str
+
+
+def openapi_route(
+    *,
+    summary: str,
+    answer: type[BaseModel],
+    security: APIKeyHeader | HTTPBearer,
+    body: type[BaseModel] | None = None,
+    parameters: Sequence[Mapping[str, Any]] = (),
+    description: str | None = None,
+) -> dict[str, Any]:
+    """``add_api_route`` keyword arguments that publish a route in the OpenAPI schema.
+
+    ``body`` documents the JSON request body (the route still reads raw bytes: signatures are
+    over them); ``security`` declares how the request is signed, for documentation only.
+    """
+    extra: dict[str, Any] = {}
+    if body is not None:
+        content = {"application/json": {"schema": inline_schema(body)}}
+        extra["requestBody"] = {"required": True, "content": content}
+    if parameters:
+        extra["parameters"] = [dict(parameter) for parameter in parameters]
+    refused = {"model": ErrorAnswer}
+    return {
+        "summary": summary,
+        "description": description,
+        "openapi_extra": extra,
+        "dependencies": [Security(security)],
+        "responses": {
+            200: {"model": answer, "description": "The answer, as the helpdesk expects it"},
+            400: {**refused, "description": "Malformed JSON, wrong types or a malformed query"},
+            401: {**refused, "description": "Missing or wrong signature"},
+            413: {**refused, "description": "Body too large"},
+        },
+    }
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its ``$defs`` written in place, so it can sit anywhere in
+    an OpenAPI document (where ``#/$defs/…`` would point at the document's root)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 def schema_problems(model: type[BaseModel], document: Any) -> list[str]:

@@ -21,6 +21,7 @@ from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
 from deskside.lookup import MAX_EMAILS, Lookup
 from deskside.protocols.base import (
+    ErrorAnswer,
     HelpdeskConfig,
     Protocol,
     RawRequest,
@@ -86,9 +87,9 @@ class Generic(Protocol):
         ],
         "responses": {
             200: {"model": Sidebar, "description": "The customer's cards (empty: not found)"},
-            400: {"description": "Malformed JSON or wrong types"},
-            401: {"description": "Missing or wrong signature/token"},
-            413: {"description": "Body too large"},
+            400: {"model": ErrorAnswer, "description": "Malformed JSON or wrong types"},
+            401: {"model": ErrorAnswer, "description": "Missing or wrong signature/token"},
+            413: {"model": ErrorAnswer, "description": "Body too large"},
         },
     }
 
@@ -105,10 +106,12 @@ class Generic(Protocol):
         token = bearer_token(request.headers.get("authorization"))
         if self.config.token and token:
             if not token_matches(token, [t.get_secret_value() for t in self.config.token]):
-                raise Unauthorized("bearer token does not match any configured token")
+                raise Unauthorized("bearer token does not match any configured token", code="token")
             return
         if not self.config.secret:
-            raise Unauthorized("no bearer token, and no secret is configured for signatures")
+            raise Unauthorized(
+                "no bearer token, and no secret is configured for signatures", code="missing"
+            )
         super().verify(request)
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, urlencode
 
+from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +28,7 @@ from deskside.protocols.base import (
     HelpdeskConfig,
     Protocol,
     RawRequest,
+    openapi_route,
     parse_json_object,
     read_body,
     schema_problems,
@@ -38,7 +40,7 @@ from deskside.signing import Scheme, bearer_token, sign, token_matches, verify
 if TYPE_CHECKING:
     from deskside.service import SidebarService
 
-__all__ = ["Helper", "HelperConfig", "widget_identity"]
+__all__ = ["Helper", "HelperAnswer", "HelperConfig", "HelperIdentity", "widget_identity"]
 
 WIDGET_WINDOW_SECONDS = 3600
 """Helper's widget accepts an identity this long around its timestamp."""
@@ -57,6 +59,47 @@ class HelperConfig(HelpdeskConfig):
     identity endpoint exists only when one is set."""
 
 
+def _http_url(url: str) -> str:
+    if not url.startswith(("https://", "http://", "mailto:")):
+        raise ValueError("an action must be an http(s) or mailto URL")
+    return url
+
+
+class HelperCustomer(BaseModel):
+    name: StrictStr | None = None
+    value: StrictInt | StrictFloat | None = None
+    metadata: dict[str, Any] | None = None
+    actions: dict[str, Annotated[StrictStr, AfterValidator(_http_url)]] | None = None
+
+
+class HelperAnswer(BaseModel):
+    """``customer`` is left out when nobody was found."""
+
+    success: Literal[True]
+    customer: HelperCustomer | None = None
+    user_info: dict[str, Any] | None = None  # the older shape Helper still accepts
+
+
+class HelperIdentityRequest(BaseModel):
+    email: str
+
+
+class HelperCustomerMetadata(BaseModel):
+    name: str | None = None
+    value: int | float | None = None
+    links: dict[str, str] = {}
+
+
+class HelperIdentity(BaseModel):
+    """What the host app passes to Helper's widget: ``emailHash`` is the lower-case hex
+    HMAC-SHA256 of ``email:timestamp`` (milliseconds)."""
+
+    email: str
+    timestamp: int
+    emailHash: str
+    customerMetadata: HelperCustomerMetadata | None = None
+
+
 class Helper(Protocol):
     """``GET`` with the signature over the raw query string, and a replay window."""
 
@@ -67,6 +110,26 @@ class Helper(Protocol):
     scheme = Scheme.SHA256_BASE64
     timeout_seconds = 15.0  # Helper waits 15 s and does not retry
     config: HelperConfig
+    openapi = openapi_route(
+        summary="Helper customer info",
+        description="Called by Helper with the customer's address and the time it asked.",
+        answer=HelperAnswer,
+        security=HTTPBearer(
+            scheme_name="helper_signature",
+            description="Standard base64 HMAC-SHA256(secret, raw query string).",
+            auto_error=False,
+        ),
+        parameters=[
+            {"name": "email", "in": "query", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "timestamp",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "Unix seconds; refused outside the replay window.",
+            },
+        ],
+    )
 
     @classmethod
     def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
@@ -82,23 +145,27 @@ class Helper(Protocol):
 
     @classmethod
     def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
-        return schema_problems(_Answer, document)
+        return schema_problems(HelperAnswer, document)
 
     def verify(self, request: RawRequest) -> None:
         """The bearer signature must sign the raw query, then the timestamp must be recent."""
         header = request.headers.get(self.signature_header, "")
         scheme, _, signature = header.partition(" ")
         if scheme.lower() != "bearer":
-            raise Unauthorized("Authorization header missing or not a Bearer signature")
+            raise Unauthorized(
+                "Authorization header missing or not a Bearer signature",
+                code="malformed" if header.strip() else "missing",
+            )
         verify(self.scheme, self.config.secrets(), request.query, signature)
         timestamp = _first(_query(request), "timestamp") or ""
         if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-            raise Unauthorized("timestamp missing or not a number of seconds")
+            raise Unauthorized("timestamp missing or not a number of seconds", code="malformed")
         skew = abs(time.time() - int(timestamp))
         if skew > self.config.replay_window_seconds:
             raise Unauthorized(
                 f"timestamp {skew:.0f} s away from now, outside the replay window of "
-                f"{self.config.replay_window_seconds} s (replayed request, or a clock is wrong)"
+                f"{self.config.replay_window_seconds} s (replayed request, or a clock is wrong)",
+                code="expired",
             )
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
@@ -148,12 +215,19 @@ class Helper(Protocol):
         async def identity(request: Request) -> Response:
             return JSONResponse(await self._identity(request, service))
 
-        return [ExtraRoute(path=f"{self.path}/identity", method="POST", endpoint=identity)]
+        return [
+            ExtraRoute(
+                path=f"{self.path}/identity",
+                method="POST",
+                endpoint=identity,
+                openapi=_IDENTITY_OPENAPI,
+            )
+        ]
 
     async def _identity(self, request: Request, service: SidebarService) -> dict[str, Any]:
         tokens = [t.get_secret_value() for t in self.config.identity_token]
         if not token_matches(bearer_token(request.headers.get("authorization")), tokens):
-            raise Unauthorized("identity request without a valid bearer token")
+            raise Unauthorized("identity request without a valid bearer token", code="token")
         body = await read_body(request, limit=4096)
         email = parse_json_object(body).get("email")
         if not isinstance(email, str) or not normalise_emails([email], fold_plus=False):
@@ -166,23 +240,17 @@ class Helper(Protocol):
         return widget_identity(self.config.secrets()[0], email.strip(), customer=customer)
 
 
-def _http_url(url: str) -> str:
-    if not url.startswith(("https://", "http://", "mailto:")):
-        raise ValueError("an action must be an http(s) or mailto URL")
-    return url
-
-
-class _Customer(BaseModel):
-    name: StrictStr | None = None
-    value: StrictInt | StrictFloat | None = None
-    metadata: dict[str, Any] | None = None
-    actions: dict[str, Annotated[StrictStr, AfterValidator(_http_url)]] | None = None
-
-
-class _Answer(BaseModel):
-    success: Literal[True]
-    customer: _Customer | None = None
-    user_info: dict[str, Any] | None = None  # the older shape Helper still accepts
+_IDENTITY_OPENAPI = openapi_route(
+    summary="Helper widget identity",
+    description="For the host app's server: the signed identity to start Helper's widget with.",
+    body=HelperIdentityRequest,
+    answer=HelperIdentity,
+    security=HTTPBearer(
+        scheme_name="helper_identity_token",
+        description="One of the configured `identity_token`s.",
+        auto_error=False,
+    ),
+)
 
 
 def widget_identity(

@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationInfo, field_validator
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from deskside.card import Sidebar
 from deskside.errors import BadRequest
@@ -17,6 +18,7 @@ from deskside.protocols.base import (
     HelpdeskConfig,
     Protocol,
     RawRequest,
+    openapi_route,
     parse_json_object,
     schema_problems,
 )
@@ -24,7 +26,7 @@ from deskside.render import helpscout as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
 
-__all__ = ["HelpScout", "HelpScoutConfig"]
+__all__ = ["HelpScout", "HelpScoutAnswer", "HelpScoutConfig", "HelpScoutRequest"]
 
 
 class HelpScoutConfig(HelpdeskConfig):
@@ -52,6 +54,58 @@ class HelpScoutConfig(HelpdeskConfig):
         return full
 
 
+# The request as Help Scout documents it (protocols.md §1): documentation for the OpenAPI
+# schema only. parse() reads the raw body itself and is more lenient than this.
+Id = int | str
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class HelpScoutTicket(_Part):
+    id: Id | None = None
+    number: Id | None = None
+    subject: str | None = None
+
+
+class HelpScoutCustomer(_Part):
+    id: Id | None = None
+    fname: str | None = None
+    lname: str | None = None
+    email: str | None = None
+    emails: list[str] = Field(default=[], description="Every address; all are looked up.")
+
+
+class HelpScoutUser(_Part):
+    id: Id | None = None
+    fname: str | None = None
+    lname: str | None = None
+    role: Literal["user", "admin", "owner"] | None = None
+    convRedirect: int | None = None
+
+
+class HelpScoutMailbox(_Part):
+    id: Id | None = None
+    email: str | None = None
+
+
+class HelpScoutRequest(_Part):
+    """What Help Scout posts when an agent opens a conversation; fields without a value are
+    left out, and a draft sends ``"ticket": false``."""
+
+    ticket: HelpScoutTicket | Literal[False] | None = None
+    customer: HelpScoutCustomer | None = None
+    user: HelpScoutUser | None = None
+    mailbox: HelpScoutMailbox | None = None
+
+
+class HelpScoutAnswer(BaseModel):
+    """The sidebar as an HTML fragment; every customer value in it is escaped."""
+
+    html: str
+
+
 class HelpScout(Protocol):
     """Verifies base64 HMAC-SHA1 over the raw body; looks up ``customer.email`` and ``emails``."""
 
@@ -61,6 +115,18 @@ class HelpScout(Protocol):
     title = "Help Scout"
     timeout_seconds = 10.0  # Help Scout's own limit is not published; answer well inside it
     config: HelpScoutConfig
+    openapi = openapi_route(
+        summary="Help Scout Dynamic Content sidebar",
+        description="Called by Help Scout when an agent opens a conversation.",
+        body=HelpScoutRequest,
+        answer=HelpScoutAnswer,
+        security=APIKeyHeader(
+            name="X-HelpScout-Signature",
+            scheme_name="helpscout_signature",
+            description="Standard base64 of HMAC-SHA1(secret, raw body).",
+            auto_error=False,
+        ),
+    )
 
     def __init__(self, name: str, config: HelpScoutConfig) -> None:
         super().__init__(name, config)
@@ -78,7 +144,7 @@ class HelpScout(Protocol):
 
     @classmethod
     def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
-        problems = schema_problems(_Answer, document)
+        problems = schema_problems(HelpScoutAnswer, document)
         return problems or html_problems(document["html"])
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
@@ -109,10 +175,6 @@ class HelpScout(Protocol):
         if self._template is not None and profile is not None and sidebar.message is None:
             return {"html": render.render_template(self._template, sidebar, profile)}
         return {"html": render.render_html(sidebar)}
-
-
-class _Answer(BaseModel):
-    html: str
 
 
 _VOID = frozenset(

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deskside.card import Sidebar
@@ -20,6 +21,7 @@ from deskside.protocols.base import (
     HelpdeskConfig,
     Protocol,
     RawRequest,
+    openapi_route,
     optional_string,
     parse_json_object,
     schema_problems,
@@ -28,7 +30,7 @@ from deskside.render import plain as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
 
-__all__ = ["Plain", "PlainCard", "PlainConfig"]
+__all__ = ["Plain", "PlainAnswer", "PlainCard", "PlainConfig", "PlainRequest"]
 
 MAX_CARD_KEYS = 25
 DEMO_CARD_KEYS = ("account", "billing")
@@ -52,6 +54,110 @@ class PlainConfig(HelpdeskConfig):
     """Card keys as configured in Plain → what each shows."""
 
 
+# The answer's shape, for ``deskside probe`` and the OpenAPI schema: every component is a
+# single-key object.
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextComponent(_Shape):
+    text: str
+    textSize: Literal["S", "M", "L"] | None = None
+    textColor: Literal["NORMAL", "MUTED", "SUCCESS", "WARNING", "ERROR"] | None = None
+
+
+class PlainTextComponent(_Shape):
+    plainText: str
+    plainTextSize: Literal["S", "M", "L"] | None = None
+    plainTextColor: Literal["NORMAL", "MUTED", "SUCCESS", "WARNING", "ERROR"] | None = None
+
+
+class BadgeComponent(_Shape):
+    badgeLabel: str
+    badgeColor: Literal["GREY", "GREEN", "YELLOW", "RED", "BLUE"] | None = None
+
+
+class LinkButtonComponent(_Shape):
+    linkButtonLabel: str
+    linkButtonUrl: Annotated[str, Field(pattern=r"^(https?://|mailto:)")]
+
+
+class CopyButtonComponent(_Shape):
+    copyButtonValue: str
+    copyButtonTooltipLabel: str | None = None
+
+
+_Size = Literal["XS", "S", "M", "L", "XL"]
+
+
+class DividerComponent(_Shape):
+    dividerSpacingSize: _Size | None = None
+
+
+class SpacerComponent(_Shape):
+    spacerSize: _Size
+
+
+class RowComponent(_Shape):
+    rowMainContent: list[PlainComponent]
+    rowAsideContent: list[PlainComponent]
+
+
+class ContainerComponent(_Shape):
+    containerContent: list[PlainComponent]
+
+
+class PlainComponent(_Shape):
+    componentText: TextComponent | None = None
+    componentPlainText: PlainTextComponent | None = None
+    componentBadge: BadgeComponent | None = None
+    componentLinkButton: LinkButtonComponent | None = None
+    componentCopyButton: CopyButtonComponent | None = None
+    componentDivider: DividerComponent | None = None
+    componentSpacer: SpacerComponent | None = None
+    componentRow: RowComponent | None = None
+    componentContainer: ContainerComponent | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PlainComponent:
+        if len(self.model_fields_set) != 1:
+            raise ValueError("a component is an object with exactly one component key")
+        return self
+
+
+class PlainCardAnswer(_Shape):
+    key: str
+    timeToLiveSeconds: int | None = None
+    components: list[PlainComponent] | None
+
+
+class PlainAnswer(BaseModel):
+    cards: list[PlainCardAnswer]
+
+
+class PlainCustomer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    email: str | None = None
+    externalId: str | None = None
+
+
+class PlainReference(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    externalId: str | None = None
+
+
+class PlainRequest(BaseModel):
+    """What Plain posts for a thread's customer: the card keys it wants answered."""
+
+    model_config = ConfigDict(extra="allow")
+    cardKeys: list[str] = Field(max_length=MAX_CARD_KEYS)
+    customer: PlainCustomer
+    thread: PlainReference | None = None
+    tenant: PlainReference | None = None
+
+
 class Plain(Protocol):
     """Verifies ``Plain-Request-Signature`` (hex HMAC-SHA256 over the raw body)."""
 
@@ -61,6 +167,27 @@ class Plain(Protocol):
     scheme = Scheme.SHA256_HEX
     timeout_seconds = 15.0  # Plain waits 15 s, then retries once
     config: PlainConfig
+    openapi = openapi_route(
+        summary="Plain customer cards",
+        description="Called by Plain for a thread's customer; every requested key is answered.",
+        body=PlainRequest,
+        answer=PlainAnswer,
+        security=APIKeyHeader(
+            name="Plain-Request-Signature",
+            scheme_name="plain_signature",
+            description="Lower-case hex HMAC-SHA256(workspace secret, raw body).",
+            auto_error=False,
+        ),
+        parameters=[
+            {
+                "name": "Plain-Workspace-Id",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The Plain workspace asking (not used by deskside).",
+            }
+        ],
+    )
 
     @classmethod
     def example_request(
@@ -85,7 +212,7 @@ class Plain(Protocol):
 
     @classmethod
     def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
-        problems = schema_problems(_Answer, document)
+        problems = schema_problems(PlainAnswer, document)
         if problems:
             return problems
         answered = [card["key"] for card in document["cards"]]
@@ -132,84 +259,15 @@ def _card_keys(document: dict[str, Any]) -> list[str]:
         raise BadRequest("`cardKeys` must be a list of strings")
     if len(keys) > MAX_CARD_KEYS:
         raise BadRequest(f"at most {MAX_CARD_KEYS} card keys")
+    # Keys are echoed back: a lone surrogate ("\ud800" in the JSON) cannot be written as UTF-8.
+    if not all(_encodable(key) for key in keys):
+        raise BadRequest("`cardKeys` must be valid Unicode")
     return list(dict.fromkeys(keys))
 
 
-# The answer's shape, for ``deskside probe``: every component is a single-key object.
-class _Shape(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _Text(_Shape):
-    text: str
-    textSize: Literal["S", "M", "L"] | None = None
-    textColor: Literal["NORMAL", "MUTED", "SUCCESS", "WARNING", "ERROR"] | None = None
-
-
-class _PlainText(_Shape):
-    plainText: str
-    plainTextSize: Literal["S", "M", "L"] | None = None
-    plainTextColor: Literal["NORMAL", "MUTED", "SUCCESS", "WARNING", "ERROR"] | None = None
-
-
-class _Badge(_Shape):
-    badgeLabel: str
-    badgeColor: Literal["GREY", "GREEN", "YELLOW", "RED", "BLUE"] | None = None
-
-
-class _LinkButton(_Shape):
-    linkButtonLabel: str
-    linkButtonUrl: Annotated[str, Field(pattern=r"^(https?://|mailto:)")]
-
-
-class _CopyButton(_Shape):
-    copyButtonValue: str
-    copyButtonTooltipLabel: str | None = None
-
-
-_Size = Literal["XS", "S", "M", "L", "XL"]
-
-
-class _Divider(_Shape):
-    dividerSpacingSize: _Size | None = None
-
-
-class _Spacer(_Shape):
-    spacerSize: _Size
-
-
-class _Row(_Shape):
-    rowMainContent: list[_Component]
-    rowAsideContent: list[_Component]
-
-
-class _Container(_Shape):
-    containerContent: list[_Component]
-
-
-class _Component(_Shape):
-    componentText: _Text | None = None
-    componentPlainText: _PlainText | None = None
-    componentBadge: _Badge | None = None
-    componentLinkButton: _LinkButton | None = None
-    componentCopyButton: _CopyButton | None = None
-    componentDivider: _Divider | None = None
-    componentSpacer: _Spacer | None = None
-    componentRow: _Row | None = None
-    componentContainer: _Container | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> _Component:
-        if len(self.model_fields_set) != 1:
-            raise ValueError("a component is an object with exactly one component key")
-        return self
-
-
-class _CardAnswer(_Shape):
-    key: str
-    timeToLiveSeconds: int | None = None
-    components: list[_Component] | None
-
-
-class _Answer(BaseModel):
-    cards: list[_CardAnswer]
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

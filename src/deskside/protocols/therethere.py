@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from fastapi.security import APIKeyHeader
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from deskside.card import Sidebar
 from deskside.lookup import Lookup
@@ -14,6 +23,7 @@ from deskside.protocols.base import (
     HelpdeskConfig,
     Protocol,
     RawRequest,
+    openapi_route,
     optional_string,
     parse_json_object,
     schema_problems,
@@ -22,47 +32,20 @@ from deskside.render import therethere as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
 
-__all__ = ["ThereThere", "ThereThereConfig"]
+__all__ = ["ThereThere", "ThereThereAnswer", "ThereThereConfig", "ThereThereRequest"]
 
 
 class ThereThereConfig(HelpdeskConfig):
     kind: Literal["therethere"]
 
 
-class ThereThere(Protocol):
-    """Verifies lower-case hex HMAC-SHA256 over the raw body; looks up ``email``."""
-
-    kind = "therethere"
-    signature_header = "x-there-there-signature"
-    scheme = Scheme.SHA256_HEX
-    title = "There There"
-    timeout_seconds = 3.0  # the vendor's stated total timeout
-
-    @classmethod
-    def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
-        return cls._signed_json(secret, {"email": emails[0]})
-
-    @classmethod
-    def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
-        return schema_problems(_Answer, document)
-
-    def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
-        document = parse_json_object(request.body)
-        return self.lookup([optional_string(document, "email")], fold_plus=fold_plus)
-
-    def respond(
-        self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
-    ) -> dict[str, Any]:
-        return {"data": render.render_rows(sidebar)}
-
-
-class _Row(BaseModel):
+class ThereThereRow(BaseModel):
     name: str
     type: Literal["markdown", "numeric", "date", "boolean", "url"]
     value: StrictStr | StrictInt | StrictFloat | StrictBool
 
     @model_validator(mode="after")
-    def _value_fits_type(self) -> _Row:
+    def _value_fits_type(self) -> ThereThereRow:
         value, kind = self.value, self.type
         if kind == "numeric" and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ValueError(f"row {self.name!r}: a numeric value must be a JSON number")
@@ -80,5 +63,53 @@ class _Row(BaseModel):
         return self
 
 
-class _Answer(BaseModel):
-    data: list[_Row]
+class ThereThereAnswer(BaseModel):
+    """Typed rows; ``markdown`` values never hold links or formatting from customer data."""
+
+    data: list[ThereThereRow]
+
+
+class ThereThereRequest(BaseModel):
+    """What There There posts for a ticket's contact (its Test button sends test@example.com)."""
+
+    model_config = ConfigDict(extra="allow")
+    email: str
+
+
+class ThereThere(Protocol):
+    """Verifies lower-case hex HMAC-SHA256 over the raw body; looks up ``email``."""
+
+    kind = "therethere"
+    signature_header = "x-there-there-signature"
+    scheme = Scheme.SHA256_HEX
+    title = "There There"
+    timeout_seconds = 3.0  # the vendor's stated total timeout
+    openapi = openapi_route(
+        summary="There There custom sidebar section",
+        description="Called by There There for the contact of the ticket an agent opens.",
+        body=ThereThereRequest,
+        answer=ThereThereAnswer,
+        security=APIKeyHeader(
+            name="X-There-There-Signature",
+            scheme_name="therethere_signature",
+            description="Lower-case hex HMAC-SHA256(secret, raw body).",
+            auto_error=False,
+        ),
+    )
+
+    @classmethod
+    def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
+        return cls._signed_json(secret, {"email": emails[0]})
+
+    @classmethod
+    def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
+        return schema_problems(ThereThereAnswer, document)
+
+    def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
+        document = parse_json_object(request.body)
+        return self.lookup([optional_string(document, "email")], fold_plus=fold_plus)
+
+    def respond(
+        self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
+    ) -> dict[str, Any]:
+        return {"data": render.render_rows(sidebar)}

@@ -52,12 +52,19 @@ def _field(field: Field) -> Row:
         case FieldType.BOOLEAN:
             return {"name": field.label, "value": bool(value), "type": "boolean"}
         case FieldType.URL:
-            return {"name": field.label, "value": str(value), "type": "url"}
+            return _url(field.label, str(value))
     return _text(field.label, display(field))
 
 
 def _link(link: Link) -> Row:
-    return {"name": link.label, "value": link.url, "type": "url"}
+    return _url(link.label, link.url)
+
+
+def _url(name: str, url: str) -> Row:
+    """A ``url`` row; There There's ``url`` is http(s) only, so a mailto link shows its address."""
+    if not url.startswith(("https://", "http://")):
+        return _text(name, url.removeprefix("mailto:"))
+    return {"name": name, "value": url, "type": "url"}
 
 
 def _text(name: str, text: str) -> Row:
