@@ -186,7 +186,7 @@ class _Builder:
             try:
                 value = _coerce(raw, layout.type)
             except ValueError as exc:
-                self.problem(f"field {layout.label!r}: {exc}")
+                self.problem(f"field {layout.label!r}", str(exc))
                 continue
             currency = layout.currency or self.layout.currency
             built.append(
@@ -210,7 +210,9 @@ class _Builder:
             if not url or not label:
                 continue
             if not url.lower().startswith(_LINK_SCHEMES) or any(c.isspace() for c in url):
-                self.problem(f"link {layout.label}: {url[:80]!r} is not an http(s) or mailto URL")
+                self.problem(
+                    f"link {layout.label}", f"{url[:80]!r} is not an http(s) or mailto URL"
+                )
                 continue
             built.append(Link(label=label, url=url))
         return tuple(built)
@@ -222,7 +224,7 @@ class _Builder:
             assert layout.value is not None
             return layout.value.evaluate(context)
         except Exception as exc:
-            self.problem(f"field {layout.label!r}: {type(exc).__name__}: {exc}")
+            self.problem(f"field {layout.label!r}", f"{type(exc).__name__}: {exc}")
             return None
 
     def shown(self, when: Expression | None, context: Mapping[str, Any]) -> bool:
@@ -231,7 +233,7 @@ class _Builder:
         try:
             return bool(when.evaluate(context))
         except Exception as exc:
-            self.problem(f"condition {when.source!r}: {type(exc).__name__}: {exc}")
+            self.problem(f"condition {when.source!r}", f"{type(exc).__name__}: {exc}")
             return False
 
     def text(self, template: TextTemplate | None, context: Mapping[str, Any]) -> str:
@@ -240,12 +242,14 @@ class _Builder:
         try:
             return template.render(context)
         except Exception as exc:
-            self.problem(f"template {template.source!r}: {type(exc).__name__}: {exc}")
+            self.problem(f"template {template.source!r}", f"{type(exc).__name__}: {exc}")
             return ""
 
-    def problem(self, message: str) -> None:
-        log.warning("card: %s", message)
-        self.problems.append(message)
+    def problem(self, where: str, detail: str) -> None:
+        """Record what failed; the log names only the config piece, since ``detail`` may quote
+        customer data (``problems`` goes to whoever ran ``check``/``preview`` for a customer)."""
+        log.warning("card: %s failed for this customer (see deskside preview)", where)
+        self.problems.append(f"{where}: {detail}")
 
 
 def _as_of(fetched_at: float, now: datetime) -> str:
