@@ -153,3 +153,27 @@ def test_cache_clear_through_a_running_server(
     )
     assert wrong.exit_code == 2
     assert "answered 401" in wrong.stderr
+
+
+async def test_answers_from_cached_data_are_reused_only_for_the_same_question(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain asks different card keys for the same cached customer: each gets its own cards."""
+    from helpers import as_body, therethere_signature
+
+    settings = demo_settings(monkeypatch, tmp_path, database, **with_cache("memory"))
+    secret = "plain-test-secret"
+
+    async def plain(keys: list[str]) -> list[str]:
+        body = as_body({"cardKeys": keys, "customer": {"email": "owner@acme.example"}})
+        headers = {"Plain-Request-Signature": therethere_signature(secret, body)}
+        response = await client.post("/plain", content=body, headers=headers)
+        return [card["key"] for card in response.json()["cards"]]
+
+    async with serve(settings) as client:
+        assert await plain(["account"]) == ["account"]  # fetched
+        assert await plain(["account"]) == ["account"]  # cached data, answer reused
+        assert await plain(["billing", "account"]) == ["billing", "account"]
+        first = await post_helpscout(client, helpscout_request("owner@acme.example"))
+        second = await post_helpscout(client, helpscout_request("owner@acme.example"))
+    assert first.content == second.content

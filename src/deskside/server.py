@@ -8,10 +8,11 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cachetools import TTLCache
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -34,7 +35,7 @@ from deskside.errors import BadRequest, HTTPError, SourceError, Unauthorized
 from deskside.lookup import normalise_emails
 from deskside.protocols import Decline, Protocol, RawRequest
 from deskside.protocols.base import optional_string, parse_json_object, read_body
-from deskside.service import SidebarService
+from deskside.service import LAYOUT_REUSE_SECONDS, SidebarService
 from deskside.signing import bearer_token, token_matches
 from deskside.sources.base import Source
 
@@ -157,8 +158,10 @@ def create_app(settings: Settings) -> FastAPI:
 def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
     limit = service.settings.server.max_body_bytes
     fold_plus = service.settings.lookup.fold_plus_addressing
+    # Answers built from the same cached data are encoded once (see Answer.reuse_key).
+    encoded: TTLCache[Hashable, bytes] = TTLCache(maxsize=4096, ttl=LAYOUT_REUSE_SECONDS)
 
-    async def endpoint(request: Request) -> JSONResponse:
+    async def endpoint(request: Request) -> Response:
         raw = RawRequest(
             method=request.method,
             body=await read_body(request, limit),
@@ -172,7 +175,14 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
             return JSONResponse(protocol.respond(Sidebar(message=decline.message), None, raw))
         try:
             answer = await service.answer(lookup)
-            return JSONResponse(protocol.respond(answer.sidebar, answer.profile, raw))
+            if answer.reuse_key is None:
+                return JSONResponse(protocol.respond(answer.sidebar, answer.profile, raw))
+            key = (answer.reuse_key, protocol.answer_variant(raw))
+            body = encoded.get(key)
+            if body is None:
+                document = protocol.respond(answer.sidebar, answer.profile, raw)
+                body = encoded[key] = bytes(JSONResponse(document).body)
+            return Response(body, media_type="application/json")
         except Exception:
             # Never a blank sidebar: a bug here still answers the helpdesk in its format.
             log.exception("%s: could not build the sidebar", protocol.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -156,6 +156,11 @@ class Protocol(ABC):
         if not emails:
             raise Decline(missing)
         return Lookup(emails=emails, name=name, context={"desk": self.kind, **context})
+
+    def answer_variant(self, request: RawRequest) -> Hashable:
+        """What, besides the customer's data, makes answers to ``request`` differ (Plain: the
+        card keys asked for); answers with equal data and variant are encoded once."""
+        return None
 
     def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
         """Routes besides the sidebar one that this helpdesk needs; none by default."""

@@ -7,7 +7,7 @@ it — because Plain treats a missing key as an error and caches that for five m
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi.security import APIKeyHeader
@@ -239,6 +239,9 @@ class Plain(Protocol):
     ) -> dict[str, Any]:
         keys = _card_keys(json.loads(request.body)) if request else list(self.config.cards)
         return {"cards": [self._card(key, sidebar) for key in keys]}
+
+    def answer_variant(self, request: RawRequest) -> Hashable:
+        return tuple(_card_keys(json.loads(request.body)))
 
     def _card(self, key: str, sidebar: Sidebar) -> dict[str, Any]:
         shown = self.config.cards.get(key)
