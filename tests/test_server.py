@@ -503,3 +503,9 @@ url = "{slow_billing.url("/billing/{email}")}"
         "Could not look up nobody@nowhere.example.",
         "Billing API unavailable",
     ]
+
+
+async def test_a_trailing_slash_is_not_redirected(client: httpx.AsyncClient) -> None:
+    """Helpdesks follow no redirects: a path with a trailing slash gets a JSON 404, not a 307."""
+    response = await client.post("/helpscout/", content=b"{}")
+    assert response.status_code == 404

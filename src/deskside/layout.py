@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 MAX_CARDS = 10
 _LINK_SCHEMES = ("https://", "http://", "mailto:")
+_NOT_IN_URLS = frozenset(" \t\r\n\"'<>`")
 _LARGEST_NUMBER = Decimal("1e300")
 
 
@@ -209,7 +210,7 @@ class _Builder:
             label = self.text(layout.label, context)
             if not url or not label:
                 continue
-            if not url.lower().startswith(_LINK_SCHEMES) or any(c.isspace() for c in url):
+            if not url.lower().startswith(_LINK_SCHEMES) or any(c in _NOT_IN_URLS for c in url):
                 self.problem(
                     f"link {layout.label}", f"{url[:80]!r} is not an http(s) or mailto URL"
                 )
@@ -278,7 +279,9 @@ def _coerce(raw: Any, type_: FieldType) -> Value:
     if type_ is FieldType.BOOLEAN:
         return _boolean(raw)
     text = str(raw).strip()
-    if type_ is FieldType.URL and not text.lower().startswith(_LINK_SCHEMES[:2]):
+    if type_ is FieldType.URL and (
+        not text.lower().startswith(_LINK_SCHEMES[:2]) or any(c in _NOT_IN_URLS for c in text)
+    ):
         raise ValueError(f"{text[:80]!r} is not an http(s) URL")
     if type_ is FieldType.EMAIL and ("@" not in text or any(c.isspace() for c in text)):
         raise ValueError(f"{text[:80]!r} is not an email address")

@@ -66,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # helpdesks follow no redirects: a JSON 404 says more
     )
     app.state.service = service
     app.state.readiness = readiness
@@ -149,7 +150,11 @@ def create_app(settings: Settings) -> FastAPI:
             # e.g. "helper/identity": counted apart from the helpdesk's own requests
             labels.setdefault(route.path, protocol.name + route.path.removeprefix(protocol.path))
             app.add_api_route(
-                route.path, route.endpoint, methods=[route.method], include_in_schema=False
+                route.path,
+                route.endpoint,
+                methods=[route.method],
+                include_in_schema=route.openapi is not None,
+                **(route.openapi or {}),
             )
     app.add_middleware(_Observe, labels=labels)
     return app
@@ -187,7 +192,15 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
             # Never a blank sidebar: a bug here still answers the helpdesk in its format.
             log.exception("%s: could not build the sidebar", protocol.name)
             sidebar = Sidebar(message="Customer details are unavailable right now.")
-            return JSONResponse(protocol.respond(sidebar, None, raw))
+            try:
+                return JSONResponse(protocol.respond(sidebar, None, raw))
+            except Exception:  # the protocol cannot even answer a message: say so plainly
+                log.exception("%s: could not answer at all", protocol.name)
+                return JSONResponse(
+                    {"error": "temporarily unavailable"},
+                    status_code=503,
+                    headers={"Retry-After": "5"},
+                )
 
     return endpoint
 

@@ -81,7 +81,7 @@ class HelperAnswer(BaseModel):
 
 
 class HelperIdentityRequest(BaseModel):
-    email: str
+    email: str = Field(json_schema_extra={"format": "email"})
 
 
 class HelperCustomerMetadata(BaseModel):
