@@ -201,7 +201,8 @@ async def test_postgres_stopped_under_load(
                 recovered = time.monotonic() - outage_ended
                 break
     _assert_never_blank_and_on_time(load.answers)
-    during = load.between(outage_started + 0.2, outage_ended)
+    # Past the cache's 0.5 s freshness, every answer says the database is not answering.
+    during = load.between(outage_started + 0.6, outage_ended)
     assert len(during) > 20
     assert all(" as of " in a.html or "App database unavailable" in a.html for a in during)
     assert any(" as of " in a.html for a in during)  # known customers kept their last answer
