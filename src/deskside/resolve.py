@@ -98,15 +98,21 @@ class Resolver:
         self._flights: dict[str, tuple[asyncio.Task[list[Record]], float]] = {}
         """In-flight fetches by cache key, with the loop time they give up at."""
 
-    async def resolve(self, lookup: Lookup, *, refresh: bool = False) -> Profile:
-        """Every source's answer for ``lookup``; ``refresh`` skips fresh cached answers."""
-        deadline = asyncio.get_running_loop().time() + self.deadline_seconds
+    async def resolve(
+        self, lookup: Lookup, *, refresh: bool = False, since: float | None = None
+    ) -> Profile:
+        """Every source's answer for ``lookup``; ``refresh`` skips fresh cached answers.
+
+        The deadline runs from ``since`` (the event loop's time the request arrived), or now.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = (loop.time() if since is None else since) + self.deadline_seconds
         tasks = {
             name: asyncio.create_task(self._answer(source, lookup, refresh, deadline))
             for name, source in self.sources.items()
         }
         if tasks:  # each answers by the deadline itself; this is only a safety net
-            await asyncio.wait(tasks.values(), timeout=self.deadline_seconds + 0.05)
+            await asyncio.wait(tasks.values(), timeout=max(deadline - loop.time(), 0) + 0.05)
         results: dict[str, SourceResult] = {}
         for name, task in tasks.items():
             if task.done():

@@ -44,6 +44,8 @@ __all__ = ["MULTIPROC_ENV", "Readiness", "create_app", "create_app_from_env"]
 log = logging.getLogger("deskside.server")
 
 CONFIG_ENV = "DESKSIDE_CONFIG"
+ARRIVED = "deskside_arrived"
+"""Key in the ASGI scope's state: the event loop's time a request arrived."""
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """Set (by ``deskside serve --workers N``, or by you): ``/metrics`` adds up every process."""
 
@@ -179,7 +181,7 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
         except Decline as decline:
             return JSONResponse(protocol.respond(Sidebar(message=decline.message), None, raw))
         try:
-            answer = await service.answer(lookup)
+            answer = await service.answer(lookup, since=request.scope.get("state", {}).get(ARRIVED))
             if answer.reuse_key is None:
                 return JSONResponse(protocol.respond(answer.sidebar, answer.profile, raw))
             key = (answer.reuse_key, protocol.answer_variant(raw))
@@ -242,6 +244,9 @@ class _Observe:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # The deadline counts from here: time spent queued behind other requests is the
+        # helpdesk's time too.
+        scope.setdefault("state", {})[ARRIVED] = asyncio.get_running_loop().time()
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
         request_id = logs.sane_request_id(incoming) or logs.new_request_id()
         header = (b"x-request-id", request_id.encode("ascii"))

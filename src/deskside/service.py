@@ -52,9 +52,12 @@ class SidebarService:
             maxsize=4096, ttl=LAYOUT_REUSE_SECONDS
         )
 
-    async def answer(self, lookup: Lookup, *, refresh: bool = False) -> Answer:
-        """Resolve ``lookup`` within the deadline and lay out its sidebar."""
-        profile = await self.resolver.resolve(lookup, refresh=refresh)
+    async def answer(
+        self, lookup: Lookup, *, refresh: bool = False, since: float | None = None
+    ) -> Answer:
+        """Resolve ``lookup`` within the deadline (from ``since``, the event loop's time the
+        request arrived, else now) and lay out its sidebar."""
+        profile = await self.resolver.resolve(lookup, refresh=refresh, since=since)
         key = _reuse_key(profile)
         laid_out = self._layouts.get(key) if key is not None else None
         if laid_out is None:
