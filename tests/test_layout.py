@@ -419,3 +419,26 @@ def test_the_helpful_error_names_the_expression_that_was_written(tmp_path: Path)
 def test_other_card_mistakes_are_reported(tmp_path: Path, card: str, expected: str) -> None:
     problems = config_problems(tmp_path, "\n" + card)
     assert any(expected in p for p in problems), problems
+
+
+def test_a_scope_evaluates_like_a_fresh_context() -> None:
+    """One card's expressions share a render context; each sees the same as on its own."""
+    from deskside.expressions import Expression, MarkdownTemplate, Scope, TextTemplate
+
+    variables = {"app": {"plan": "Pro", "seats": 3, "modules": "a,b"}, "email": "x@y.io"}
+    scope = Scope(variables)
+    pieces = [
+        Expression("app.seats * 2"),
+        Expression("app.missing"),
+        TextTemplate("{{ app.plan }}"),
+        TextTemplate("{% set plan = 'Gold' %}{{ plan }} for {{ email }}"),
+        TextTemplate("{{ plan }}-{{ app.plan }}"),  # the {% set %} above stays in its template
+        MarkdownTemplate("{% for m in app.modules.split(',') %}*{{ m }}* {% endfor %}"),
+    ]
+    for piece in pieces:
+        alone = (
+            piece.evaluate(variables) if isinstance(piece, Expression) else piece.render(variables)
+        )
+        shared = piece.evaluate(scope) if isinstance(piece, Expression) else piece.render(scope)
+        assert shared == alone, piece
+    assert TextTemplate("{{ plan }}-{{ app.plan }}").render(scope) == "-Pro"

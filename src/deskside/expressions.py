@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined
 from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import GetCoreSchemaHandler
@@ -122,6 +122,8 @@ class TextTemplate(_Compiled):
             else:
                 value = self._single(**context)
             return "" if value is None else self._finalize(str(value)).strip()
+        if isinstance(context, Scope):
+            return context.render(self._template).strip()
         return self._template.render(**context).strip()
 
     @staticmethod
@@ -171,6 +173,17 @@ class Scope(Mapping[str, Any]):
             pass
         value = self._context.vars.pop("result", None)
         return None if isinstance(value, Undefined) else value
+
+    def render(self, template: Template) -> str:
+        """What ``template.render(**variables)`` returns, without a new render context."""
+        if not hasattr(template, "root_render_func"):  # pragma: no cover - other Jinja
+            return template.render(**self._variables)
+        known = set(self._context.vars)
+        try:
+            return str(template.environment.concat(template.root_render_func(self._context)))
+        finally:
+            for name in set(self._context.vars) - known:  # a {% set %} stays in its template
+                del self._context.vars[name]
 
     def __getitem__(self, key: str) -> Any:
         return self._variables[key]
