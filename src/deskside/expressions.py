@@ -23,7 +23,14 @@ from pydantic_core import core_schema
 
 from deskside.render.markdown import escape_markdown
 
-__all__ = ["Expression", "MarkdownTemplate", "Scope", "TextTemplate", "normalise_record"]
+__all__ = [
+    "Expression",
+    "MarkdownTemplate",
+    "Scope",
+    "TextTemplate",
+    "encodable",
+    "normalise_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +228,8 @@ def normalise_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return {str(key): _normalise_value(value) for key, value in record.items()}
 
 
-def _encodable(text: str) -> bool:
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (a lone surrogate cannot)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -232,7 +240,7 @@ def _encodable(text: str) -> bool:
 def _normalise_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and not _encodable(value):
+    if isinstance(value, str) and not encodable(value):
         # A lone surrogate (JSON "\ud800") could not be written into any answer.
         value = value.encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, str) and 10 <= len(value) <= 35:

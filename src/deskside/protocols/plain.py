@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel
 from deskside.errors import BadRequest
+from deskside.expressions import encodable
 from deskside.lookup import Lookup
 from deskside.protocols.base import (
     HelpdeskConfig,
@@ -263,14 +264,6 @@ def _card_keys(document: dict[str, Any]) -> list[str]:
     if len(keys) > MAX_CARD_KEYS:
         raise BadRequest(f"at most {MAX_CARD_KEYS} card keys")
     # Keys are echoed back: a lone surrogate ("\ud800" in the JSON) cannot be written as UTF-8.
-    if not all(_encodable(key) for key in keys):
+    if not all(encodable(key) for key in keys):
         raise BadRequest("`cardKeys` must be valid Unicode")
     return list(dict.fromkeys(keys))
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
