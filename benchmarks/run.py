@@ -4,8 +4,8 @@
 
 It installs the ``bench`` extra if missing, asks to install wrk if missing, loads the demo HR
 SaaS data with 100,000 generated customers into PostgreSQL (database ``deskside_bench``,
-created once and reused), then measures at fixed concurrency, each server with the same number
-of worker processes:
+created when missing, reloaded only when ``demo.py`` changes), then measures at fixed
+concurrency, each server with the same number of worker processes:
 
 1. a bare ASGI app under uvicorn, served like ``deskside serve`` (the ceiling);
 2. the hand-written WSGI endpoint (``handwritten.py``) under gunicorn sync workers;
@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import http.client
@@ -61,6 +62,7 @@ HOT_CUSTOMERS = 100
 OPEN_RATE = 200  # req/s
 OPEN_SECONDS = 20
 HANG_DEADLINE_MS = 300
+HANG_SECONDS = 10
 SECRET = "deskside-benchmark-secret"  # noqa: S105 - a fixed secret for local load only
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/deskside_bench"
 
@@ -87,10 +89,11 @@ class Result:
     rss_mb: float
     """Peak resident memory of the busiest worker process while the scenario ran."""
     cpu_ms: float
-    """CPU time the server's processes used per request (user + system, all workers)."""
+    """CPU time the server's processes used per request (user + system, all of them; the
+    database's own CPU time is not included)."""
     other_cpu: float
-    """% of all cores that other programs used in the second before the scenario: anything
-    well above 0 competes with the benchmark for the cores, and its figures come out low."""
+    """% of all cores that other programs (not the benchmark, its server or PostgreSQL) used
+    while it was measured: anything well above 0 took CPU from it, and its figures are low."""
 
 
 # ── Set-up ─────────────────────────────────────────────────────────────────────────────────
@@ -358,23 +361,35 @@ def cpu_seconds(pid: int) -> float:
     return used
 
 
-def other_cpu_percent(server: int, seconds: float = 1.0) -> float:
-    """How much of all cores' time programs other than this benchmark and its server used
-    during the next ``seconds`` (in %, steal time included)."""
-    import psutil
+class CpuMeter:
+    """CPU time used while it is entered: by the server's processes, and by programs that are
+    neither the benchmark (wrk, the open-loop generator) nor its server nor PostgreSQL."""
 
-    def ours() -> float:
-        return cpu_seconds(os.getpid()) + cpu_seconds(server)
+    def __init__(self, server: int) -> None:
+        self.server = server
+        self.server_seconds = 0.0
+        self.other_percent = 0.0
 
-    def machine() -> tuple[float, float]:
+    def _read(self) -> tuple[float, float, float, float]:
+        import psutil
+
         t = psutil.cpu_times()
         busy = t.user + t.nice + t.system + t.irq + t.softirq + t.steal
-        return busy, busy + t.idle + t.iowait
+        database = 0.0
+        for process in psutil.process_iter(["name", "cpu_times"]):
+            if (process.info["name"] or "").startswith("postgres") and process.info["cpu_times"]:
+                database += process.info["cpu_times"].user + process.info["cpu_times"].system
+        server = cpu_seconds(self.server)
+        return busy + t.idle + t.iowait, busy, server, cpu_seconds(os.getpid()) + database
 
-    busy, total, own = *machine(), ours()
-    time.sleep(seconds)
-    busy2, total2, own2 = *machine(), ours()
-    return max(0.0, (busy2 - busy) - (own2 - own)) / max(total2 - total, 1e-9) * 100
+    def __enter__(self) -> CpuMeter:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        total, busy, server, ours = (b - a for a, b in zip(self._start, self._read(), strict=True))
+        self.server_seconds = server
+        self.other_percent = max(0.0, busy - server - ours) / max(total, 1e-9) * 100
 
 
 def wrk(port: int, requests: Path, seconds: float) -> dict[str, Any]:
@@ -393,12 +408,10 @@ def closed_loop(
 ) -> Result:
     """Warm up, then measure at CONNECTIONS concurrent connections for ``seconds``."""
     print(f"  {scenario} …", flush=True)
-    other_cpu = other_cpu_percent(pid)
     with RssSampler(pid) as rss:
         wrk(port, warmup, WARMUP_SECONDS)
-        cpu = cpu_seconds(pid)
-        run = wrk(port, requests, seconds)
-        cpu = cpu_seconds(pid) - cpu
+        with CpuMeter(pid) as cpu:
+            run = wrk(port, requests, seconds)
     elapsed = run["duration_us"] / 1e6
     return Result(
         scenario=scenario,
@@ -410,8 +423,8 @@ def closed_loop(
         max_ms=run["max_us"] / 1000,
         errors=run["errors"] + run["non_2xx"],
         rss_mb=rss.peak_mb,
-        cpu_ms=cpu * 1000 / max(run["requests"], 1),
-        other_cpu=other_cpu,
+        cpu_ms=cpu.server_seconds * 1000 / max(run["requests"], 1),
+        other_cpu=cpu.other_percent,
     )
 
 
@@ -422,11 +435,8 @@ def open_loop(scenario: str, pid: int, port: int, requests: Path) -> Result:
         sys.executable, str(HERE / "openloop.py"), f"http://127.0.0.1:{port}/helpscout",
         str(requests), "--rate", str(OPEN_RATE), "--duration", str(OPEN_SECONDS),
     ]  # fmt: skip
-    other_cpu = other_cpu_percent(pid)
-    with RssSampler(pid) as rss:
-        cpu = cpu_seconds(pid)
+    with RssSampler(pid) as rss, CpuMeter(pid) as cpu:
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        cpu = cpu_seconds(pid) - cpu
     run = json.loads(output)
     return Result(
         scenario=scenario,
@@ -438,8 +448,8 @@ def open_loop(scenario: str, pid: int, port: int, requests: Path) -> Result:
         max_ms=run["max_ms"],
         errors=run["errors"],
         rss_mb=rss.peak_mb,
-        cpu_ms=cpu * 1000 / max(run["requests"], 1),
-        other_cpu=other_cpu,
+        cpu_ms=cpu.server_seconds * 1000 / max(run["requests"], 1),
+        other_cpu=cpu.other_percent,
     )
 
 
@@ -487,7 +497,7 @@ def print_report(results: dict[str, Result], verdicts: list[dict[str, Any]]) -> 
             f"{r.max_ms:.0f} | {r.errors} | {r.cpu_ms:.2f} | {r.rss_mb:.0f} |"
         )
     if busy := {LABELS[k]: r.other_cpu for k, r in results.items() if r.other_cpu > 10}:
-        print("\nWARNING: other programs kept the machine busy before some scenarios, so their")
+        print("\nWARNING: other programs kept the machine busy during some scenarios, so their")
         print("figures are low: run again on a quiet machine. Other programs' share of all cores:")
         for label, percent in busy.items():
             print(f"  {label}: {percent:.0f}%")
@@ -593,13 +603,12 @@ def main() -> None:
         blackhole = Blackhole()
         try:
             (work / "hang.toml").write_text(deskside_config(hang_port=blackhole.port))
-            with serving("deskside-hang", lambda p: deskside(p, "hang.toml"), env, work) as (
-                pid,
-                port,
-            ):
+            hanging = functools.partial(deskside, config="hang.toml")
+            with serving("deskside-hang", hanging, env, work) as (pid, port):
                 check_answer(port, probe, [company, "Slow API unavailable"])
+                warmup, hang = files["warmup"], files["hang"]
                 results["hang"] = closed_loop(
-                    "deskside with a hanging source", pid, port, files["warmup"], files["hang"], 10
+                    "deskside with a hanging source", pid, port, warmup, hang, HANG_SECONDS
                 )
         finally:
             blackhole.close()
