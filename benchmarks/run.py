@@ -131,6 +131,11 @@ def ensure_database(url: str, reload: bool) -> str:
     parsed = make_url(url).set(drivername="postgresql")
     admin = parsed.set(database="postgres").render_as_string(hide_password=False)
     url = parsed.render_as_string(hide_password=False)
+    try:
+        psycopg.connect(admin, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        where = parsed.render_as_string(hide_password=True)
+        sys.exit(f"Cannot reach PostgreSQL at {where} (see --database-url): {exc}".strip())
     with psycopg.connect(admin, autocommit=True) as connection:
         name = parsed.database or "deskside_bench"
         exists = "select 1 from pg_database where datname = %s"
@@ -348,13 +353,16 @@ class RssSampler:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` and all its descendants so far."""
+    """User + system CPU time of process ``pid`` and all its descendants so far, including
+    the children it has already waited for (wrk, once it has finished)."""
     import psutil
 
     used = 0.0
     with contextlib.suppress(psutil.Error):
         root = psutil.Process(pid)
-        for process in [root, *root.children(recursive=True)]:
+        times = root.cpu_times()
+        used += times.user + times.system + times.children_user + times.children_system
+        for process in root.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 times = process.cpu_times()
                 used += times.user + times.system

@@ -36,7 +36,7 @@ class SqlSourceConfig(SourceConfig):
     query: str
     """Selects the customer's rows; ``:emails`` is the list of addresses, ``:email`` the first."""
     max_rows: int = Field(default=50, ge=1, le=1000)
-    pool_size: int = Field(default=5, ge=1, le=100)
+    pool_size: int = Field(default=10, ge=1, le=100)
 
     @field_validator("url")
     @classmethod
@@ -97,7 +97,10 @@ class SqlSource(Source):
                 "max_overflow": config.pool_size,
                 "pool_recycle": 1800,
             }
-        self._engine: AsyncEngine = create_async_engine(url, **options)
+        # Lookups only read: no BEGIN/ROLLBACK round trips around each one.
+        self._engine: AsyncEngine = create_async_engine(
+            url, isolation_level="AUTOCOMMIT", **options
+        )
         self._query = text(config.query)
         self._binds = set(self._query.compile().params)
         if "emails" in self._binds:
