@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url, text
@@ -91,3 +93,21 @@ def redis_url() -> Iterator[str]:
         with contextlib.suppress(redis.RedisError):
             client.flushdb()
         client.close()
+
+
+@pytest.fixture(scope="session")
+def template_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo database, built once per run."""
+    from helpers import make_demo_database
+
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    make_demo_database(path)
+    return path
+
+
+@pytest.fixture
+def database(template_database: Path, tmp_path: Path) -> str:
+    """A fresh copy of the demo database for each test (tests may add rows)."""
+    path = tmp_path / "demo.db"
+    shutil.copyfile(template_database, path)
+    return f"sqlite:///{path}"

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import re
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from deskside.config import Settings, load_settings
 from deskside.errors import ConfigError
-from helpers import demo_config_text, make_demo_database, serve
+from helpers import demo_config_text, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -37,20 +36,6 @@ def card_signature(secret: str, body: bytes) -> str:
 
 
 # ── The demo app ──────────────────────────────────────────────────────────────────────────────
-
-
-@pytest.fixture(scope="module")
-def template_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("generic") / "demo.db"
-    make_demo_database(path)
-    return path
-
-
-@pytest.fixture
-def database(template_database: Path, tmp_path: Path) -> str:
-    path = tmp_path / "demo.db"
-    shutil.copyfile(template_database, path)
-    return f"sqlite:///{path}"
 
 
 def card_settings(

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import re
-import shutil
 import sqlite3
 import string
 import time
@@ -31,7 +30,7 @@ from deskside.protocols.base import RawRequest
 from deskside.protocols.helper import Helper, HelperConfig, widget_identity
 from deskside.server import create_app
 from deskside.signing import Scheme, sign, verify
-from helpers import add_customer, demo_config_text, make_demo_database, serve
+from helpers import add_customer, demo_config_text, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -113,21 +112,6 @@ async def customer_info(client: httpx.AsyncClient, email: str) -> dict[str, Any]
 
 
 # ── The demo app ──────────────────────────────────────────────────────────────────────────────
-
-
-@pytest.fixture(scope="module")
-def template_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("helper") / "demo.db"
-    make_demo_database(path)
-    return path
-
-
-@pytest.fixture
-def database(template_database: Path, tmp_path: Path) -> str:
-    """A fresh copy of the demo database for each test (tests may add rows)."""
-    path = tmp_path / "demo.db"
-    shutil.copyfile(template_database, path)
-    return f"sqlite:///{path}"
 
 
 def helper_settings(

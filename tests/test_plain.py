@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import re
-import shutil
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +23,7 @@ from markdown_it import MarkdownIt
 
 from deskside.config import Settings, load_settings
 from fake_http import FakeHTTPServer, Reply
-from helpers import demo_config_text, make_demo_database, serve
+from helpers import demo_config_text, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -165,20 +164,6 @@ def test_markdown_check_would_catch_unescaped_customer_data() -> None:
 
 
 # ── The demo app ──────────────────────────────────────────────────────────────────────────────
-
-
-@pytest.fixture(scope="module")
-def template_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("plain") / "demo.db"
-    make_demo_database(path)
-    return path
-
-
-@pytest.fixture
-def database(template_database: Path, tmp_path: Path) -> str:
-    path = tmp_path / "demo.db"
-    shutil.copyfile(template_database, path)
-    return f"sqlite:///{path}"
 
 
 def plain_settings(
