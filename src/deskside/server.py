@@ -16,6 +16,7 @@ from typing import Any
 from cachetools import TTLCache
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,7 +36,12 @@ from deskside.config import Settings, load_settings
 from deskside.errors import BadRequest, HTTPError, SourceError, Unauthorized
 from deskside.lookup import normalise_emails
 from deskside.protocols import Decline, Protocol, RawRequest
-from deskside.protocols.base import optional_string, parse_json_object, read_body
+from deskside.protocols.base import (
+    SECURITY_SCHEMES,
+    optional_string,
+    parse_json_object,
+    read_body,
+)
 from deskside.service import LAYOUT_REUSE_SECONDS, SidebarService
 from deskside.signing import bearer_token, token_matches
 from deskside.sources.base import Source
@@ -76,6 +82,24 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,  # helpdesks follow no redirects: a JSON 404 says more
     )
     app.state.service = service
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, with the signature schemes the published routes declare."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            used = {
+                name
+                for operations in schema.get("paths", {}).values()
+                for operation in operations.values()
+                for requirement in operation.get("security", [])
+                for name in requirement
+            }
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {name: SECURITY_SCHEMES[name] for name in sorted(used)}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.readiness = readiness
     labels: dict[str, str] = {}
     """Path → ``helpdesk`` label of the request metrics (helpdesk routes only)."""

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Se
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fastapi import Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
@@ -173,11 +172,15 @@ class ErrorAnswer(BaseModel):
     error: str
 
 
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {}
+"""OpenAPI security schemes by name, as :func:`openapi_route` declares them."""
+
+
 def openapi_route(
     *,
     summary: str,
     answer: type[BaseModel],
-    security: APIKeyHeader | HTTPBearer,
+    security: APIKeyHeader | HTTPBearer | Sequence[APIKeyHeader | HTTPBearer],
     body: type[BaseModel] | None = None,
     parameters: Sequence[Mapping[str, Any]] = (),
     description: str | None = None,
@@ -185,9 +188,16 @@ def openapi_route(
     """``add_api_route`` keyword arguments that publish a route in the OpenAPI schema.
 
     ``body`` documents the JSON request body (the route still reads raw bytes: signatures are
-    over them); ``security`` declares how the request is signed, for documentation only.
+    over them); ``security`` declares how the request is signed (several: alternatives), for
+    documentation only: listed in :data:`SECURITY_SCHEMES` for the schema, never run as a
+    per-request dependency.
     """
-    extra: dict[str, Any] = {}
+    schemes = [security] if isinstance(security, APIKeyHeader | HTTPBearer) else list(security)
+    for scheme in schemes:
+        SECURITY_SCHEMES[scheme.scheme_name] = scheme.model.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+    extra: dict[str, Any] = {"security": [{scheme.scheme_name: []} for scheme in schemes]}
     if body is not None:
         content = {"application/json": {"schema": inline_schema(body)}}
         extra["requestBody"] = {"required": True, "content": content}
@@ -198,7 +208,6 @@ def openapi_route(
         "summary": summary,
         "description": description,
         "openapi_extra": extra,
-        "dependencies": [Security(security)],
         "responses": {
             200: {"model": answer, "description": "The answer, as the helpdesk expects it"},
             400: {**refused, "description": "Malformed JSON, wrong types or a malformed query"},

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,10 +20,10 @@ from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
 from deskside.lookup import MAX_EMAILS, Lookup
 from deskside.protocols.base import (
-    ErrorAnswer,
     HelpdeskConfig,
     Protocol,
     RawRequest,
+    openapi_route,
     optional_string,
     parse_json_object,
     schema_problems,
@@ -69,29 +68,24 @@ class Generic(Protocol):
     scheme = Scheme.SHA256_HEX
     timeout_seconds = 10.0
     config: GenericConfig
-    openapi = {
-        "summary": "Look a customer up and answer their cards as typed JSON",
-        "openapi_extra": {
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": CardRequest.model_json_schema()}},
-            },
-        },
-        # Declares both schemes under components.securitySchemes and lists them as
-        # alternatives; with auto_error=False they only document, verify() authenticates.
-        "dependencies": [
-            Security(
-                APIKeyHeader(name="X-Deskside-Signature", scheme_name="signature", auto_error=False)
+    openapi = openapi_route(
+        summary="Look a customer up and answer their cards as typed JSON",
+        body=CardRequest,
+        answer=Sidebar,
+        security=[
+            APIKeyHeader(
+                name="X-Deskside-Signature",
+                scheme_name="signature",
+                description="Lower-case hex HMAC-SHA256(secret, raw body).",
+                auto_error=False,
             ),
-            Security(HTTPBearer(scheme_name="bearer", auto_error=False)),
+            HTTPBearer(
+                scheme_name="bearer",
+                description="One of the configured `token`s.",
+                auto_error=False,
+            ),
         ],
-        "responses": {
-            200: {"model": Sidebar, "description": "The customer's cards (empty: not found)"},
-            400: {"model": ErrorAnswer, "description": "Malformed JSON or wrong types"},
-            401: {"model": ErrorAnswer, "description": "Missing or wrong signature/token"},
-            413: {"model": ErrorAnswer, "description": "Body too large"},
-        },
-    }
+    )
 
     @classmethod
     def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
