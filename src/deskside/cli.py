@@ -14,22 +14,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 import httpx
 import typer
 import uvicorn
-from rich.console import Console
 from rich.table import Table
 
 from deskside import __version__, demo, logs
 from deskside.cache import build_cache
 from deskside.config import Settings, load_settings
+from deskside.console import CONFIG_ENV, ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError, SourceError
 from deskside.lookup import Lookup, normalise_emails
 from deskside.probe import probe as run_probe
 from deskside.protocols import PROTOCOLS, Protocol, RawRequest
-from deskside.server import CONFIG_ENV, MULTIPROC_ENV, create_app
+from deskside.server import MULTIPROC_ENV, create_app
 from deskside.service import Answer, SidebarService
 
 __all__ = ["app", "main"]
@@ -41,13 +41,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", envvar=CONFIG_ENV, help="The config file.", show_default=True),
-]
 _KINDS = {protocol.kind: protocol for protocol in PROTOCOLS.values()}
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormatOption = Annotated[
@@ -223,7 +216,7 @@ def _choose_desks(service: SidebarService, desk: str) -> list[Protocol]:
         return matching
     if desk in _KINDS:
         return [_unconfigured(desk)]
-    _fail(f"--desk {desk}: no such helpdesk; use all, {', '.join(_KINDS)} or a configured name")
+    fail(f"--desk {desk}: no such helpdesk; use all, {', '.join(_KINDS)} or a configured name")
 
 
 def _unconfigured(kind: str) -> Protocol:
@@ -245,7 +238,7 @@ def sign(
     """Print the signature header value for a request, to test an endpoint with curl."""
     protocol = _KINDS.get(desk)
     if protocol is None:
-        _fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
+        fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
     body = sys.stdin.buffer.read() if file == "-" else _read_bytes(Path(file))
     from deskside.signing import sign as sign_message
 
@@ -274,7 +267,7 @@ def probe_command(
 ) -> None:
     """Call URL exactly as DESK would, check the answer against its protocol, print a verdict."""
     if desk not in _KINDS:
-        _fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
+        fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
     report = asyncio.run(
         run_probe(
             url,
@@ -323,13 +316,13 @@ def cache_clear(
     """
     emails = normalise_emails([email], fold_plus=False)
     if not emails:
-        _fail(f"{email!r} is not an email address")
+        fail(f"{email!r} is not an email address")
     settings = _load(config)
     if url is not None:
         tokens = [t.get_secret_value() for t in settings.admin.token]
         secret = token or (tokens[0] if tokens else None)
         if secret is None:
-            _fail("no admin token: set [admin] token in the config, or pass --token")
+            fail("no admin token: set [admin] token in the config, or pass --token")
         try:
             response = httpx.post(
                 f"{url.rstrip('/')}/admin/cache/clear",
@@ -338,14 +331,14 @@ def cache_clear(
                 timeout=10,
             )
         except httpx.HTTPError as exc:
-            _fail(f"cannot reach {url}: {type(exc).__name__}")
+            fail(f"cannot reach {url}: {type(exc).__name__}")
         if response.status_code != 200:
-            _fail(f"{url} answered {response.status_code}: {response.text[:200]}")
+            fail(f"{url} answered {response.status_code}: {response.text[:200]}")
         dropped = int(response.json()["dropped"])
     else:
         cache_url = settings.cache.get_secret_value()
         if cache_url == "memory":
-            _fail(
+            fail(
                 "this config caches inside the server's processes: clear it with "
                 "--url https://your-deskside (its admin endpoint; needs [admin] token)"
             )
@@ -357,7 +350,7 @@ async def _forget(cache_url: str, email: str) -> int:
     cache = build_cache(cache_url)
     try:
         if not await cache.reachable():
-            _fail("the Redis cache is not reachable")
+            fail("the Redis cache is not reachable")
         return await cache.forget(email)
     finally:
         await cache.aclose()
@@ -438,7 +431,7 @@ def _curl(url: str, request: RawRequest) -> str:
 def _lookup(email: str, settings: Settings) -> Lookup:
     emails = normalise_emails(email.split(","), fold_plus=settings.lookup.fold_plus_addressing)
     if not emails:
-        _fail(f"{email!r} is not an email address")
+        fail(f"{email!r} is not an email address")
     return Lookup(emails=emails, context={"desk": "cli"})
 
 
@@ -462,21 +455,14 @@ def _load(path: Path, *, extra_sources: dict[str, Any] | None = None) -> Setting
     try:
         return load_settings(path, extra_sources=extra_sources)
     except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[red]✗[/] {problem}", markup=True)
-        raise typer.Exit(2) from None
+        report_config_error(exc)
 
 
 def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror}")
-
-
-def _fail(message: str) -> NoReturn:
-    err.print(f"[red]✗[/] {message}")
-    raise typer.Exit(2)
+        fail(f"cannot read {path}: {exc.strerror}")
 
 
 def _ms(started: float) -> str:

@@ -13,11 +13,19 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_va
 
 from deskside.configtypes import ConfigModel, Secret, SecretList
 from deskside.errors import ConfigError
+from deskside.insights.settings import HelpScoutSettings, InsightsSettings
 from deskside.layout import CardLayout
 from deskside.protocols import AnyHelpdeskConfig
 from deskside.sources import AnySourceConfig
 
-__all__ = ["AdminSettings", "LookupSettings", "ServerSettings", "Settings", "load_settings"]
+__all__ = [
+    "AdminSettings",
+    "LookupSettings",
+    "ServerSettings",
+    "Settings",
+    "load_insights_settings",
+    "load_settings",
+]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _RESERVED = frozenset({"now", "today", "email", "emails", "helpdesk", "records"})
@@ -62,6 +70,7 @@ class Settings(ConfigModel):
     lookup: LookupSettings = LookupSettings()
     server: ServerSettings = ServerSettings()
     admin: AdminSettings = AdminSettings()
+    insights: InsightsSettings = InsightsSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -108,20 +117,44 @@ def load_settings(path: str | Path, *, extra_sources: dict[str, Any] | None = No
     ``extra_sources`` adds ``[sources.NAME]`` tables (the demo adds Stripe when it has a key).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read the config: {exc.strerror}"]) from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    text, document = _read(path)
     if extra_sources:
         document["sources"] = {**document.get("sources", {}), **extra_sources}
     try:
         return Settings.model_validate(document, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
         raise ConfigError([_describe(path, text, error) for error in exc.errors()]) from None
+
+
+def load_insights_settings(path: str | Path | None) -> InsightsSettings:
+    """Only the ``[insights]`` table of the config at ``path`` (the insights commands need no
+    sources or helpdesks); defaults when there is no such file."""
+    if path is None or not Path(path).is_file():
+        return InsightsSettings()
+    path = Path(path)
+    text, document = _read(path)
+    try:
+        return InsightsSettings.model_validate(
+            document.get("insights", {}), context={"base_dir": path.resolve().parent}
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            [
+                _describe(path, text, {**error, "loc": ("insights", *error["loc"])})
+                for error in exc.errors()
+            ]
+        ) from None
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the config: {exc.strerror}"]) from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
 
 
 def _describe(path: Path, text: str, error: Any) -> str:
@@ -171,6 +204,7 @@ def _known_keys() -> list[str]:
     from deskside import layout, protocols, sources
 
     models: list[Any] = [Settings, LookupSettings, ServerSettings, layout.CardLayout]
+    models += [InsightsSettings, HelpScoutSettings]
     models += [layout.FieldLayout, layout.BadgeLayout, layout.LinkLayout, layout.SectionLayout]
     models += list(protocols.PROTOCOLS) + list(sources._SOURCES)
     return sorted({name for model in models for name in model.model_fields})

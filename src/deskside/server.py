@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from deskside import __version__, logs, metrics
 from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
+from deskside.console import CONFIG_ENV
 from deskside.errors import BadRequest, HTTPError, SourceError, Unauthorized
 from deskside.lookup import normalise_emails
 from deskside.protocols import Decline, Protocol, RawRequest
@@ -50,7 +51,6 @@ __all__ = ["MULTIPROC_ENV", "Readiness", "create_app", "create_app_from_env"]
 
 log = logging.getLogger("deskside.server")
 
-CONFIG_ENV = "DESKSIDE_CONFIG"
 ARRIVED = "deskside_arrived"
 """Key in the ASGI scope's state: the event loop's time a request arrived."""
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -1,0 +1,1 @@
+"""Conversations in: the Help Scout connection, the webhook inbox, the store they fill."""

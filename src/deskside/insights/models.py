@@ -1,0 +1,185 @@
+"""The insights tables: mailboxes, customers, conversations and their threads, the webhook inbox,
+and the Help Scout connection. Ids are Help Scout's own, so a second import or a repeated
+webhook lands on the same row. Every schema change comes with an Alembic migration
+(``migrations/versions``); a test compares the two."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Connection",
+    "Conversation",
+    "Customer",
+    "Event",
+    "ImportCursor",
+    "Mailbox",
+    "OAuthState",
+    "Thread",
+    "UTCDateTime",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every database (SQLite keeps no time zone: stored naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: give it a time zone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Mailbox(Base):
+    """A Help Scout mailbox; ``selected`` ones are imported and analysed."""
+
+    __tablename__ = "mailboxes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Customer(Base):
+    """A Help Scout customer, as far as conversations and customer events name them."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Conversation(Base):
+    """A conversation as the Mailbox API describes it (ids are Help Scout's)."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    number: Mapped[int | None] = mapped_column(BigInteger)
+    mailbox_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    customer_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str | None] = mapped_column(String(20))
+    state: Mapped[str | None] = mapped_column(String(20))
+    type: Mapped[str | None] = mapped_column(String(20))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime | None] = mapped_column(index=True)
+    modified_at: Mapped[datetime | None]
+    """Help Scout's ``userUpdatedAt`` (else ``createdAt``): an older copy never overwrites."""
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Thread(Base):
+    """One message of a conversation: who wrote it, and its text without the HTML."""
+
+    __tablename__ = "threads"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    conversation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(30))
+    """Help Scout's thread type: customer, message (an agent's reply), note, chat, phone, …"""
+    author: Mapped[str] = mapped_column(String(20))
+    """``customer``, ``agent`` or ``system`` (line items, workflows)."""
+    author_email: Mapped[str | None] = mapped_column(String(320))
+    text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    """A webhook delivery, stored before it is acknowledged; the worker processes it once."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event: Mapped[str] = mapped_column(String(80))
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the event name and the raw body: a redelivery has the same key."""
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    """``pending`` → ``done``; ``parked`` after ``worker_attempts`` failures."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None]
+
+
+class Connection(Base):
+    """The Help Scout connection; tokens and the webhook secret are encrypted (Fernet)."""
+
+    __tablename__ = "connections"
+
+    provider: Mapped[str] = mapped_column(String(30), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(30))
+    token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """The whole OAuth token (access, refresh, expiry) as encrypted JSON."""
+    webhook_id: Mapped[str | None] = mapped_column(String(40))
+    webhook_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    connected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OAuthState(Base):
+    """An authorisation in progress: the SHA-256 of its random ``state``, used once."""
+
+    __tablename__ = "oauth_states"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImportCursor(Base):
+    """Where a backfill stands, committed with each page's conversations: a stopped import
+    resumes at ``next_url``."""
+
+    __tablename__ = "import_cursors"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """The mailbox (or ``all``) and the ``modifiedSince`` it started from."""
+    next_url: Mapped[str | None] = mapped_column(Text)
+    imported: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+    finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,61 @@
+"""The ``[insights]`` table: where conversations are stored and how Help Scout is reached."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+from deskside.configtypes import ConfigModel, Secret, SecretList
+
+__all__ = ["HelpScoutSettings", "InsightsSettings"]
+
+
+class HelpScoutSettings(ConfigModel):
+    """``[insights.helpscout]``: the OAuth app (or own-account credentials) and the webhook."""
+
+    mode: Literal["oauth", "client_credentials"] = "oauth"
+    """``oauth``: an agent authorises deskside in the browser (authorization-code flow);
+    ``client_credentials``: your own Help Scout account's app id and secret, no browser."""
+    client_id: Secret | None = None
+    """The Help Scout app's "App ID"."""
+    client_secret: Secret | None = None
+    """The Help Scout app's "App Secret"."""
+    redirect_url: str = "http://127.0.0.1:8765/insights/helpscout/callback"
+    """Where Help Scout sends the browser back after authorising; the app's Redirection URL."""
+    api_url: str = "https://api.helpscout.net"
+    """The Mailbox API 2.0 base URL (conversations, mailboxes, webhooks, the token endpoint)."""
+    authorize_url: str = "https://secure.helpscout.net/authentication/authorizeClientApplication"
+    """Where the browser goes to authorise the app."""
+    webhook_secret: SecretList = []
+    """Secret(s) Help Scout signs webhooks with (several during a rotation); a webhook that
+    ``deskside connect --webhook-url`` registers gets its own generated secret besides these."""
+    webhook_max_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    """Larger webhook bodies are refused (413); a conversation with its threads can be large."""
+
+    @property
+    def token_url(self) -> str:
+        return self.api_url.rstrip("/") + "/v2/oauth2/token"
+
+
+class InsightsSettings(ConfigModel):
+    """``[insights]``: the conversation store and the Help Scout connection."""
+
+    database: Secret | None = None
+    """A SQLAlchemy URL (``postgresql://…`` in production); default: ``insights.db``, SQLite, in
+    the data directory (``$DESKSIDE_DATA_DIR``, else the platform's user data directory)."""
+    encryption_key: Secret | None = None
+    """Encrypts OAuth tokens and webhook secrets at rest: a Fernet key
+    (``deskside connect`` prints how to make one). Without it, no token is stored."""
+    worker_attempts: int = Field(default=8, ge=1, le=100)
+    """A webhook event that fails this many times is parked with its error, not retried."""
+    helpscout: HelpScoutSettings = HelpScoutSettings()
+
+    @field_validator("database")
+    @classmethod
+    def _async_driver(cls, url: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if url is None:
+            return None
+        from deskside.sources.sql import async_url
+
+        return SecretStr(async_url(url.get_secret_value(), (info.context or {}).get("base_dir")))
