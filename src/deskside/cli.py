@@ -21,11 +21,13 @@ import typer
 import uvicorn
 from rich.table import Table
 
-from deskside import __version__, demo, logs
+from deskside import __version__, demo, logs, signing
 from deskside.cache import build_cache
 from deskside.config import Settings, load_settings
 from deskside.console import CONFIG_ENV, ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError, SourceError
+from deskside.insights import cli as insights_cli
+from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH
 from deskside.lookup import Lookup, normalise_emails
 from deskside.probe import probe as run_probe
 from deskside.protocols import PROTOCOLS, Protocol, RawRequest
@@ -240,9 +242,7 @@ def sign(
     if protocol is None:
         fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
     body = sys.stdin.buffer.read() if file == "-" else _read_bytes(Path(file))
-    from deskside.signing import sign as sign_message
-
-    signature = sign_message(protocol.scheme, secret, body)
+    signature = signing.sign(protocol.scheme, secret, body)
     if protocol.signature_header == "authorization":
         signature = f"Bearer {signature}"
     err.print(f"{protocol.signature_header}:", style="dim")
@@ -392,6 +392,24 @@ def demo_command(
     )
     print("# Helper widget identity, as your app's backend asks for it:")
     print(_curl(f"{base}/helper/identity", identity) + "\n")
+    webhook = demo.example_webhook()
+    delivery = RawRequest(
+        method="POST",
+        body=webhook,
+        query=b"",
+        headers={
+            "content-type": "application/json",
+            "x-helpscout-event": "convo.created",
+            "x-helpscout-signature": signing.sign(
+                signing.Scheme.SHA1_BASE64, secrets["helpscout_webhook"], webhook
+            ),
+        },
+    )
+    print(
+        f"# Help Scout webhook: secret {secrets['helpscout_webhook']} (from "
+        f"${demo.DEMO_SECRET_ENVS['helpscout_webhook']}); then: deskside conversations"
+    )
+    print(_curl(base + HELPSCOUT_WEBHOOK_PATH, delivery) + "\n")
     print("Other demo customers: pat@initech.example (two companies), mallory@evil.example")
     print("(injection payloads, shown escaped), nobody@example.com (not found).")
     print("Preview without a helpdesk: deskside preview owner@acme.example --demo\n")
@@ -406,6 +424,9 @@ def demo_command(
         log_level=None,
         access_log=False,
     )
+
+
+insights_cli.register(app)
 
 
 def _prepare_demo() -> tuple[Path, dict[str, str]]:

@@ -72,6 +72,11 @@ class Settings(ConfigModel):
     admin: AdminSettings = AdminSettings()
     insights: InsightsSettings = InsightsSettings()
 
+    @property
+    def insights_enabled(self) -> bool:
+        """Whether the file has an ``[insights]`` table (the server then takes webhooks)."""
+        return "insights" in self.model_fields_set
+
     @model_validator(mode="before")
     @classmethod
     def _helpdesk_kind_defaults_to_name(cls, data: Any) -> Any:
@@ -101,7 +106,7 @@ class Settings(ConfigModel):
         paths = [table.path or f"/{name}" for name, table in self.helpdesks.items()]
         if len(paths) != len(set(paths)):
             raise ValueError("two helpdesks use the same path: give each its own `path`")
-        reserved = {"/healthz", "/readyz", "/metrics"}.intersection(paths)
+        reserved = {"/healthz", "/readyz", "/metrics", "/webhooks/helpscout"}.intersection(paths)
         if reserved:
             raise ValueError(f"{min(reserved)} is deskside's own path: give the helpdesk a `path`")
         if not self.server.metrics_public and not self.admin.token:

@@ -7,6 +7,7 @@ PostgreSQL or MySQL (the tests and benchmarks). Dates are relative to today, so 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from datetime import UTC, date, datetime, timedelta
@@ -38,6 +39,7 @@ __all__ = [
     "data_dir",
     "demo_config_path",
     "demo_rows",
+    "example_webhook",
 ]
 
 DEMO_DATABASE_ENV = "DESKSIDE_DEMO_DATABASE_URL"
@@ -48,6 +50,7 @@ DEMO_SECRET_ENVS = {
     "plain": "PLAIN_SECRET",
     "card": "CARD_SECRET",
     "helper_identity": "HELPER_IDENTITY_TOKEN",
+    "helpscout_webhook": "HELPSCOUT_WEBHOOK_SECRET",
 }
 
 metadata = MetaData()
@@ -251,3 +254,32 @@ def demo_secrets() -> dict[str, str]:
     for desk, env in DEMO_SECRET_ENVS.items():
         values[desk] = os.environ.setdefault(env, secrets.token_urlsafe(18))
     return values
+
+
+def example_webhook() -> bytes:
+    """A ``convo.created`` body as Help Scout sends it (payload V2), from a demo customer."""
+    document = {
+        "id": 2001,
+        "number": 301,
+        "subject": "Export to CSV fails",
+        "status": "active",
+        "state": "published",
+        "type": "email",
+        "mailboxId": 1,
+        "createdAt": "2026-11-20T09:30:00Z",
+        "userUpdatedAt": "2026-11-20T09:30:00Z",
+        "primaryCustomer": {"id": 501, "email": "owner@acme.example", "first": "Olivia"},
+        "tags": [{"id": 1, "tag": "export"}],
+        "_embedded": {
+            "threads": [
+                {
+                    "id": 9001,
+                    "type": "customer",
+                    "body": "<p>Hi,</p><p>the CSV export stops at 500 rows since Monday.</p>",
+                    "createdBy": {"id": 501, "type": "customer", "email": "owner@acme.example"},
+                    "createdAt": "2026-11-20T09:30:00Z",
+                }
+            ]
+        },
+    }
+    return json.dumps(document, separators=(",", ":")).encode()

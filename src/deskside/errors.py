@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "HTTPError",
     "PayloadTooLarge",
+    "ServiceUnavailable",
     "SourceError",
     "Unauthorized",
     "UnauthorizedCode",
@@ -63,6 +64,12 @@ class Unauthorized(HTTPError):
 
 class PayloadTooLarge(HTTPError):
     status = 413
+
+
+class ServiceUnavailable(HTTPError):
+    """Not now, try again: e.g. a webhook that could not be stored (the sender retries)."""
+
+    status = 503
 
 
 class SourceError(Exception):

@@ -35,6 +35,7 @@ from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
 from deskside.console import CONFIG_ENV
 from deskside.errors import BadRequest, HTTPError, SourceError, Unauthorized
+from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH, InsightsService
 from deskside.lookup import normalise_emails
 from deskside.protocols import Decline, Protocol, RawRequest
 from deskside.protocols.base import (
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     """The app for ``settings``; sources connect lazily and close when the app stops."""
     service = SidebarService(settings)
     readiness = Readiness(service)
+    insights = InsightsService(settings.insights) if settings.insights_enabled else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -69,8 +71,12 @@ def create_app(settings: Settings) -> FastAPI:
         # garbage collector from scanning them again on every full collection.
         gc.collect()
         gc.freeze()
+        if insights is not None:
+            insights.start()
         yield
         readiness.shutting_down = True  # /readyz answers 503 from here on
+        if insights is not None:
+            await insights.aclose()
         await service.aclose()
 
     app = FastAPI(
@@ -103,7 +109,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.readiness = readiness
     labels: dict[str, str] = {}
     """Path → ``helpdesk`` label of the request metrics (helpdesk routes only)."""
-    refusers = {"/admin/cache/clear": "admin", "/metrics": "metrics"}
+    refusers = {
+        "/admin/cache/clear": "admin",
+        "/metrics": "metrics",
+        HELPSCOUT_WEBHOOK_PATH: "helpscout_webhook",
+    }
     """Other paths that refuse with 401, and their label in the signature failure counter."""
 
     @app.exception_handler(HTTPError)
@@ -166,6 +176,15 @@ def create_app(settings: Settings) -> FastAPI:
             if not emails:
                 raise BadRequest("`email` must be an email address")
             return {"email": emails[0], "dropped": await service.resolver.forget(emails[0])}
+
+    if insights is not None:
+        app.state.insights = insights
+        app.add_api_route(
+            HELPSCOUT_WEBHOOK_PATH,
+            insights.receive_helpscout,
+            methods=["POST"],
+            include_in_schema=False,
+        )
 
     for protocol in service.protocols:
         labels[protocol.path] = protocol.name

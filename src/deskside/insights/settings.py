@@ -47,6 +47,9 @@ class InsightsSettings(ConfigModel):
     encryption_key: Secret | None = None
     """Encrypts OAuth tokens and webhook secrets at rest: a Fernet key
     (``deskside connect`` prints how to make one). Without it, no token is stored."""
+    worker: bool = True
+    """Process stored webhook events inside each ``deskside serve`` process; ``false``: run
+    ``deskside worker`` separately."""
     worker_attempts: int = Field(default=8, ge=1, le=100)
     """A webhook event that fails this many times is parked with its error, not retried."""
     helpscout: HelpScoutSettings = HelpScoutSettings()

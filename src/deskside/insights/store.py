@@ -36,6 +36,7 @@ __all__ = [
     "database_url",
     "delete_conversation",
     "delete_customer",
+    "insert_for",
     "save_conversation",
     "save_customer",
 ]
@@ -124,8 +125,9 @@ def _upgrade(connection: SyncConnection) -> None:
     command.upgrade(config, "head")
 
 
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's ``insert`` (with ``on_conflict_do_…``) for ``session``'s database."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 async def save_conversation(session: AsyncSession, record: ConversationRecord) -> None:
@@ -137,7 +139,7 @@ async def save_conversation(session: AsyncSession, record: ConversationRecord) -
     if record.customer is not None:
         await save_customer(session, record.customer)
     values = record.conversation
-    insert = _insert(session)
+    insert = insert_for(session)
     statement = insert(Conversation).values(**values)
     stored = Conversation.__table__.c.modified_at
     newer = (
@@ -154,7 +156,7 @@ async def save_conversation(session: AsyncSession, record: ConversationRecord) -
 
 
 async def _save_threads(session: AsyncSession, threads: Sequence[dict[str, Any]]) -> None:
-    statement = _insert(session)(Thread)
+    statement = insert_for(session)(Thread)
     columns = [key for key in threads[0] if key != "id"]
     await session.execute(
         statement.on_conflict_do_update(
@@ -167,7 +169,7 @@ async def _save_threads(session: AsyncSession, threads: Sequence[dict[str, Any]]
 async def save_customer(session: AsyncSession, record: CustomerRecord) -> None:
     """Insert or update a customer; a missing field keeps what is stored."""
     values = {key: value for key, value in record.items() if value is not None}
-    statement = _insert(session)(Customer).values(**values)
+    statement = insert_for(session)(Customer).values(**values)
     changes = {key: statement.excluded[key] for key in values if key != "id"}
     if changes:
         statement = statement.on_conflict_do_update(index_elements=["id"], set_=changes)

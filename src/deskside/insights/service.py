@@ -1,0 +1,117 @@
+"""Insights inside the server: the store, the webhook inbox and the worker, started and stopped
+with the app, and ``POST /webhooks/helpscout``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from deskside.errors import BadRequest, ConfigError, ServiceUnavailable
+from deskside.insights.crypto import Cipher
+from deskside.insights.inbox import Inbox
+from deskside.insights.models import Connection
+from deskside.insights.settings import InsightsSettings
+from deskside.insights.store import Store, database_url
+from deskside.insights.worker import Worker
+from deskside.protocols.base import read_body
+from deskside.signing import Scheme, verify
+
+__all__ = ["HELPSCOUT_WEBHOOK_PATH", "InsightsService"]
+
+log = logging.getLogger("deskside.insights")
+
+HELPSCOUT_WEBHOOK_PATH = "/webhooks/helpscout"
+_SECRETS_REUSE_SECONDS = 30.0
+
+
+class InsightsService:
+    """Owns the insights store for the server's lifetime.
+
+    The store opens in the background (retrying while the database is down), so the sidebar
+    never waits for it; until it is open, webhooks get 503 and Help Scout retries them later.
+    """
+
+    def __init__(self, settings: InsightsSettings) -> None:
+        self.settings = settings
+        self.store = Store(database_url(None, settings))
+        self.inbox = Inbox(self.store)
+        self.worker = Worker(self.store, attempts=settings.worker_attempts)
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._secrets: tuple[float, list[str]] = (-_SECRETS_REUSE_SECONDS, [])
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._open_then_work(), name="deskside-insights")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.inbox.aclose()
+        await self.store.aclose()
+
+    async def _open_then_work(self) -> None:
+        failures = 0
+        while not self.ready:
+            try:
+                await self.store.open()
+            except Exception as exc:
+                failures += 1
+                log.warning("insights database not available (retrying): %s", exc)
+                await asyncio.sleep(min(0.5 * 2**failures, 30))
+            else:
+                self._ready.set()
+        if self.settings.worker:
+            await self.worker.run()
+
+    async def receive_helpscout(self, request: Request) -> JSONResponse:
+        """Verify, store, acknowledge. A bad signature is refused (401) and not stored; an
+        answer of 2xx means the delivery is on disk. Never 410: it disables the webhook."""
+        body = await read_body(request, self.settings.helpscout.webhook_max_bytes)
+        secrets = await self._webhook_secrets()
+        verify(Scheme.SHA1_BASE64, secrets, body, request.headers.get("x-helpscout-signature"))
+        event = (request.headers.get("x-helpscout-event") or "").strip()
+        if not event or len(event) > 80 or not event.isascii():
+            raise BadRequest("the X-HelpScout-Event header is missing or malformed")
+        if event == "helpscout.test":
+            return JSONResponse({"status": "ok"})
+        if not self.ready:
+            raise ServiceUnavailable("the insights database is not available yet; retry later")
+        try:
+            await self.inbox.accept(event, body)
+        except Exception as exc:
+            raise ServiceUnavailable("could not store the event; retry later") from exc
+        self.worker.wake()
+        return JSONResponse({"status": "stored"})
+
+    async def _webhook_secrets(self) -> list[str]:
+        """The configured secrets plus the one ``deskside connect`` registered (decrypted),
+        re-read every 30 s; none at all refuses every delivery."""
+        read_at, secrets = self._secrets
+        if time.monotonic() - read_at < _SECRETS_REUSE_SECONDS:
+            return secrets
+        secrets = [s.get_secret_value() for s in self.settings.helpscout.webhook_secret]
+        if self.ready and self.settings.encryption_key is not None:
+            try:
+                async with self.store.session() as session:
+                    sealed = await session.scalar(
+                        select(Connection.webhook_secret).where(Connection.provider == "helpscout")
+                    )
+                if sealed:
+                    secrets.append(Cipher.from_settings(self.settings).decrypt(sealed))
+            except (ConfigError, SQLAlchemyError, OSError) as exc:
+                log.warning("cannot read the registered webhook secret: %s", exc)
+        if not secrets:
+            log.warning("no Help Scout webhook secret: set [insights.helpscout] webhook_secret")
+        self._secrets = (time.monotonic(), secrets)
+        return secrets
