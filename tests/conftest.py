@@ -111,3 +111,23 @@ def database(template_database: Path, tmp_path: Path) -> str:
     path = tmp_path / "demo.db"
     shutil.copyfile(template_database, path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing a test runs writes into the real user data directory."""
+    monkeypatch.setenv("DESKSIDE_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test alone."""
+    yield from _scratch_database("PostgreSQL", POSTGRES_URL)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def insights_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty insights database URL: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'insights.db'}"
+    return str(request.getfixturevalue("fresh_postgres_url"))

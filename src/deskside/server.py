@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         gc.collect()
         gc.freeze()
         if insights is not None:
-            insights.start()
+            await insights.start()
         yield
         readiness.shutting_down = True  # /readyz answers 503 from here on
         if insights is not None:

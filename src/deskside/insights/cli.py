@@ -75,7 +75,7 @@ def conversations(
     _, store = insights_context(config, database)
 
     async def read(store: Store) -> list[queries.ConversationSummary]:
-        async with store.session() as session:
+        async with store.read() as session:
             return await queries.list_conversations(session, limit=limit)
 
     found = run_with_store(store, read)

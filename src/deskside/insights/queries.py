@@ -70,7 +70,7 @@ async def list_conversations(
             created_at=conversation.created_at,
             modified_at=conversation.modified_at,
         )
-        for conversation, count in rows.tuples()
+        for conversation, count in rows
     ]
 
 
@@ -78,7 +78,7 @@ async def event_counts(session: AsyncSession) -> dict[str, int]:
     """How many stored deliveries are ``pending``, ``done`` and ``parked``."""
     rows = await session.execute(select(Event.status, func.count()).group_by(Event.status))
     counts = {"pending": 0, "done": 0, "parked": 0}
-    counts.update({status: count for status, count in rows.tuples()})
+    counts.update({status: count for status, count in rows})
     return counts
 
 

@@ -4,6 +4,7 @@ with the app, and ``POST /webhooks/helpscout``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -50,8 +51,12 @@ class InsightsService:
     def ready(self) -> bool:
         return self._ready.is_set()
 
-    def start(self) -> None:
+    async def start(self, *, wait_seconds: float = 5.0) -> None:
+        """Open the store (waiting up to ``wait_seconds`` for it) and start the worker; a
+        database that is not there yet is retried in the background."""
         self._task = asyncio.create_task(self._open_then_work(), name="deskside-insights")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), wait_seconds)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import delete, event, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -38,7 +38,8 @@ __all__ = [
     "delete_customer",
     "insert_for",
     "save_conversation",
-    "save_customer",
+    "save_conversations",
+    "save_customers",
 ]
 
 DEFAULT_DATABASE_FILE = "insights.db"
@@ -69,9 +70,16 @@ class Store:
         if self.dialect == "postgresql":
             options = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
         self.engine: AsyncEngine = create_async_engine(url, **options)
+        self._reader = self.engine
         if self.dialect == "sqlite":
-            _sqlite_transactions(self.engine)
+            _sqlite_pragmas(self.engine)
+            _sqlite_write_transactions(self.engine)
+            # Readers get their own connections with plain BEGIN: in WAL mode they never wait
+            # for, nor hold up, the writer.
+            self._reader = create_async_engine(url)
+            _sqlite_pragmas(self._reader)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False)
 
     async def open(self) -> Store:
         """Create or upgrade the schema (several processes may race here: they take turns)."""
@@ -91,17 +99,24 @@ class Store:
         async with self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reading only (on SQLite it never waits for a writer)."""
+        async with self._read_sessions() as session:
+            yield session
+
     async def aclose(self) -> None:
         await self.engine.dispose()
+        if self._reader is not self.engine:
+            await self._reader.dispose()
 
 
-def _sqlite_transactions(engine: AsyncEngine) -> None:
-    """SQLite: durable commits, waits instead of "database is locked", and ``BEGIN IMMEDIATE``
-    so two writers queue up instead of failing when a read turns into a write."""
+def _sqlite_pragmas(engine: AsyncEngine) -> None:
+    """SQLite: write-ahead log, durable commits, waits instead of "database is locked"."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
         cursor = dbapi_connection.cursor()
         for pragma in (
             "journal_mode=WAL",
@@ -111,6 +126,11 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
         ):
             cursor.execute(f"pragma {pragma}")
         cursor.close()
+
+
+def _sqlite_write_transactions(engine: AsyncEngine) -> None:
+    """``BEGIN IMMEDIATE``: two writers queue up instead of failing when a read in a
+    transaction turns into a write."""
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: SyncConnection) -> None:
@@ -131,51 +151,79 @@ def insert_for(session: AsyncSession) -> Any:
 
 
 async def save_conversation(session: AsyncSession, record: ConversationRecord) -> None:
-    """Insert or update the conversation, its customer and its threads.
+    """Insert or update one conversation, its customer and its threads."""
+    await save_conversations(session, [record])
+
+
+async def save_conversations(session: AsyncSession, records: Sequence[ConversationRecord]) -> None:
+    """Insert or update conversations, their customers and their threads, in a few statements.
 
     A copy older than the stored one (``modified_at``) leaves the conversation's fields alone:
     a late webhook retry must not undo a newer state. Threads are only ever added or updated.
     """
-    if record.customer is not None:
-        await save_customer(session, record.customer)
-    values = record.conversation
-    insert = insert_for(session)
-    statement = insert(Conversation).values(**values)
+    if not records:
+        return
+    # One row per id: a multi-row upsert may not touch the same row twice. The newest copy wins.
+    latest: dict[int, ConversationRecord] = {}
+    for record in records:
+        kept = latest.get(record.conversation["id"])
+        if kept is None or _not_older(record.conversation, kept.conversation):
+            latest[record.conversation["id"]] = record
+    records = list(latest.values())
+    await save_customers(session, [r.customer for r in records if r.customer is not None])
+    statement = insert_for(session)(Conversation)
     stored = Conversation.__table__.c.modified_at
-    newer = (
-        (stored.is_(None))
-        | (statement.excluded.modified_at.is_(None))
-        | (statement.excluded.modified_at >= stored)
-    )
-    changes = {key: statement.excluded[key] for key in values if key != "id"}
-    await session.execute(
-        statement.on_conflict_do_update(index_elements=["id"], set_=changes, where=newer)
-    )
-    if record.threads:
-        await _save_threads(session, record.threads)
-
-
-async def _save_threads(session: AsyncSession, threads: Sequence[dict[str, Any]]) -> None:
-    statement = insert_for(session)(Thread)
-    columns = [key for key in threads[0] if key != "id"]
+    incoming = statement.excluded.modified_at
+    newer = stored.is_(None) | incoming.is_(None) | (incoming >= stored)
+    columns = [key for key in records[0].conversation if key != "id"]
     await session.execute(
         statement.on_conflict_do_update(
-            index_elements=["id"], set_={key: statement.excluded[key] for key in columns}
+            index_elements=["id"],
+            set_={key: statement.excluded[key] for key in columns},
+            where=newer,
         ),
-        list(threads),
+        [record.conversation for record in records],
+    )
+    threads = list({t["id"]: t for record in records for t in record.threads}.values())
+    if threads:
+        statement = insert_for(session)(Thread)
+        columns = [key for key in threads[0] if key != "id"]
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["id"], set_={key: statement.excluded[key] for key in columns}
+            ),
+            threads,
+        )
+
+
+async def save_customers(session: AsyncSession, records: Sequence[CustomerRecord]) -> None:
+    """Insert or update customers; a field sent as ``None`` keeps what is stored."""
+    if not records:
+        return
+    merged: dict[int, CustomerRecord] = {}
+    for record in records:
+        earlier = merged.get(record["id"], {})
+        merged[record["id"]] = {
+            k: v if v is not None else earlier.get(k) for k, v in record.items()
+        }
+    statement = insert_for(session)(Customer)
+    table = Customer.__table__.c
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                key: func.coalesce(statement.excluded[key], table[key])
+                for key in ("email", "first_name", "last_name")
+            },
+        ),
+        list(merged.values()),
     )
 
 
-async def save_customer(session: AsyncSession, record: CustomerRecord) -> None:
-    """Insert or update a customer; a missing field keeps what is stored."""
-    values = {key: value for key, value in record.items() if value is not None}
-    statement = insert_for(session)(Customer).values(**values)
-    changes = {key: statement.excluded[key] for key in values if key != "id"}
-    if changes:
-        statement = statement.on_conflict_do_update(index_elements=["id"], set_=changes)
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=["id"])
-    await session.execute(statement)
+def _not_older(candidate: dict[str, Any], kept: dict[str, Any]) -> bool:
+    if candidate["modified_at"] is None or kept["modified_at"] is None:
+        return True
+    return bool(candidate["modified_at"] >= kept["modified_at"])
 
 
 async def delete_conversation(session: AsyncSession, conversation_id: int) -> None:

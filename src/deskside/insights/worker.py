@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -20,16 +21,21 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside.insights.models import Event, utcnow
-from deskside.insights.normalise import conversation_record, customer_record
+from deskside.insights.normalise import (
+    ConversationRecord,
+    CustomerRecord,
+    conversation_record,
+    customer_record,
+)
 from deskside.insights.store import (
     Store,
     delete_conversation,
     delete_customer,
-    save_conversation,
-    save_customer,
+    save_conversations,
+    save_customers,
 )
 
-__all__ = ["UnprocessableEvent", "Worker", "apply_event"]
+__all__ = ["UnprocessableEvent", "Worker", "apply_events"]
 
 log = logging.getLogger("deskside.insights.worker")
 
@@ -87,15 +93,25 @@ class Worker:
             if self._store.dialect == "postgresql":
                 claim = claim.with_for_update(skip_locked=True)
             events = list((await session.execute(claim)).scalars())
-            for event in events:
-                await self._process(session, event)
+            if not events:
+                return 0
+            try:  # the whole batch at once: a few statements instead of a few per event
+                async with session.begin_nested():
+                    await apply_events(session, [(event.event, event.body) for event in events])
+            except Exception:
+                for event in events:
+                    await self._process(session, event)
+            else:
+                for event in events:
+                    event.attempts += 1
+                    self._done(event)
         return len(events)
 
     async def _process(self, session: AsyncSession, event: Event) -> None:
         event.attempts += 1
         try:
             async with session.begin_nested():
-                await apply_event(session, event.event, event.body)
+                await apply_events(session, [(event.event, event.body)])
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:2000]
             event.last_error = error
@@ -113,32 +129,47 @@ class Worker:
                     error,
                 )
             return
+        self._done(event)
+
+    @staticmethod
+    def _done(event: Event) -> None:
         event.status = "done"
         event.processed_at = utcnow()
         event.last_error = None
 
 
-async def apply_event(session: AsyncSession, name: str, body: bytes) -> None:
-    """Change the store as the Help Scout event ``name`` with ``body`` says.
+async def apply_events(session: AsyncSession, events: Sequence[tuple[str, bytes]]) -> None:
+    """Change the store as the Help Scout events (name, body), in order, say.
 
     ``convo.deleted`` and ``customer.deleted`` remove what they name; other ``convo.*``
     events carry the whole conversation and are upserted; ``customer.created|updated``
     upsert the customer; anything else (ratings, tags, chats) is kept only as the event.
+    Upserts between two deletions are written together.
     """
-    document = _json_object(body)
-    if name == "convo.deleted":
-        await delete_conversation(session, _id(document))
-    elif name == "customer.deleted":
-        await delete_customer(session, _id(document))
-    elif name.startswith("convo."):
-        try:
-            record = conversation_record(document)
-        except ValueError as exc:
-            raise UnprocessableEvent(str(exc)) from exc
-        await save_conversation(session, record)
-    elif name in ("customer.created", "customer.updated"):
-        _id(document)
-        await save_customer(session, customer_record(document))
+    conversations: list[ConversationRecord] = []
+    customers: list[CustomerRecord] = []
+
+    async def write_upserts() -> None:
+        await save_conversations(session, conversations)
+        await save_customers(session, customers)
+        conversations.clear()
+        customers.clear()
+
+    for name, body in events:
+        document = _json_object(body)
+        if name in ("convo.deleted", "customer.deleted"):
+            await write_upserts()
+            remove = delete_conversation if name == "convo.deleted" else delete_customer
+            await remove(session, _id(document))
+        elif name.startswith("convo."):
+            try:
+                conversations.append(conversation_record(document))
+            except ValueError as exc:
+                raise UnprocessableEvent(str(exc)) from exc
+        elif name in ("customer.created", "customer.updated"):
+            _id(document)
+            customers.append(customer_record(document))
+    await write_upserts()
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -1,0 +1,535 @@
+"""The Help Scout commands: ``connect helpscout``, ``disconnect helpscout``, ``mailboxes`` and
+``import``. Add them with :func:`register`.
+
+Tokens, codes and secrets are never printed; the authorize URL (which holds only the app's
+id and a one-time ``state``) is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import re
+import webbrowser
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Literal, TypeVar
+from urllib.parse import SplitResult, parse_qs, urlsplit
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from sqlalchemy import delete, select
+
+from deskside.console import ConfigOption, err, fail, out, report_config_error
+from deskside.errors import ConfigError
+from deskside.insights.backfill import (
+    ImportProgress,
+    ImportResult,
+    import_conversations,
+    selected_mailboxes,
+    sync_mailboxes,
+)
+from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
+from deskside.insights.crypto import Cipher
+from deskside.insights.helpscout_api import (
+    PROVIDER,
+    STATE_LIFETIME,
+    AuthorizationRefused,
+    DisconnectReport,
+    HelpScoutAPI,
+    HelpScoutError,
+    iso_utc,
+    webhook_secrets,
+)
+from deskside.insights.models import Connection, Mailbox
+from deskside.insights.settings import HelpScoutSettings, InsightsSettings
+from deskside.insights.store import Store
+
+__all__ = ["connect", "disconnect", "mailboxes", "parse_since", "register", "webhook_secrets"]
+
+T = TypeVar("T")
+_DEFAULT_CONFIG = Path("deskside.toml")
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
+
+ProviderArgument = Annotated[
+    Literal["helpscout"], typer.Argument(help="The helpdesk to connect: helpscout.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``connect``, ``disconnect``, ``mailboxes`` and ``import`` to ``app``."""
+    app.command()(connect)
+    app.command()(disconnect)
+    app.command()(mailboxes)
+    app.command("import")(import_command)
+
+
+# -- connect ----------------------------------------------------------------------------------
+
+
+def connect(
+    provider: ProviderArgument,
+    config: ConfigOption = _DEFAULT_CONFIG,
+    database: DatabaseOption = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Also register a Help Scout webhook to this URL (your deskside's "
+            "/webhooks/helpscout), with a new secret stored encrypted.",
+        ),
+    ] = None,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the authorisation URL; do not open it.")
+    ] = False,
+) -> None:
+    """Connect deskside to Help Scout and store the mailboxes.
+
+    In oauth mode you approve deskside in the browser: with a loopback redirect_url
+    (http://127.0.0.1:PORT/...) deskside receives the answer itself; otherwise paste the
+    address the browser was sent to. In client_credentials mode no browser is needed.
+    """
+    del provider  # one choice for now
+    settings, store = insights_context(config, database)
+    if webhook_url is not None and urlsplit(webhook_url).scheme not in ("https", "http"):
+        fail("--webhook-url must be an https:// URL")
+    _require_credentials(settings)
+
+    async def work(store: Store) -> tuple[list[Mailbox], str | None]:
+        async with HelpScoutAPI(settings, store) as api:
+            if settings.helpscout.mode == "client_credentials":
+                await api.connect_client_credentials()
+            else:
+                await _authorize(api, settings.helpscout, open_browser=not no_browser)
+            found = await sync_mailboxes(store, api)
+            webhook_id = None
+            if webhook_url is not None:
+                webhook_id = await api.register_webhook(
+                    webhook_url, await selected_mailboxes(store)
+                )
+            return found, webhook_id
+
+    try:
+        found, webhook_id = _run(store, work)
+    except KeyboardInterrupt:
+        err.print("Stopped; Help Scout was not connected.")
+        raise typer.Exit(130) from None
+    out.print(f"[green]✓[/] connected to Help Scout ({settings.helpscout.mode})")
+    if webhook_id is not None:
+        out.print(f"[green]✓[/] webhook {webhook_id} registered; its secret is stored encrypted")
+    _print_mailboxes(found)
+    out.print(
+        "Next: choose mailboxes with `deskside mailboxes --select ID` (none chosen: all), "
+        "then `deskside import --since 90d`."
+    )
+
+
+def _require_credentials(settings: InsightsSettings) -> None:
+    """Refuse before any browser or network step: no key or no app credentials."""
+    problems = []
+    try:
+        Cipher.from_settings(settings)
+    except ConfigError as exc:
+        problems += exc.problems
+    if settings.helpscout.client_id is None or settings.helpscout.client_secret is None:
+        problems.append(
+            "insights.helpscout.client_id and client_secret are not set: they are your Help "
+            "Scout app's App ID and App Secret (Your Profile → My Apps)"
+        )
+    if problems:
+        report_config_error(ConfigError(problems))
+
+
+async def _authorize(api: HelpScoutAPI, settings: HelpScoutSettings, *, open_browser: bool) -> None:
+    url = await api.authorization_url()
+    redirect = urlsplit(settings.redirect_url)
+    if redirect.scheme == "http" and redirect.hostname in _LOOPBACK_HOSTS:
+        async with _CallbackListener(redirect) as listener:
+            _show(url, open_browser)
+            err.print(f"Waiting for Help Scout to send the browser back to {settings.redirect_url}")
+            answer = await listener.wait(STATE_LIFETIME.total_seconds())
+            try:
+                code, state = _code_and_state(answer, None)
+                await api.complete_authorization(code, state)
+            except HelpScoutError as exc:
+                listener.respond(False, str(exc))
+                raise
+            listener.respond(True, "deskside is connected to Help Scout. You can close this tab.")
+        return
+    _show(url, open_browser)
+    pasted = typer.prompt(
+        "Paste the address Help Scout sent your browser to (or just its code)", err=True
+    )
+    own_state = parse_qs(urlsplit(url).query).get("state", [""])[0]
+    code, state = _code_and_state(_pasted_answer(pasted), own_state)
+    await api.complete_authorization(code, state)
+
+
+def _show(url: str, open_browser: bool) -> None:
+    err.print("Approve deskside in Help Scout at:")
+    out.print(url, markup=False, highlight=False)
+    if open_browser:
+        with contextlib.suppress(Exception):  # no browser here: the printed URL will do
+            webbrowser.open(url)
+
+
+def _pasted_answer(pasted: str) -> dict[str, str]:
+    text = pasted.strip()
+    if "code=" in text or "error=" in text:
+        query = urlsplit(text).query if "?" in text else text.lstrip("?")
+        return {key: values[0] for key, values in parse_qs(query).items()}
+    return {"code": text}
+
+
+def _code_and_state(answer: dict[str, str], own_state: str | None) -> tuple[str, str]:
+    """The code and state of Help Scout's redirect; a pasted bare code pairs with the state
+    this run created (``own_state``)."""
+    if "error" in answer:
+        raise AuthorizationRefused(f"Help Scout did not authorise deskside ({answer['error']})")
+    code = answer.get("code", "").strip()
+    state = answer.get("state") or own_state
+    if not code or not state:
+        raise AuthorizationRefused("Help Scout's answer has no code or no state")
+    return code, state
+
+
+class _CallbackListener:
+    """A one-shot HTTP listener on a loopback redirect URL: the first GET of its path with a
+    ``code`` or an ``error`` is the answer; the browser is told how it went."""
+
+    def __init__(self, redirect: SplitResult) -> None:
+        self._host = redirect.hostname or "127.0.0.1"
+        self._port = redirect.port or 80
+        self._path = redirect.path or "/"
+        self._server: asyncio.Server | None = None
+        self._answer: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+        self._outcome: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+        self._replied = asyncio.Event()
+
+    async def __aenter__(self) -> _CallbackListener:
+        try:
+            self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        except OSError as exc:
+            raise HelpScoutError(
+                f"cannot listen on {self._host}:{self._port} for Help Scout's redirect "
+                f"({exc.strerror or exc}): free that port, or use --no-browser with a "
+                "redirect_url that is not on this machine"
+            ) from None
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._outcome.done():
+            self._outcome.set_result((False, "deskside stopped waiting; try again."))
+        if self._answer.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._replied.wait(), 5)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def wait(self, seconds: float) -> dict[str, str]:
+        """The query of Help Scout's redirect."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._answer), seconds)
+        except TimeoutError:
+            raise AuthorizationRefused(
+                "no answer from Help Scout within 10 minutes: run `deskside connect helpscout` "
+                "again"
+            ) from None
+
+    def respond(self, ok: bool, message: str) -> None:
+        if not self._outcome.done():
+            self._outcome.set_result((ok, message))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            method, target, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+            parts = urlsplit(target)
+            answer = {key: values[0] for key, values in parse_qs(parts.query).items()}
+            if method != "GET" or parts.path != self._path or self._answer.done():
+                await _reply(writer, 404, "Not found.")
+            elif "code" not in answer and "error" not in answer:
+                await _reply(writer, 400, "This address is for Help Scout's redirect.")
+            else:
+                self._answer.set_result(answer)
+                ok, message = await asyncio.shield(self._outcome)
+                await _reply(writer, 200 if ok else 400, message)
+                self._replied.set()
+        except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
+    body = (
+        "<!doctype html><meta charset=utf-8><title>deskside</title>"
+        f"<p style='font:16px system-ui;margin:3em'>{html.escape(message)}</p>"
+    ).encode()
+    writer.write(
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nReferrer-Policy: no-referrer\r\n"
+        "Cache-Control: no-store\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+
+
+# -- disconnect -------------------------------------------------------------------------------
+
+
+def disconnect(
+    provider: ProviderArgument,
+    config: ConfigOption = _DEFAULT_CONFIG,
+    database: DatabaseOption = None,
+) -> None:
+    """Forget the Help Scout connection and delete the webhook deskside registered.
+
+    Imports then refuse until you connect again.
+    """
+    del provider
+    settings, store = insights_context(config, database)
+
+    async def work(store: Store) -> DisconnectReport:
+        try:
+            api = HelpScoutAPI(settings, store)
+        except ConfigError:  # no key: the token cannot be used, only forgotten
+            async with store.session() as session:
+                found = await session.get(Connection, PROVIDER)
+                await session.execute(delete(Connection).where(Connection.provider == PROVIDER))
+            had_webhook = found is not None and found.webhook_id is not None
+            return DisconnectReport(found is not None, False if had_webhook else None)
+        async with api:
+            return await api.disconnect()
+
+    report = _run(store, work)
+    if not report.was_connected:
+        out.print("Help Scout was not connected.")
+        return
+    out.print("[green]✓[/] disconnected from Help Scout: the token is forgotten; imports stop")
+    if report.webhook_deleted:
+        out.print("[green]✓[/] the webhook deskside registered is deleted")
+    elif report.webhook_deleted is False:
+        err.print(
+            "[yellow]![/] could not delete deskside's webhook in Help Scout: remove it under "
+            "Manage → Apps → Webhooks"
+        )
+    out.print("To revoke deskside's access in Help Scout as well: Your Profile → Authorized Apps.")
+
+
+# -- mailboxes --------------------------------------------------------------------------------
+
+
+def mailboxes(
+    config: ConfigOption = _DEFAULT_CONFIG,
+    database: DatabaseOption = None,
+    select_ids: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--select",
+            help="Import only these mailboxes (repeat the option); the others are unselected.",
+        ),
+    ] = None,
+    select_all: Annotated[
+        bool, typer.Option("--all", help="Select every mailbox (new ones stay unselected).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+) -> None:
+    """List the Help Scout mailboxes (refreshed from Help Scout when connected) and which are
+    selected for import; --select or --all changes the selection."""
+    if select_ids and select_all:
+        fail("--select and --all: use one")
+    settings, store = insights_context(config, database)
+
+    async def work(store: Store) -> tuple[list[Mailbox], str | None]:
+        problem = None
+        if await _connected(store):
+            try:
+                async with HelpScoutAPI(settings, store) as api:
+                    await sync_mailboxes(store, api)
+            except (HelpScoutError, ConfigError) as exc:
+                problem = str(exc) if isinstance(exc, HelpScoutError) else exc.problems[0]
+        async with store.session() as session:
+            found = list(await session.scalars(select(Mailbox).order_by(Mailbox.name)))
+            if select_ids or select_all:
+                unknown = sorted(set(select_ids or ()) - {mailbox.id for mailbox in found})
+                if unknown:
+                    fail(
+                        f"no such mailbox: {', '.join(map(str, unknown))} (see `deskside "
+                        "mailboxes`; connect first if the list is empty)"
+                    )
+                for mailbox in found:
+                    mailbox.selected = select_all or mailbox.id in (select_ids or ())
+        return found, problem
+
+    found, problem = _run(store, work)
+    if problem:
+        err.print(f"[yellow]![/] showing the stored list; Help Scout: {problem}", markup=True)
+    if as_json:
+        rows = [
+            {"id": m.id, "name": m.name, "email": m.email, "selected": m.selected} for m in found
+        ]
+        out.print_json(json.dumps(rows))
+        return
+    if not found:
+        err.print("No mailboxes stored: run `deskside connect helpscout` first.")
+        return
+    _print_mailboxes(found)
+    if not any(mailbox.selected for mailbox in found):
+        err.print("None selected: `deskside import` takes every mailbox.")
+
+
+async def _connected(store: Store) -> bool:
+    async with store.session() as session:
+        return await session.get(Connection, PROVIDER) is not None
+
+
+def _print_mailboxes(found: list[Mailbox]) -> None:
+    table = Table("id", "name", "email", "selected", title="Help Scout mailboxes")
+    for mailbox in found:
+        table.add_row(str(mailbox.id), mailbox.name, mailbox.email or "", "✓" * mailbox.selected)
+    out.print(table)
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+def import_command(
+    config: ConfigOption = _DEFAULT_CONFIG,
+    database: DatabaseOption = None,
+    since: Annotated[
+        str,
+        typer.Option(
+            help="Conversations changed since: 90d, 12h, 4w (counted from the start of this "
+            "UTC day or hour, so a rerun today resumes), or a date or time "
+            "(2024-01-31, 2024-01-31T09:00:00Z).",
+        ),
+    ] = "90d",
+    mailbox: Annotated[
+        list[int] | None,
+        typer.Option(help="Only this mailbox (repeatable). Default: the selected ones, else all."),
+    ] = None,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again", help="Run a finished import (same --since and mailboxes) once more."
+        ),
+    ] = False,
+) -> None:
+    """Import Help Scout conversations with their threads into the insights store.
+
+    Each page is committed with the position reached: after Ctrl-C, a crash or a Help Scout
+    outage, the same command continues where it stopped. Nothing is stored twice.
+    """
+    try:
+        moment = parse_since(since)
+    except ValueError as exc:
+        fail(f"--since {since}: {exc}")
+    settings, store = insights_context(config, database)
+    reached: list[ImportProgress] = []
+
+    async def work(store: Store) -> ImportResult:
+        async with HelpScoutAPI(settings, store) as api:
+            with _progress_bar() as bar:
+                task = bar.add_task("Importing", total=None)
+
+                def show(progress: ImportProgress) -> None:
+                    if not reached:  # a resumed pass: the rate counts from here
+                        bar.reset(task, completed=progress.resumed_at, total=progress.total)
+                    reached.append(progress)
+                    bar.update(task, completed=progress.imported, total=progress.total)
+
+                return await import_conversations(store, api, moment, mailbox, show, again=again)
+
+    try:
+        result = run_with_store(store, work)
+    except HelpScoutError as exc:
+        if not reached:
+            fail(str(exc))
+        fail(
+            f"{exc}. Stopped after {reached[-1].imported} conversations: re-run the same "
+            "command to resume where it stopped."
+        )
+    except ConfigError as exc:
+        report_config_error(exc)
+    except KeyboardInterrupt:
+        done = reached[-1].imported if reached else None
+        so_far = f" after {done} conversations" if done is not None else ""
+        err.print(f"Stopped{so_far}. Re-run the same command to resume where it stopped.")
+        raise typer.Exit(130) from None
+    if result.already_done:
+        out.print(
+            f"Already imported: the {result.pass_imported} conversations changed since "
+            f"{iso_utc(moment)} in these mailboxes; the webhook keeps them current. "
+            "--again fetches them all once more."
+        )
+        return
+    resumed = " (resumed)" if result.resumed else ""
+    out.print(
+        f"[green]✓[/] imported {result.imported} conversations{resumed}; "
+        f"{result.pass_imported} changed since {iso_utc(moment)}"
+    )
+    if result.skipped:
+        err.print(f"[yellow]![/] {result.skipped} conversation(s) without an id were skipped")
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """``90d``/``12h``/``4w`` back from the start of the current UTC day (hour for ``h``),
+    or an ISO date or time (UTC unless it says otherwise). :class:`ValueError` otherwise."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    relative = _RELATIVE.match(text)
+    if relative:
+        count, unit = int(relative.group(1)), relative.group(2)
+        if unit == "h":
+            return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=count)
+        start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start_of_day - timedelta(days=count * (7 if unit == "w" else 1))
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("use 90d, 12h, 4w, or a date like 2024-01-31") from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment > now:
+        raise ValueError("that is in the future")
+    return moment
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("conversations"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+# -- shared -----------------------------------------------------------------------------------
+
+
+def _run(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
+    """:func:`run_with_store`, with Help Scout and configuration errors as clean failures."""
+    try:
+        return run_with_store(store, work)
+    except HelpScoutError as exc:
+        fail(str(exc))
+    except ConfigError as exc:
+        report_config_error(exc)
