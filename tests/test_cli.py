@@ -155,13 +155,25 @@ def test_demo_serves_and_prints_working_signed_requests(tmp_path: Path) -> None:
                 commands.append(line.strip())
             if "Uvicorn running" in line or time.monotonic() > deadline:
                 break
-        assert len(commands) == 6, commands
+        assert len(commands) == 7, commands
         answers = [_run_curl(command) for command in commands]
+        assert answers[-1].json() == {"status": "stored"}
+        # the webhook lands in the data directory's database, where the command looks
+        deadline = time.monotonic() + 10
+        while True:
+            listed = CliRunner().invoke(app, ["conversations", "--json"], env=env)
+            assert listed.exit_code == 0, listed.output
+            if json.loads(listed.output) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     finally:
         process.terminate()
         process.wait(timeout=10)
-    assert [answer.status_code for answer in answers] == [200] * 6
-    helpscout, therethere, helper, plain, card, identity = (a.json() for a in answers)
+    assert [answer.status_code for answer in answers] == [200] * 7
+    [conversation] = json.loads(listed.output)
+    assert conversation["subject"] == "Export to CSV fails"
+    assert conversation["customer"] == "owner@acme.example"
+    helpscout, therethere, helper, plain, card, identity, _ = (a.json() for a in answers)
     assert "<h4>Acme HR</h4>" in helpscout["html"]
     assert "42 / 50" in helpscout["html"]
     assert {"name": "Status", "value": "Starter · Owner · Trial expired", "type": "markdown"} in (

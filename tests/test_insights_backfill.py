@@ -16,15 +16,13 @@ from sqlalchemy import func, select
 from deskside.insights.backfill import (
     ImportProgress,
     import_conversations,
-    save_page,
     selected_mailboxes,
     sync_mailboxes,
 )
 from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutAPIError, NotConnected
 from deskside.insights.models import Conversation, Customer, ImportCursor, Mailbox, Thread, utcnow
-from deskside.insights.normalise import conversation_record
 from deskside.insights.settings import InsightsSettings
-from deskside.insights.store import Store, database_url, save_conversation
+from deskside.insights.store import Store, database_url
 from fake_helpscout import (
     Dataset,
     FakeHelpScout,
@@ -249,39 +247,3 @@ async def test_importing_without_a_connection_is_refused(
         await import_conversations(store, api, utcnow() - EVERYTHING)
     async with store.session() as session:
         assert list(await session.scalars(select(ImportCursor))) == []
-
-
-async def test_a_page_is_saved_exactly_as_one_conversation_at_a_time(tmp_path: Any) -> None:
-    documents = generate_dataset(60, customers=10, seed=11).conversations
-    older = {**documents[0], "subject": "an older copy", "userUpdatedAt": "2001-01-01T00:00:00Z"}
-    no_email = {**documents[1], "primaryCustomer": {"id": documents[2]["primaryCustomer"]["id"]}}
-    pages = [documents[:30], [older, no_email, *documents[30:]], [documents[3]]]
-    dumps = []
-    for batched in (False, True):
-        store = await Store(database_url(f"sqlite:///{tmp_path / f'{batched}.db'}")).open()
-        for page in pages:
-            records = [conversation_record(document) for document in page]
-            async with store.session() as session:
-                if batched:
-                    await save_page(session, records)
-                else:
-                    for record in records:
-                        await save_conversation(session, record)
-        async with store.session() as session:
-            dump = []
-            for model in (Customer, Conversation, Thread):
-                rows = (await session.execute(select(model.__table__))).all()
-                dump.append(
-                    sorted(
-                        tuple(
-                            v
-                            for k, v in r._mapping.items()
-                            if not k.endswith(("updated_at", "stored_at"))
-                        )
-                        for r in rows
-                    )
-                )
-        dumps.append(dump)
-        await store.aclose()
-    assert dumps[0] == dumps[1]
-    assert len(dumps[0][1]) == 60

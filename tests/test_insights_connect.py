@@ -106,6 +106,11 @@ def test_client_credentials_connect_select_import_disconnect(
     assert result.exit_code == 0, result.output
     assert query(config, lambda s: s.scalar(select(Mailbox.id).where(Mailbox.selected))) == billing
 
+    result = invoke("mailboxes", "-c", str(config), "--all")
+    assert result.exit_code == 0 and "takes every mailbox" in result.output
+    assert query(config, lambda s: s.scalar(select(Mailbox.id).where(Mailbox.selected))) is None
+    assert invoke("mailboxes", "-c", str(config), "--select", str(billing)).exit_code == 0
+
     result = invoke("import", "-c", str(config), "--since", "400d")
     assert result.exit_code == 0, result.output
     since = parse_since("400d")

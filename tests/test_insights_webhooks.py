@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -98,12 +97,13 @@ async def deliver(
 
 def insights_settings(tmp_path: Path, database: str, store_url: str, extra: str = "") -> Settings:
     path = tmp_path / "deskside.toml"
+    query = "select name from users where lower(email) in :emails"
     path.write_text(
         f"""
 [sources.app]
 kind = "sql"
 url = "{database}"
-query = "select name from users where lower(email) in :emails"
+query = "{query}"
 
 [insights]
 database = "{store_url}"
@@ -332,23 +332,27 @@ async def test_a_worker_killed_mid_processing_loses_and_repeats_nothing(
         assert await count(store, Event) == total
 
         command = [sys.executable, "-m", "deskside", "worker", "--database", insights_url]
-        worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        worker = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
         try:
             deadline = time.monotonic() + 60
             while await count(store, Event, Event.status == "done") == 0:
-                assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+                assert worker.returncode is None, await worker.communicate()
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.01)
         finally:
             worker.send_signal(signal.SIGKILL)
-            worker.wait()
+            await worker.wait()
         done_at_kill = await count(store, Event, Event.status == "done")
         assert 0 < done_at_kill < total, "the kill must land halfway"
 
-        drained = subprocess.run(
-            [*command, "--drain"], capture_output=True, text=True, timeout=120, check=False
+        drained = await asyncio.create_subprocess_exec(
+            *command, "--drain", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        assert drained.returncode == 0, drained.stderr
+        output, errors = await asyncio.wait_for(drained.communicate(), 120)
+        assert drained.returncode == 0, errors.decode()
+        assert f"{total - done_at_kill} event(s) processed" in output.decode()
         assert await count(store, Event, Event.status == "done", Event.attempts == 1) == total
         assert await count(store, Conversation) == total
         assert await count(store, Thread) == 3 * total

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, select
 
 from deskside.insights.helpscout_api import (
     ConversationPage,
@@ -27,16 +25,15 @@ from deskside.insights.helpscout_api import (
     NotConnected,
     iso_utc,
 )
-from deskside.insights.models import Conversation, Customer, ImportCursor, Mailbox, Thread, utcnow
-from deskside.insights.normalise import ConversationRecord, CustomerRecord, conversation_record
-from deskside.insights.store import Store
+from deskside.insights.models import ImportCursor, Mailbox, utcnow
+from deskside.insights.normalise import ConversationRecord, conversation_record
+from deskside.insights.store import Store, save_conversations
 
 __all__ = [
     "ImportProgress",
     "ImportResult",
     "cursor_key",
     "import_conversations",
-    "save_page",
     "selected_mailboxes",
     "sync_mailboxes",
 ]
@@ -87,7 +84,7 @@ def cursor_key(since: datetime, mailbox_ids: Sequence[int]) -> str:
 
 async def selected_mailboxes(store: Store) -> list[int]:
     """The ids of the selected mailboxes (empty: none selected, which means all)."""
-    async with store.session() as session:
+    async with store.read() as session:
         rows = await session.scalars(
             select(Mailbox.id).where(Mailbox.selected.is_(True)).order_by(Mailbox.id)
         )
@@ -116,7 +113,7 @@ async def sync_mailboxes(store: Store, api: HelpScoutAPI) -> list[Mailbox]:
         gone = [mailbox_id for mailbox_id in stored if mailbox_id not in found]
         if gone:
             await session.execute(delete(Mailbox).where(Mailbox.id.in_(gone)))
-    async with store.session() as session:
+    async with store.read() as session:
         return list(await session.scalars(select(Mailbox).order_by(Mailbox.name, Mailbox.id)))
 
 
@@ -136,8 +133,8 @@ async def import_conversations(
 
     - an unfinished pass with the same key resumes at the page after its last committed one;
     - a finished one is not fetched again: the result says ``already_done`` (the webhook keeps
-      the store current from there). ``again=True`` starts a fresh pass from the first page,
-      refreshing every conversation in place;
+      the store current from there). ``again=True`` starts it over from the first page,
+      refreshing every conversation in place (an unfinished pass resumes all the same);
     - a different key (other mailboxes, another ``since``) is a pass of its own.
 
     ``progress`` is called after each committed page; an exception from it (or from Help
@@ -199,7 +196,7 @@ async def _commit_page(
 ) -> None:
     """The page's conversations and the cursor past it, in one transaction."""
     async with store.session() as session:
-        await save_page(session, records)
+        await save_conversations(session, records)
         cursor = await session.get(ImportCursor, key)
         if cursor is None:
             cursor = ImportCursor(key=key)
@@ -266,68 +263,3 @@ def _records(documents: Sequence[dict[str, Any]]) -> list[ConversationRecord]:
         except ValueError:
             continue
     return records
-
-
-async def save_page(session: AsyncSession, records: Sequence[ConversationRecord]) -> None:
-    """Store a page of conversations with one upsert a table: the same rows, with the same
-    rules, as :func:`~deskside.insights.store.save_conversation` on each record (a customer
-    field that is missing keeps what is stored; an older copy of a conversation leaves the
-    stored one alone; threads are added or updated), but a few statements instead of three
-    a conversation. Ids repeated within the page are merged first (PostgreSQL refuses to
-    update one row twice in a statement)."""
-    if not records:
-        return
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    customers: dict[int, CustomerRecord] = {}
-    conversations: dict[int, dict[str, Any]] = {}
-    threads: dict[int, dict[str, Any]] = {}
-    for record in records:
-        if record.customer is not None:
-            known = customers.setdefault(record.customer["id"], dict(record.customer))
-            known.update({k: v for k, v in record.customer.items() if v is not None})
-        row = record.conversation
-        held = conversations.get(row["id"])
-        if held is None or _not_older(row, held):
-            conversations[row["id"]] = row
-        threads.update((thread["id"], thread) for thread in record.threads)
-    if customers:
-        statement = insert(Customer)
-        table = Customer.__table__.c
-        keep: dict[str, ColumnElement[Any]] = {
-            name: func.coalesce(statement.excluded[name], table[name])
-            for name in ("email", "first_name", "last_name")
-        }
-        await session.execute(
-            statement.on_conflict_do_update(index_elements=["id"], set_=keep),
-            list(customers.values()),
-        )
-    statement = insert(Conversation)
-    stored = Conversation.__table__.c.modified_at
-    newer = (
-        stored.is_(None)
-        | statement.excluded.modified_at.is_(None)
-        | (statement.excluded.modified_at >= stored)
-    )
-    columns = [name for name in next(iter(conversations.values())) if name != "id"]
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["id"],
-            set_={name: statement.excluded[name] for name in columns},
-            where=newer,
-        ),
-        list(conversations.values()),
-    )
-    if threads:
-        statement = insert(Thread)
-        columns = [name for name in next(iter(threads.values())) if name != "id"]
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["id"], set_={name: statement.excluded[name] for name in columns}
-            ),
-            list(threads.values()),
-        )
-
-
-def _not_older(row: dict[str, Any], held: dict[str, Any]) -> bool:
-    mine, theirs = row.get("modified_at"), held.get("modified_at")
-    return mine is None or theirs is None or mine >= theirs

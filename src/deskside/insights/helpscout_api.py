@@ -232,20 +232,19 @@ class HelpScoutAPI:
                 delete(OAuthState).where(OAuthState.created_at < utcnow() - STATE_LIFETIME)
             )
             session.add(OAuthState(state_hash=_state_hash(state), created_at=utcnow()))
-        url, _ = self._new_client(None, "oauth").create_authorization_url(
-            self._settings.authorize_url, state=state
-        )
+        async with self._new_client(None, "oauth") as client:
+            url, _ = client.create_authorization_url(self._settings.authorize_url, state=state)
         return cast(str, url)
 
     async def complete_authorization(self, code: str, state: str) -> None:
         """Finish an authorisation: use up ``state`` (:class:`AuthorizationRefused` when it is
         unknown, expired or used before), exchange ``code`` for a token and store it."""
         await self._use_state(state)
-        client = self._new_client(None, "oauth")
         try:
-            token = await client.fetch_token(
-                self._settings.token_url, grant_type="authorization_code", code=code
-            )
+            async with self._new_client(None, "oauth") as client:
+                token = await client.fetch_token(
+                    self._settings.token_url, grant_type="authorization_code", code=code
+                )
         except OAuthError as exc:
             raise AuthorizationRefused(
                 f"Help Scout refused the authorisation code ({exc.error}); start again with "
@@ -257,11 +256,11 @@ class HelpScoutAPI:
 
     async def connect_client_credentials(self) -> None:
         """Connect with the app's own credentials (``mode = "client_credentials"``)."""
-        client = self._new_client(None, "client_credentials")
         try:
-            token = await client.fetch_token(
-                self._settings.token_url, grant_type="client_credentials"
-            )
+            async with self._new_client(None, "client_credentials") as client:
+                token = await client.fetch_token(
+                    self._settings.token_url, grant_type="client_credentials"
+                )
         except OAuthError as exc:
             raise HelpScoutAPIError(
                 f"Help Scout refused the app's credentials ({exc.error}): check "
@@ -273,14 +272,14 @@ class HelpScoutAPI:
 
     async def is_connected(self) -> bool:
         """Whether a connection is stored (not whether Help Scout still accepts it)."""
-        async with self._store.session() as session:
+        async with self._store.read() as session:
             connection = await session.get(Connection, PROVIDER)
         return connection is not None and connection.token is not None
 
     async def register_webhook(self, url: str, mailbox_ids: Sequence[int] = ()) -> str:
         """Register a webhook to ``url`` with a new random secret (stored encrypted with its
         id); a webhook registered earlier is deleted first (best effort). Returns its id."""
-        async with self._store.session() as session:
+        async with self._store.read() as session:
             connection = await session.get(Connection, PROVIDER)
             previous = connection.webhook_id if connection else None
         if connection is None:
@@ -310,7 +309,7 @@ class HelpScoutAPI:
         OAuth grant can also be removed by the user in Help Scout (Your Profile → Authorized
         Apps).
         """
-        async with self._store.session() as session:
+        async with self._store.read() as session:
             connection = await session.get(Connection, PROVIDER)
             webhook_id = connection.webhook_id if connection else None
         if connection is None:
@@ -559,7 +558,7 @@ class HelpScoutAPI:
         return self._client
 
     async def _stored_token(self) -> tuple[Mode, dict[str, Any]]:
-        async with self._store.session() as session:
+        async with self._store.read() as session:
             connection = await session.get(Connection, PROVIDER)
         if connection is None or connection.token is None:
             raise NotConnected(f"Help Scout is not connected: {_CONNECT}")

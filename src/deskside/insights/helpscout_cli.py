@@ -96,14 +96,20 @@ def connect(
 ) -> None:
     """Connect deskside to Help Scout and store the mailboxes.
 
-    In oauth mode you approve deskside in the browser: with a loopback redirect_url
-    (http://127.0.0.1:PORT/...) deskside receives the answer itself; otherwise paste the
-    address the browser was sent to. In client_credentials mode no browser is needed.
+    oauth mode: approve deskside in the browser; Help Scout sends it back to redirect_url.
+
+    A loopback redirect_url (http://127.0.0.1:PORT/...) is answered by deskside itself.
+
+    Any other: paste the address the browser was sent to, or its code.
+
+    client_credentials mode: no browser; your own account's app id and secret.
     """
     del provider  # one choice for now
     settings, store = insights_context(config, database)
-    if webhook_url is not None and urlsplit(webhook_url).scheme not in ("https", "http"):
-        fail("--webhook-url must be an https:// URL")
+    if webhook_url is not None and not (
+        urlsplit(webhook_url).scheme == "https" and urlsplit(webhook_url).hostname
+    ):
+        fail("--webhook-url must be an https:// URL that Help Scout can reach")
     _require_credentials(settings)
 
     async def work(store: Store) -> tuple[list[Mailbox], str | None]:
@@ -348,12 +354,18 @@ def mailboxes(
         ),
     ] = None,
     select_all: Annotated[
-        bool, typer.Option("--all", help="Select every mailbox (new ones stay unselected).")
+        bool,
+        typer.Option(
+            "--all", help="Import every mailbox, also ones added later (clears the selection)."
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
 ) -> None:
-    """List the Help Scout mailboxes (refreshed from Help Scout when connected) and which are
-    selected for import; --select or --all changes the selection."""
+    """List the Help Scout mailboxes and which are selected for import.
+
+    The list is refreshed from Help Scout when connected. --select or --all changes the
+    selection.
+    """
     if select_ids and select_all:
         fail("--select and --all: use one")
     settings, store = insights_context(config, database)
@@ -375,8 +387,8 @@ def mailboxes(
                         f"no such mailbox: {', '.join(map(str, unknown))} (see `deskside "
                         "mailboxes`; connect first if the list is empty)"
                     )
-                for mailbox in found:
-                    mailbox.selected = select_all or mailbox.id in (select_ids or ())
+                for mailbox in found:  # none selected means all, new ones included
+                    mailbox.selected = not select_all and mailbox.id in (select_ids or ())
         return found, problem
 
     found, problem = _run(store, work)
@@ -397,7 +409,7 @@ def mailboxes(
 
 
 async def _connected(store: Store) -> bool:
-    async with store.session() as session:
+    async with store.read() as session:
         return await session.get(Connection, PROVIDER) is not None
 
 
@@ -435,8 +447,9 @@ def import_command(
 ) -> None:
     """Import Help Scout conversations with their threads into the insights store.
 
-    Each page is committed with the position reached: after Ctrl-C, a crash or a Help Scout
-    outage, the same command continues where it stopped. Nothing is stored twice.
+    Stopped by Ctrl-C, a crash or a Help Scout outage? Run it again: it resumes.
+
+    Nothing is stored twice; a finished import is not repeated unless --again.
     """
     try:
         moment = parse_since(since)
@@ -447,11 +460,13 @@ def import_command(
 
     async def work(store: Store) -> ImportResult:
         async with HelpScoutAPI(settings, store) as api:
-            with _progress_bar() as bar:
+            with contextlib.ExitStack() as showing:
+                bar = _progress_bar()
                 task = bar.add_task("Importing", total=None)
 
                 def show(progress: ImportProgress) -> None:
-                    if not reached:  # a resumed pass: the rate counts from here
+                    if not reached:  # from the first page on; a resumed pass counts from here
+                        showing.enter_context(bar)
                         bar.reset(task, completed=progress.resumed_at, total=progress.total)
                     reached.append(progress)
                     bar.update(task, completed=progress.imported, total=progress.total)
