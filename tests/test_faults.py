@@ -7,11 +7,8 @@ documents), so they run only where that is possible and are skipped with the rea
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,82 +18,12 @@ import pytest
 
 from deskside.demo import create_demo_database
 from helpers import demo_settings, helpscout_request, post_helpscout, serve
+from services import can_restart, start_postgres, start_redis, stop_postgres, stop_redis
 
 pytestmark = pytest.mark.anyio
 
 DEADLINE_MS = 500
 CUSTOMERS = ["owner@acme.example", "lapsed@globex.example", "ceo@umbrella.example"]
-
-
-def _can_restart(command: str) -> None:
-    if shutil.which(command) is None or os.geteuid() != 0:
-        reason = f"stopping services needs root and {command} (this machine has neither)"
-        if os.environ.get("DESKSIDE_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-def _run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True, timeout=60)
-
-
-def _wait_until(check: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the service did not come back")
-        time.sleep(0.2)
-
-
-def _succeeds(*command: str) -> bool:
-    return subprocess.run(command, capture_output=True, check=False).returncode == 0
-
-
-def _postgres_cluster() -> str:
-    return sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-
-
-def stop_postgres() -> None:
-    _run(
-        "pg_ctlcluster",
-        "--skip-systemctl-redirect",
-        _postgres_cluster(),
-        "main",
-        "stop",
-        "-m",
-        "fast",
-    )
-
-
-def start_postgres() -> None:
-    _run("pg_ctlcluster", "--skip-systemctl-redirect", _postgres_cluster(), "main", "start")
-    _wait_until(lambda: _succeeds("pg_isready", "-h", "127.0.0.1", "-q"))
-
-
-def stop_redis() -> None:
-    _run("redis-cli", "-h", "127.0.0.1", "shutdown", "nosave")
-
-
-def start_redis() -> None:
-    _run(
-        "redis-server",
-        "--daemonize",
-        "yes",
-        "--bind",
-        "127.0.0.1",
-        "-::1",
-        "--port",
-        "6379",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        "/var/lib/redis",
-        "--logfile",
-        "/var/log/redis/ci.log",
-    )
-    _wait_until(lambda: _succeeds("redis-cli", "-h", "127.0.0.1", "ping"))
 
 
 @dataclass
@@ -172,7 +99,7 @@ def _assert_never_blank_and_on_time(answers: list[Answer]) -> None:
 async def test_postgres_stopped_under_load(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _can_restart("pg_ctlcluster")
+    can_restart("pg_ctlcluster")
     await create_demo_database(postgres_url)
     settings = demo_settings(
         monkeypatch,
@@ -212,7 +139,7 @@ async def test_postgres_stopped_under_load(
 async def test_redis_stopped_under_load(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _can_restart("redis-server")
+    can_restart("redis-server")
     settings = demo_settings(
         monkeypatch,
         tmp_path,
