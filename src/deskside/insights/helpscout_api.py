@@ -698,4 +698,6 @@ def _error_message(response: httpx.Response) -> str:
 
 
 def _unreachable(what: str, exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):  # the token endpoint failing (Authlib raises)
+        return f"Help Scout answered {exc.response.status_code} at {what}"
     return f"Help Scout could not be reached for {what} ({type(exc).__name__})"

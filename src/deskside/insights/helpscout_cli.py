@@ -129,7 +129,7 @@ def connect(
     try:
         found, webhook_id = _run(store, work)
     except KeyboardInterrupt:
-        err.print("Stopped; Help Scout was not connected.")
+        err.print("Stopped. Run `deskside connect helpscout` again to finish connecting.")
         raise typer.Exit(130) from None
     out.print(f"[green]✓[/] connected to Help Scout ({settings.helpscout.mode})")
     if webhook_id is not None:

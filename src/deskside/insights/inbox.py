@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,10 +52,16 @@ class Inbox:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Delivery] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._last_delivery = -1.0
+
+    def busy(self) -> bool:
+        """Whether a delivery arrived within the last tenth of a second."""
+        return time.monotonic() - self._last_delivery < 0.1
 
     async def accept(self, event: str, body: bytes) -> None:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_forever(), name="deskside-inbox")
+        self._last_delivery = time.monotonic()
         delivery = _Delivery(event, body, asyncio.get_running_loop().create_future())
         await self._queue.put(delivery)
         await delivery.stored

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bs4 import BeautifulSoup
+import lxml.html
+from lxml import etree
 
 __all__ = [
     "ConversationRecord",
@@ -124,14 +125,15 @@ def html_to_text(html: str) -> str:
     character references, runs of blank lines and spaces squeezed."""
     if "<" not in html and "&" not in html:
         return _squeeze(html)
-    soup = BeautifulSoup(html, "html.parser")
-    for hidden in soup.find_all(["script", "style", "head"]):
-        hidden.decompose()
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    for block in soup.find_all(_BLOCKS):
-        block.insert_after("\n")
-    return _squeeze(soup.get_text())
+    try:
+        root = lxml.html.fragment_fromstring(html, create_parent="div")
+    except (etree.ParserError, ValueError):  # nothing but whitespace or comments
+        return ""
+    for hidden in root.xpath("//script|//style|//head"):
+        hidden.drop_tree()
+    for element in root.iter("br", *_BLOCKS):
+        element.tail = "\n" + (element.tail or "")
+    return _squeeze(root.text_content())
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -42,7 +42,9 @@ class InsightsService:
         self.settings = settings
         self.store = Store(database_url(None, settings))
         self.inbox = Inbox(self.store)
-        self.worker = Worker(self.store, attempts=settings.worker_attempts)
+        self.worker = Worker(
+            self.store, attempts=settings.worker_attempts, under_pressure=self.inbox.busy
+        )
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._secrets: tuple[float, list[str]] = (-_SECRETS_REUSE_SECONDS, [])

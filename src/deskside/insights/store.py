@@ -7,6 +7,8 @@ webhook and a webhook racing an import all end in the same rows.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -79,6 +81,9 @@ class Store:
             self._reader = create_async_engine(url)
             _sqlite_pragmas(self._reader)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time: within a process, writers queue here, in order,
+        # rather than in SQLite's busy handler, which sleeps and retries.
+        self._write_turn = asyncio.Lock() if self.dialect == "sqlite" else None
         self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False)
 
     async def open(self) -> Store:
@@ -96,7 +101,11 @@ class Store:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction, committed when the block ends without an error."""
-        async with self.sessions() as session, session.begin():
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_turn is not None:
+                await stack.enter_async_context(self._write_turn)
+            session = await stack.enter_async_context(self.sessions())
+            await stack.enter_async_context(session.begin())
             yield session
 
     @asynccontextmanager
