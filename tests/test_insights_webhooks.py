@@ -143,6 +143,8 @@ async def test_a_delivery_is_stored_acknowledged_and_becomes_a_conversation(
     tmp_path: Path, database: str, insights_url: str
 ) -> None:
     async with serve(insights_settings(tmp_path, database, insights_url)) as client:
+        ready = (await client.get("/readyz")).json()
+        assert (ready["status"], ready["insights"]) == ("ready", {"state": "ok"})
         response = await deliver(client, "convo.created", conversation(2001))
         assert response.status_code == 200, response.text
         assert response.json() == {"status": "stored"}

@@ -84,6 +84,7 @@ async def test_ready_with_a_healthy_source(
         "status": "ready",
         "sources": {"app": {"state": "ok", "breaker": "closed"}},
         "cache": {"backend": "memory", "state": "ok"},
+        "insights": {"state": "ok"},  # the demo config takes webhooks
         "checked_seconds_ago": 0.0,
     }
     assert healthz.json()["status"] == "ok"
@@ -138,6 +139,7 @@ async def test_an_open_breaker_is_reported(
                 "crm": {"state": "failing", "breaker": "open"},
             },
             "cache": {"backend": "memory", "state": "ok"},
+            "insights": {"state": "ok"},
             "checked_seconds_ago": after[1]["checked_seconds_ago"],
         },
     )

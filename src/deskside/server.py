@@ -61,8 +61,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def create_app(settings: Settings) -> FastAPI:
     """The app for ``settings``; sources connect lazily and close when the app stops."""
     service = SidebarService(settings)
-    readiness = Readiness(service)
     insights = InsightsService(settings.insights) if settings.insights_enabled else None
+    readiness = Readiness(service, insights)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -339,8 +339,16 @@ class Readiness:
     is shutting down.
     """
 
-    def __init__(self, service: SidebarService, *, timeout: float = 1.0, ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        service: SidebarService,
+        insights: InsightsService | None = None,
+        *,
+        timeout: float = 1.0,
+        ttl: float = 5.0,
+    ) -> None:
         self.service = service
+        self.insights = insights
         self.shutting_down = False
         self.timeout = timeout
         self.ttl = ttl
@@ -369,10 +377,17 @@ class Readiness:
         degraded = cache_state != "ok" or any(
             s["state"] != "ok" or s["breaker"] != "closed" for s in sources.values()
         )
-        return 200, {
-            "status": "degraded" if degraded else "ready",
+        document: dict[str, Any] = {
             "sources": sources,
             "cache": {"backend": cache.name, "state": cache_state},
+        }
+        if self.insights is not None:
+            # not open yet: webhooks get 503 and Help Scout retries them
+            document["insights"] = {"state": "ok" if self.insights.ready else "unavailable"}
+            degraded |= not self.insights.ready
+        return 200, {
+            "status": "degraded" if degraded else "ready",
+            **document,
             "checked_seconds_ago": round(time.monotonic() - self._checked_at, 1),
         }
 
