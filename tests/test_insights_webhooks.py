@@ -19,13 +19,15 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from deskside.cli import app as cli_app
 from deskside.config import Settings, load_settings
+from deskside.insights.crypto import Cipher
 from deskside.insights.inbox import Inbox
-from deskside.insights.models import Conversation, Customer, Event, Thread, utcnow
+from deskside.insights.models import Connection, Conversation, Customer, Event, Thread, utcnow
 from deskside.insights.queries import list_conversations
 from deskside.insights.store import Store, database_url
 from deskside.insights.worker import Worker
@@ -244,6 +246,25 @@ async def test_refused_deliveries_are_not_stored_and_never_answered_410(
     assert test_event.status_code == 200
     async with opened(url) as store:
         assert await count(store, Event) == 0
+
+
+async def test_the_secret_registered_by_connect_verifies_deliveries_too(
+    tmp_path: Path, database: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'insights.db'}"
+    key = Fernet.generate_key().decode()
+    async with opened(url) as store, store.session() as session:
+        sealed = Cipher(key).encrypt("registered-by-connect")
+        session.add(Connection(provider="helpscout", mode="oauth", webhook_secret=sealed))
+    extra = f'encryption_key = "{key}"'
+    async with serve(insights_settings(tmp_path, database, url, extra)) as client:
+        registered = await deliver(
+            client, "convo.created", conversation(2010), secret="registered-by-connect"
+        )
+        configured = await deliver(client, "convo.created", conversation(2011))
+        unknown = await deliver(client, "convo.created", conversation(2012), secret="unknown")
+    assert [registered.status_code, configured.status_code, unknown.status_code] == [200, 200, 401]
+    assert b"registered-by-connect" not in (tmp_path / "insights.db").read_bytes()
 
 
 async def test_deleted_events_remove_what_they_name(

@@ -10,13 +10,11 @@ import time
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from deskside.errors import BadRequest, ConfigError, ServiceUnavailable
-from deskside.insights.crypto import Cipher
+from deskside.insights.helpscout_api import webhook_secrets
 from deskside.insights.inbox import Inbox
-from deskside.insights.models import Connection
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
 from deskside.insights.worker import Worker
@@ -108,14 +106,10 @@ class InsightsService:
         if time.monotonic() - read_at < _SECRETS_REUSE_SECONDS:
             return secrets
         secrets = [s.get_secret_value() for s in self.settings.helpscout.webhook_secret]
-        if self.ready and self.settings.encryption_key is not None:
+        if self.ready:
             try:
-                async with self.store.session() as session:
-                    sealed = await session.scalar(
-                        select(Connection.webhook_secret).where(Connection.provider == "helpscout")
-                    )
-                if sealed:
-                    secrets.append(Cipher.from_settings(self.settings).decrypt(sealed))
+                async with self.store.read() as session:
+                    secrets = await webhook_secrets(session, self.settings)
             except (ConfigError, SQLAlchemyError, OSError) as exc:
                 log.warning("cannot read the registered webhook secret: %s", exc)
         if not secrets:
