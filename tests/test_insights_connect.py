@@ -139,21 +139,36 @@ def test_client_credentials_connect_select_import_disconnect(
     assert result.exit_code == 0 and "was not connected" in result.output
 
 
+class Browser:
+    """Stands in for the user's browser: follows the authorisation URL from a thread."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._pages: list[httpx.Response] = []
+
+    def open(self, url: str) -> bool:
+        def visit() -> None:
+            self._pages.append(httpx.get(url, follow_redirects=True, timeout=10))
+
+        thread = threading.Thread(target=visit)
+        thread.start()
+        self._threads.append(thread)
+        return True
+
+    def pages(self) -> list[httpx.Response]:
+        """Every page the browser ended on, once it has finished loading them."""
+        for thread in self._threads:
+            thread.join(timeout=15)
+        return self._pages
+
+
 def test_oauth_connect_through_the_local_listener_with_a_webhook(
     helpscout: FakeHelpScout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     helpscout.redirect_url = f"http://127.0.0.1:{unused_port()}/insights/helpscout/callback"
     config = write_config(tmp_path / "deskside.toml", helpscout)
-    pages: list[httpx.Response] = []
-
-    def browser(url: str) -> bool:  # the user approves in the browser
-        thread = threading.Thread(
-            target=lambda: pages.append(httpx.get(url, follow_redirects=True, timeout=10))
-        )
-        thread.start()
-        return True
-
-    monkeypatch.setattr("webbrowser.open", browser)
+    browser = Browser()
+    monkeypatch.setattr("webbrowser.open", browser.open)
     result = invoke(
         "connect",
         "helpscout",
@@ -166,7 +181,7 @@ def test_oauth_connect_through_the_local_listener_with_a_webhook(
     assert "connected to Help Scout (oauth)" in result.output
     (webhook_id,) = helpscout.webhooks
     assert f"webhook {webhook_id} registered" in result.output
-    (page,) = pages
+    (page,) = browser.pages()
     assert page.status_code == 200 and "connected to Help Scout" in page.text
     assert page.url.path == "/insights/helpscout/callback"
 
@@ -192,17 +207,13 @@ def test_oauth_denied_in_the_browser(
     helpscout.redirect_url = f"http://127.0.0.1:{unused_port()}/cb"
     helpscout.deny = True
     config = write_config(tmp_path / "deskside.toml", helpscout)
-    pages: list[httpx.Response] = []
-    monkeypatch.setattr(
-        "webbrowser.open",
-        lambda url: threading.Thread(
-            target=lambda: pages.append(httpx.get(url, follow_redirects=True, timeout=10))
-        ).start(),
-    )
+    browser = Browser()
+    monkeypatch.setattr("webbrowser.open", browser.open)
     result = invoke("connect", "helpscout", "-c", str(config))
     assert result.exit_code == 2, result.output
     assert "did not authorise deskside (access_denied)" in result.output
-    assert pages[0].status_code == 400 and "access_denied" in pages[0].text
+    (page,) = browser.pages()
+    assert page.status_code == 400 and "access_denied" in page.text
     assert helpscout.token_requests() == []
 
 

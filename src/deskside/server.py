@@ -35,6 +35,7 @@ from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
 from deskside.console import CONFIG_ENV
 from deskside.errors import BadRequest, HTTPError, SourceError, Unauthorized
+from deskside.insights.oauth_routes import oauth_routes
 from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH, InsightsService
 from deskside.lookup import normalise_emails
 from deskside.protocols import Decline, Protocol, RawRequest
@@ -185,6 +186,7 @@ def create_app(settings: Settings) -> FastAPI:
             methods=["POST"],
             include_in_schema=False,
         )
+        app.router.routes.extend(oauth_routes(settings, insights.store))
 
     for protocol in service.protocols:
         labels[protocol.path] = protocol.name

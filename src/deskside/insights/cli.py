@@ -31,7 +31,7 @@ DatabaseOption = Annotated[
     typer.Option(
         "--database",
         envvar="DESKSIDE_DATABASE",
-        help="The insights database URL. Default: [insights] database, else insights.db in "
+        help="The insights database URL. Default: \\[insights] database, else insights.db in "
         "the data directory.",
         show_default=False,
     ),

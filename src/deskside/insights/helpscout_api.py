@@ -55,6 +55,20 @@ with warnings.catch_warnings():
         OAuthError,
     )
 
+# Authlib runs on the `httpx2` package when it is installed, else on httpx (the same API):
+# its requests raise the errors of whichever it uses.
+_HTTP_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError,)
+_NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
+_STATUS_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPStatusError,)
+try:
+    import httpx2  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
+else:
+    _HTTP_ERRORS += (httpx2.HTTPError,)
+    _NOT_SENT_ERRORS += (httpx2.ConnectError, httpx2.ConnectTimeout)
+    _STATUS_ERRORS += (httpx2.HTTPStatusError,)
+
 __all__ = [
     "PROVIDER",
     "STATE_LIFETIME",
@@ -250,7 +264,7 @@ class HelpScoutAPI:
                 f"Help Scout refused the authorisation code ({exc.error}); start again with "
                 "`deskside connect helpscout`"
             ) from None
-        except httpx.HTTPError as exc:
+        except _HTTP_ERRORS as exc:
             raise HelpScoutAPIError(_unreachable("the token endpoint", exc)) from None
         await self._store_new_connection("oauth", dict(token))
 
@@ -266,7 +280,7 @@ class HelpScoutAPI:
                 f"Help Scout refused the app's credentials ({exc.error}): check "
                 "insights.helpscout.client_id and client_secret"
             ) from None
-        except httpx.HTTPError as exc:
+        except _HTTP_ERRORS as exc:
             raise HelpScoutAPIError(_unreachable("the token endpoint", exc)) from None
         await self._store_new_connection("client_credentials", dict(token))
 
@@ -469,7 +483,7 @@ class HelpScoutAPI:
                 reloaded = True
                 client = await self._adopt_stored_token(client, exc)
                 continue
-            except httpx.HTTPError as exc:
+            except _HTTP_ERRORS as exc:
                 arrived = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 failures += 1
                 if failures >= self._attempts or (arrived and not idempotent):
@@ -602,7 +616,7 @@ class HelpScoutAPI:
                 await client.refresh_token(self._settings.token_url, refresh_token=refresh_token)
         except OAuthError as exc:
             return await self._adopt_stored_token(client, exc)
-        except httpx.HTTPError as exc:
+        except _HTTP_ERRORS as exc:
             raise HelpScoutAPIError(_unreachable("the token endpoint", exc)) from None
         return client
 
@@ -697,7 +711,7 @@ def _error_message(response: httpx.Response) -> str:
     return f": {message[:200]}" if isinstance(message, str) and message else ""
 
 
-def _unreachable(what: str, exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.HTTPStatusError):  # the token endpoint failing (Authlib raises)
-        return f"Help Scout answered {exc.response.status_code} at {what}"
+def _unreachable(what: str, exc: Exception) -> str:
+    if isinstance(exc, _STATUS_ERRORS):  # the token endpoint failing (Authlib raises it)
+        return f"Help Scout answered {cast(Any, exc).response.status_code} at {what}"
     return f"Help Scout could not be reached for {what} ({type(exc).__name__})"
