@@ -26,8 +26,8 @@ from deskside.cache import build_cache
 from deskside.config import Settings, load_settings
 from deskside.console import CONFIG_ENV, ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError, SourceError
+from deskside.insights import classify_cli, helpscout_cli
 from deskside.insights import cli as insights_cli
-from deskside.insights import helpscout_cli
 from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH
 from deskside.lookup import Lookup, normalise_emails
 from deskside.probe import probe as run_probe
@@ -429,6 +429,7 @@ def demo_command(
 
 insights_cli.register(app)
 helpscout_cli.register(app)
+classify_cli.register(app)
 
 
 def _prepare_demo() -> tuple[Path, dict[str, str]]:

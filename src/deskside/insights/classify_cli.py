@@ -1,0 +1,242 @@
+"""``deskside classify``: label JSON lines from stdin with the conversation classifier.
+
+Add it to an app with :func:`register`. The heavy imports (scikit-learn) happen only when the
+command runs, so the rest of the CLI starts as fast as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
+
+import typer
+
+from deskside.console import ConfigOption, err, fail
+from deskside.insights.cli import DatabaseOption, insights_context
+
+if TYPE_CHECKING:
+    from deskside.insights.classify import Classifier, Example
+    from deskside.insights.store import Store
+
+__all__ = ["CORRECTIONS_TABLE", "classify", "read_inputs", "register", "stored_corrections"]
+
+CORRECTIONS_TABLE = "labelled_examples"
+"""The table of agents' corrections (columns ``text`` and ``label``) read when it exists."""
+
+_BATCH = 2000
+
+
+def classify(
+    examples: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--examples",
+            help="Labelled examples (CSV with text,label columns, or JSON lines) to learn from "
+            "besides the shipped ones; repeatable. Two or more labels with 10+ examples each "
+            "make those labels the only ones predicted.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    database: DatabaseOption = None,
+    config: ConfigOption = Path("deskside.toml"),
+    labels: Annotated[
+        str | None,
+        typer.Option(help="Only these labels, comma-separated (default: see --examples)."),
+    ] = None,
+    llm_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DESKSIDE_LLM_URL",
+            help="An OpenAI-compatible API (e.g. http://127.0.0.1:8080/v1) to ask first; the "
+            "local model answers whenever it fails.",
+            show_default=False,
+        ),
+    ] = None,
+    llm_model: Annotated[
+        str, typer.Option(envvar="DESKSIDE_LLM_MODEL", help="The model name sent to it.")
+    ] = "default",
+    llm_api_key: Annotated[
+        str | None,
+        typer.Option(envvar="DESKSIDE_LLM_API_KEY", hidden=True, show_default=False),
+    ] = None,
+    docs_api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DESKSIDE_HELPSCOUT_DOCS_API_KEY",
+            help="A Help Scout Docs API key: article titles make 'docs' likelier for close "
+            "matches.",
+            show_default=False,
+        ),
+    ] = None,
+    docs_api_url: Annotated[
+        str, typer.Option(envvar="DESKSIDE_HELPSCOUT_DOCS_API_URL", hidden=True)
+    ] = "https://docsapi.helpscout.net",
+) -> None:
+    """Label JSON lines {"id": …, "text": …} from stdin: writes {"id": …, "label": …,
+    "confidence": …} per line. Labels: bug, feature, docs, question, other."""
+    from deskside.insights import classify as model
+
+    started = time.perf_counter()
+    extra: list[Example] = []
+    for path in examples or ():
+        try:
+            extra += model.read_examples_file(path)
+        except (model.ExamplesError, OSError, UnicodeDecodeError) as exc:
+            fail(f"--examples: {exc}")
+    if database is not None or _configured_database(config):
+        extra += _corrections(config, database)
+    everything = [*model.load_shipped_examples(), *extra]
+    chosen = _labels(labels) if labels else model.labels_for(everything)
+    classifier = model.Classifier()
+    try:
+        classifier.train(everything, labels=chosen)
+    except ValueError as exc:
+        fail(str(exc))
+    if docs_api_key:
+        classifier.use_article_titles(_article_titles(docs_api_key, docs_api_url))
+    err.print(
+        f"Trained on {len(everything)} examples ({len(extra)} yours) in "
+        f"{time.perf_counter() - started:.1f} s; labels: {', '.join(classifier.labels)}.",
+        highlight=False,
+    )
+    answer = _answerer(classifier, llm_url, llm_model, llm_api_key)
+    count = 0
+    try:
+        for batch in _batches(read_inputs(sys.stdin), _BATCH):
+            predictions = answer([text for _, text in batch])
+            lines = (
+                json.dumps(
+                    {"id": key, "label": p.label, "confidence": p.confidence}, ensure_ascii=False
+                )
+                for (key, _), p in zip(batch, predictions, strict=True)
+            )
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
+            count += len(batch)
+    except ValueError as exc:
+        fail(str(exc))
+    err.print(f"{count} labelled in {time.perf_counter() - started:.1f} s.", highlight=False)
+
+
+def read_inputs(stream: TextIO) -> Iterator[tuple[Any, str]]:
+    """``(id, text)`` per JSON line of ``stream`` (``text``, or ``title`` and ``body``); blank
+    lines are skipped. Raises ``ValueError`` naming the line of one that is not such an object."""
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"stdin line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(document, dict):
+            raise ValueError(f'stdin line {number}: expected {{"id": …, "text": …}}')
+        text = document.get("text")
+        if text is None and ("title" in document or "body" in document):
+            parts = (document.get("title"), document.get("body"))
+            text = "\n\n".join(part for part in parts if isinstance(part, str) and part)
+        if not isinstance(text, str):
+            raise ValueError(f'stdin line {number}: no "text" string')
+        yield document.get("id"), text
+
+
+async def stored_corrections(store: Store) -> list[Example]:
+    """Agents' corrections from the :data:`CORRECTIONS_TABLE` table (``text``, ``label``) when
+    the store has one, else none; rows with an unknown label are skipped. Reads only: the
+    schema is not created or upgraded."""
+    from sqlalchemy import String, column, inspect, select, table
+
+    from deskside.insights.classify import LABELS, Example
+
+    async with store.read() as session:
+        exists = await session.run_sync(
+            lambda sync: inspect(sync.connection()).has_table(CORRECTIONS_TABLE)
+        )
+        if not exists:
+            return []
+        rows = await session.execute(
+            select(column("text", String), column("label", String)).select_from(
+                table(CORRECTIONS_TABLE)
+            )
+        )
+        return [
+            Example(str(text), str(label), "correction")
+            for text, label in rows
+            if text and label in LABELS
+        ]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``classify`` to ``app``."""
+    app.command()(classify)
+
+
+def _labels(given: str) -> tuple[str, ...]:
+    from deskside.insights.classify import canonical_label
+
+    try:
+        return tuple(dict.fromkeys(canonical_label(p) for p in given.split(",") if p.strip()))
+    except ValueError as exc:
+        fail(f"--labels: {exc}")
+
+
+def _configured_database(config: Path) -> bool:
+    if not config.is_file():
+        return False
+    settings, _ = insights_context(config, None)
+    return settings.database is not None
+
+
+def _corrections(config: Path, database: str | None) -> list[Example]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    _, store = insights_context(config, database)
+
+    async def read() -> list[Example]:
+        try:
+            return await stored_corrections(store)
+        finally:
+            await store.aclose()
+
+    try:
+        return asyncio.run(read())
+    except (SQLAlchemyError, OSError) as exc:
+        fail(f"insights database: {str(exc).splitlines()[0]}")
+
+
+def _article_titles(api_key: str, base_url: str) -> list[str]:
+    from deskside.insights.helpscout_docs import DocsAPIError, fetch_article_titles
+
+    try:
+        titles = asyncio.run(fetch_article_titles(api_key, base_url=base_url))
+    except DocsAPIError as exc:
+        err.print(f"[yellow]![/] {exc}; classifying without article titles.")
+        return []
+    err.print(f"{len(titles)} Help Scout Docs article titles.", highlight=False)
+    return titles
+
+
+def _answerer(classifier: Classifier, url: str | None, model_name: str, api_key: str | None) -> Any:
+    if not url:
+        return classifier.predict
+    from deskside.insights.llm import LLMClassifier, LLMSettings
+
+    llm = LLMClassifier(LLMSettings(url=url, model=model_name, api_key=api_key), classifier)
+    return lambda texts: asyncio.run(llm.classify(texts))
+
+
+def _batches(items: Iterator[tuple[Any, str]], size: int) -> Iterator[list[tuple[Any, str]]]:
+    batch: list[tuple[Any, str]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
