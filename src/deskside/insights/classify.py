@@ -494,4 +494,3 @@ def _raise_problems(
     if problems:
         more = f"\n… and {len(problems) - shown} more" if len(problems) > shown else ""
         raise ExamplesError(f"{name}:\n" + "\n".join(problems[:shown]) + more)
-
