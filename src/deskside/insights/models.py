@@ -25,14 +25,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base",
+    "Classification",
     "Connection",
     "Conversation",
     "Customer",
     "Event",
     "ImportCursor",
+    "LabelledExample",
     "Mailbox",
     "OAuthState",
+    "ReportExport",
     "Thread",
+    "Topic",
+    "TopicMember",
     "UTCDateTime",
     "utcnow",
 ]
@@ -183,3 +188,80 @@ class ImportCursor(Base):
     finished: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Classification(Base):
+    """What a conversation is about: ``bug``, ``feature``, ``docs``, ``question`` or ``other``.
+
+    ``by`` is ``model`` (the classifier; redone when the customer writes again), ``llm``, or
+    ``agent`` (a person's relabel, which the classifier never overwrites)."""
+
+    __tablename__ = "classifications"
+
+    conversation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(String(20), index=True)
+    confidence: Mapped[float]
+    by: Mapped[str] = mapped_column(String(10))
+    classified_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """When it was decided; a customer message after this makes the model look again."""
+
+
+class LabelledExample(Base):
+    """A text with its label that the classifier learns from: an agent's correction (with the
+    conversation it came from) or an imported example."""
+
+    __tablename__ = "labelled_examples"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(20), default="correction")
+    conversation_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Topic(Base):
+    """A group of conversations about the same problem or request.
+
+    ``named_by_person`` keeps a person's name; ``merged_into`` points at the topic a person
+    merged this one into (its conversations moved there, and new ones follow)."""
+
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(20), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    named_by_person: Mapped[bool] = mapped_column(Boolean, default=False)
+    merged_into: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TopicMember(Base):
+    """A conversation's topic; ``pinned`` when a person put it there (a split or a move),
+    which regrouping never undoes."""
+
+    __tablename__ = "topic_members"
+
+    conversation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportExport(Base):
+    """Where a topic's report was exported, so exporting again updates it instead of
+    opening a duplicate (e.g. a GitHub issue)."""
+
+    __tablename__ = "report_exports"
+
+    topic_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    target: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """``github:owner/repo``."""
+    external_id: Mapped[str] = mapped_column(String(100))
+    url: Mapped[str | None] = mapped_column(Text)
+    exported_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

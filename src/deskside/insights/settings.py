@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from deskside.configtypes import ConfigModel, Secret, SecretList
 
-__all__ = ["HelpScoutSettings", "InsightsSettings"]
+__all__ = ["ClassifierSettings", "HelpScoutSettings", "InsightsSettings"]
 
 
 class HelpScoutSettings(ConfigModel):
@@ -38,6 +39,29 @@ class HelpScoutSettings(ConfigModel):
         return self.api_url.rstrip("/") + "/v2/oauth2/token"
 
 
+class ClassifierSettings(ConfigModel):
+    """``[insights.classifier]``: what the classifier learns from, and optional helpers."""
+
+    examples: list[str] = []
+    """Labelled example files (CSV ``text,label`` or JSON lines), relative to the config file,
+    learnt from besides the shipped examples and the agents' corrections."""
+    llm_url: str | None = None
+    """An OpenAI-compatible API (``http://127.0.0.1:8080/v1``) asked first; the local model
+    answers whenever it fails."""
+    llm_model: str = "default"
+    """The model name sent to ``llm_url``."""
+    llm_api_key: Secret | None = None
+    """Bearer token for ``llm_url``."""
+    docs_api_key: Secret | None = None
+    """A Help Scout Docs API key: article titles make ``docs`` likelier for close matches."""
+
+    @field_validator("examples")
+    @classmethod
+    def _relative_to_config(cls, paths: list[str], info: ValidationInfo) -> list[str]:
+        base = Path((info.context or {}).get("base_dir", "."))
+        return [str(base / Path(path).expanduser()) for path in paths]
+
+
 class InsightsSettings(ConfigModel):
     """``[insights]``: the conversation store and the Help Scout connection."""
 
@@ -53,6 +77,7 @@ class InsightsSettings(ConfigModel):
     worker_attempts: int = Field(default=8, ge=1, le=100)
     """A webhook event that fails this many times is parked with its error, not retried."""
     helpscout: HelpScoutSettings = HelpScoutSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
 
     @field_validator("database")
     @classmethod

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from deskside.insights.models import Conversation, Customer, Thread
+from deskside.insights.models import Conversation, Customer, Thread, utcnow
 from deskside.insights.normalise import ConversationRecord, CustomerRecord
 from deskside.insights.settings import InsightsSettings
 from deskside.sources.sql import async_url
@@ -188,7 +188,8 @@ async def save_conversations(session: AsyncSession, records: Sequence[Conversati
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["id"],
-            set_={key: statement.excluded[key] for key in columns},
+            # stored_at too: ON CONFLICT takes no Python-side onupdate values
+            set_={key: statement.excluded[key] for key in columns} | {"stored_at": utcnow()},
             where=newer,
         ),
         [record.conversation for record in records],
