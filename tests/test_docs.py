@@ -7,7 +7,7 @@ from pathlib import Path
 
 from deskside import layout, protocols, sources
 from deskside.config import LookupSettings, ServerSettings
-from deskside.insights.settings import HelpScoutSettings, InsightsSettings
+from deskside.insights.settings import ClassifierSettings, HelpScoutSettings, InsightsSettings
 from deskside.protocols.plain import PlainCard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def test_every_config_key_is_documented() -> None:
     models = [ServerSettings, LookupSettings, layout.CardLayout, layout.FieldLayout]
     models += [layout.BadgeLayout, layout.LinkLayout, layout.SectionLayout]
     models += [*protocols.PROTOCOLS, *sources._SOURCES, PlainCard]
-    models += [InsightsSettings, HelpScoutSettings]
+    models += [InsightsSettings, HelpScoutSettings, ClassifierSettings]
     missing = {
         f"{model.__name__}.{name}"
         for model in models
