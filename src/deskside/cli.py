@@ -26,7 +26,7 @@ from deskside.cache import build_cache
 from deskside.config import Settings, load_settings
 from deskside.console import CONFIG_ENV, ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError, SourceError
-from deskside.insights import classify_cli, helpscout_cli
+from deskside.insights import classify_cli, helpscout_cli, reports_cli
 from deskside.insights import cli as insights_cli
 from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH
 from deskside.lookup import Lookup, normalise_emails
@@ -430,6 +430,7 @@ def demo_command(
 insights_cli.register(app)
 helpscout_cli.register(app)
 classify_cli.register(app)
+reports_cli.register(app)
 
 
 def _prepare_demo() -> tuple[Path, dict[str, str]]:

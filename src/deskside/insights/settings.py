@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from deskside.configtypes import ConfigModel, Secret, SecretList
 
-__all__ = ["ClassifierSettings", "HelpScoutSettings", "InsightsSettings"]
+__all__ = ["ClassifierSettings", "HelpScoutSettings", "InsightsSettings", "ReportsSettings"]
 
 
 class HelpScoutSettings(ConfigModel):
@@ -62,6 +62,22 @@ class ClassifierSettings(ConfigModel):
         return [str(base / Path(path).expanduser()) for path in paths]
 
 
+class ReportsSettings(ConfigModel):
+    """``[insights.reports]``: what a report says about the customers behind it, and where it
+    is exported."""
+
+    plan: str | None = None
+    """An expression over the sidebar's sources giving a customer's plan, e.g. ``app.plan``."""
+    revenue_cents: str | None = None
+    """An expression giving a customer's monthly revenue in cents, e.g. ``app.mrr_cents``."""
+    github_repository: str | None = None
+    """``owner/name``: where ``deskside reports --export github`` opens (or updates) issues."""
+    github_token: Secret | None = None
+    """A GitHub token allowed to write that repository's issues (``env:GITHUB_TOKEN``)."""
+    github_api_url: str = "https://api.github.com"
+    """GitHub's REST API (GitHub Enterprise: ``https://HOST/api/v3``)."""
+
+
 class InsightsSettings(ConfigModel):
     """``[insights]``: the conversation store and the Help Scout connection."""
 
@@ -78,6 +94,7 @@ class InsightsSettings(ConfigModel):
     """A webhook event that fails this many times is parked with its error, not retried."""
     helpscout: HelpScoutSettings = HelpScoutSettings()
     classifier: ClassifierSettings = ClassifierSettings()
+    reports: ReportsSettings = ReportsSettings()
 
     @field_validator("database")
     @classmethod

@@ -1,0 +1,238 @@
+"""``deskside reports``: bug and feature topics as reports, in the terminal or as Markdown, CSV or
+JSON, and exported to GitHub Issues.
+
+Add it to an app with :func:`register`. Which topics are trending comes from
+:data:`trends_provider` (none until something sets it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from deskside.console import ConfigOption, err, fail, out
+from deskside.errors import ConfigError
+from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
+from deskside.insights.reports import (
+    CustomerFacts,
+    ExportResult,
+    GitHubError,
+    GitHubIssues,
+    Report,
+    build_reports,
+    to_csv,
+    to_json,
+    to_markdown,
+)
+from deskside.insights.settings import InsightsSettings
+from deskside.insights.store import Store
+from deskside.render.markdown import escape_markdown
+
+__all__ = ["TrendsProvider", "no_trends", "register", "reports", "trends_provider"]
+
+_DEFAULT_CONFIG = Path("deskside.toml")
+
+TrendsProvider = Callable[[Store], Awaitable[Mapping[int, str]]]
+"""Given the opened store: the ids of trending topics, each with a note saying why."""
+
+
+async def no_trends(store: Store) -> Mapping[int, str]:
+    """The default :data:`trends_provider`: no topic is trending."""
+    return {}
+
+
+trends_provider: TrendsProvider = no_trends
+"""Asked on every ``deskside reports``; set it (module attribute) to the real trend detector."""
+
+
+@dataclass
+class _Outcome:
+    reports: list[Report]
+    exported: list[tuple[Report, ExportResult]]
+    export_error: str | None = None
+
+
+def reports(
+    config: ConfigOption = _DEFAULT_CONFIG,
+    database: DatabaseOption = None,
+    trending_only: Annotated[
+        bool, typer.Option("--trending", help="Only topics that are trending.")
+    ] = False,
+    output_format: Annotated[
+        Literal["table", "markdown", "csv", "json"],
+        typer.Option("--format", help="How to print the reports."),
+    ] = "table",
+    export: Annotated[
+        Literal["github"] | None,
+        typer.Option(
+            "--export",
+            help="Also open (or update) a GitHub issue per report listed: "
+            "\\[insights.reports] github_repository and github_token (else $GITHUB_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
+    topic: Annotated[
+        list[int] | None,
+        typer.Option("--topic", help="Only this topic id; repeatable.", show_default=False),
+    ] = None,
+) -> None:
+    """Bug and feature topics as reports: customers, conversations, plans and revenue, when
+    first and last seen; trending ones first."""
+    settings, store = insights_context(config, database)
+    github = _github(settings) if export == "github" else None
+    facts = _customer_facts(config, settings)
+
+    async def work(store: Store) -> _Outcome:
+        trending = await trends_provider(store)
+        try:
+            found = await build_reports(
+                store, facts=facts, trending=trending, topic_ids=topic or None
+            )
+        finally:
+            if facts is not None:
+                await facts.aclose()
+        if trending_only:
+            found = [report for report in found if report.trending]
+        outcome = _Outcome(reports=found, exported=[])
+        if github is None:
+            return outcome
+        async with github:
+            for report in found:
+                try:
+                    outcome.exported.append((report, await github.export(store, report)))
+                except GitHubError as exc:
+                    outcome.export_error = str(exc)
+                    break
+        return outcome
+
+    outcome = run_with_store(store, work)
+    _print(outcome.reports, output_format)
+    _explain_empty(outcome.reports, trending_only, topic)
+    # Export lines go where they cannot spoil a document printed on stdout.
+    console = out if output_format == "table" else err
+    for report, result in outcome.exported:
+        verb = "created" if result.created else "updated"
+        console.print(
+            Text(f"{verb} #{result.number} {result.url}  (topic {report.topic_id}: {report.title})")
+        )
+    if outcome.export_error is not None:
+        fail(escape(outcome.export_error))
+
+
+def _github(settings: InsightsSettings) -> GitHubIssues:
+    reports = settings.reports
+    if not reports.github_repository:
+        fail('--export github: set \\[insights.reports] github_repository = "owner/name"')
+    token = (
+        reports.github_token.get_secret_value()
+        if reports.github_token is not None
+        else os.environ.get("GITHUB_TOKEN", "")
+    )
+    if not token.strip():
+        fail('--export github: set \\[insights.reports] github_token = "env:GITHUB_TOKEN"')
+    try:
+        return GitHubIssues(reports.github_repository, token, reports.github_api_url)
+    except ValueError as exc:
+        fail(escape(f"--export github: {exc}"))
+
+
+def _customer_facts(config: Path, settings: InsightsSettings) -> CustomerFacts | None:
+    """Facts when ``plan`` or ``revenue_cents`` is configured and the whole config loads."""
+    if not (settings.reports.plan or settings.reports.revenue_cents) or not config.is_file():
+        return None
+    from deskside.config import load_settings
+
+    try:
+        full = load_settings(config)
+    except ConfigError as exc:
+        err.print(
+            Text(f"Plans and revenue are left out: the config does not load ({exc.problems[0]})")
+        )
+        return None
+    try:
+        return CustomerFacts(full)
+    except ValueError as exc:
+        fail(escape(str(exc)))
+
+
+def _print(found: list[Report], output_format: str) -> None:
+    if output_format == "json":
+        typer.echo(to_json(found))
+    elif output_format == "csv":
+        typer.echo(to_csv(found), nl=False)
+    elif output_format == "markdown":
+        documents = [f"## {escape_markdown(r.title)}\n\n{to_markdown(r)}" for r in found]
+        typer.echo("\n".join(documents), nl=False)
+    elif found:
+        out.print(_table(found))
+
+
+def _table(found: list[Report]) -> Table:
+    """Fits 80 columns: a trending topic's id has a ▲ and its note goes under the title."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("topic", justify="right", no_wrap=True)
+    table.add_column("title", ratio=1, min_width=14)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("cust.", justify="right", no_wrap=True)
+    table.add_column("conv.", justify="right", no_wrap=True)
+    table.add_column("plans", min_width=5, max_width=24)
+    table.add_column("MRR", justify="right", no_wrap=True)
+    table.add_column("first/last", no_wrap=True)
+    for report in found:
+        topic = Text(str(report.topic_id))
+        title = Text(report.title)
+        if report.trending:
+            topic = Text.assemble(("▲ ", "bold red"), str(report.topic_id))
+            title.append(f"\n{report.trend_note}" if report.trend_note else "", style="dim")
+        table.add_row(
+            topic,
+            title,
+            report.kind,
+            str(report.customers),
+            str(report.conversation_count),
+            Text(_plans_cell(report)),
+            _revenue_cell(report),
+            f"{report.first_seen:%Y-%m-%d}\n{report.last_seen:%Y-%m-%d}",
+        )
+    return table
+
+
+def _plans_cell(report: Report) -> str:
+    if not report.facts_available:
+        return "-"
+    return ", ".join(f"{plan} {count}" for plan, count in report.plans.items()) or "unknown"
+
+
+def _revenue_cell(report: Report) -> str:
+    if report.revenue_cents is None:
+        return "-" if not report.facts_available else "unknown"
+    return f"{report.revenue_cents / 100:,.2f}"
+
+
+def _explain_empty(found: list[Report], trending_only: bool, topic: list[int] | None) -> None:
+    missing = sorted(set(topic or ()) - {report.topic_id for report in found})
+    if missing:
+        listed = ", ".join(str(topic_id) for topic_id in missing)
+        which = "trending bug or feature" if trending_only else "bug or feature"
+        err.print(f"No {which} report for topic {listed}.")
+    elif not found and trending_only:
+        err.print("No bug or feature topic is trending.")
+    elif not found:
+        err.print(
+            "No bug or feature topics yet: conversations are grouped into topics once they "
+            "are stored and classified."
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``reports`` to ``app``."""
+    app.command()(reports)
