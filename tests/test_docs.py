@@ -7,7 +7,12 @@ from pathlib import Path
 
 from deskside import layout, protocols, sources
 from deskside.config import LookupSettings, ServerSettings
-from deskside.insights.settings import ClassifierSettings, HelpScoutSettings, InsightsSettings
+from deskside.insights.settings import (
+    ClassifierSettings,
+    HelpScoutSettings,
+    InsightsSettings,
+    ReportsSettings,
+)
 from deskside.protocols.plain import PlainCard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +40,7 @@ def test_every_config_key_is_documented() -> None:
     models = [ServerSettings, LookupSettings, layout.CardLayout, layout.FieldLayout]
     models += [layout.BadgeLayout, layout.LinkLayout, layout.SectionLayout]
     models += [*protocols.PROTOCOLS, *sources._SOURCES, PlainCard]
-    models += [InsightsSettings, HelpScoutSettings, ClassifierSettings]
+    models += [InsightsSettings, HelpScoutSettings, ClassifierSettings, ReportsSettings]
     missing = {
         f"{model.__name__}.{name}"
         for model in models
