@@ -97,7 +97,9 @@ async def deliver(
     return await client.post(PATH, content=body, headers=headers)
 
 
-def insights_settings(tmp_path: Path, database: str, store_url: str, extra: str = "") -> Settings:
+def insights_settings(
+    tmp_path: Path, database: str, store_url: str, extra: str = "", *, admin_token: str = ""
+) -> Settings:
     path = tmp_path / "deskside.toml"
     query = "select name from users where lower(email) in :emails"
     path.write_text(
@@ -113,7 +115,8 @@ database = "{store_url}"
 
 [insights.helpscout]
 webhook_secret = "{SECRET}"
-""",
+"""
+        + (f'[admin]\ntoken = "{admin_token}"\n' if admin_token else ""),
         encoding="utf-8",
     )
     return load_settings(path)

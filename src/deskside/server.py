@@ -35,6 +35,7 @@ from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
 from deskside.console import CONFIG_ENV
 from deskside.errors import BadRequest, HTTPError, SourceError, Unauthorized
+from deskside.insights.api import insights_api
 from deskside.insights.oauth_routes import oauth_routes
 from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH, InsightsService
 from deskside.lookup import normalise_emails
@@ -187,6 +188,10 @@ def create_app(settings: Settings) -> FastAPI:
             include_in_schema=False,
         )
         app.router.routes.extend(oauth_routes(settings, insights.store))
+        if admin_tokens:
+            app.include_router(
+                insights_api(settings, insights.store, insights.analysis, trends=insights.trends)
+            )
 
     for protocol in service.protocols:
         labels[protocol.path] = protocol.name

@@ -76,6 +76,10 @@ class Analysis:
             log.info("classifier trained on %d examples", self.classifier.examples)
             return True
 
+    async def update(self) -> None:
+        """Bring everything up to date: labels for what is new (topics follow)."""
+        await self.classify_pending()
+
     async def classify_pending(self, *, batch: int = 500) -> int:
         """Classify every conversation that has no label yet, or whose model label is older
         than its latest change; an agent's label stays. The number classified."""

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from deskside.errors import BadRequest, ConfigError, ServiceUnavailable
+from deskside.insights.analysis import Analysis
 from deskside.insights.helpscout_api import webhook_secrets
 from deskside.insights.inbox import Inbox
 from deskside.insights.settings import InsightsSettings
@@ -27,6 +28,7 @@ log = logging.getLogger("deskside.insights")
 
 HELPSCOUT_WEBHOOK_PATH = "/webhooks/helpscout"
 _SECRETS_REUSE_SECONDS = 30.0
+_ANALYSIS_SECONDS = 5.0
 
 
 class InsightsService:
@@ -39,6 +41,7 @@ class InsightsService:
     def __init__(self, settings: InsightsSettings) -> None:
         self.settings = settings
         self.store = Store(database_url(None, settings))
+        self.analysis = Analysis(self.store, settings)
         self.inbox = Inbox(self.store)
         self.worker = Worker(
             self.store, attempts=settings.worker_attempts, under_pressure=self.inbox.busy
@@ -76,8 +79,25 @@ class InsightsService:
                 await asyncio.sleep(min(0.5 * 2**failures, 30))
             else:
                 self._ready.set()
+        work = [self._analyse_forever()]
         if self.settings.worker:
-            await self.worker.run()
+            work.append(self.worker.run())
+        await asyncio.gather(*work)
+
+    async def _analyse_forever(self) -> None:
+        """Classify what is new and regroup the topics, every few seconds."""
+        while True:
+            try:
+                await self.analysis.update()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("insights analysis failed; retrying")
+            await asyncio.sleep(_ANALYSIS_SECONDS)
+
+    async def trends(self) -> dict[int, str]:
+        """The trending topics' notes by topic id."""
+        return {}
 
     async def receive_helpscout(self, request: Request) -> JSONResponse:
         """Verify, store, acknowledge. A bad signature is refused (401) and not stored; an

@@ -1,0 +1,214 @@
+"""The insights JSON API under ``/api/insights`` (the dashboard reads it; scripts may too).
+
+Every route needs ``Authorization: Bearer <[admin] token>``. Reads come from the store; the
+actions (relabel, rename, merge, split, export) are what a person decides, and stick.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from deskside.config import Settings
+from deskside.errors import BadRequest, HTTPError, Unauthorized
+from deskside.insights import reports as reporting
+from deskside.insights.analysis import Analysis, UnknownConversation
+from deskside.insights.classify import LABELS
+from deskside.insights.models import Classification, Conversation, TopicMember, utcnow
+from deskside.insights.queries import event_counts
+from deskside.insights.store import Store
+from deskside.signing import bearer_token, token_matches
+
+__all__ = ["API_PREFIX", "insights_api"]
+
+API_PREFIX = "/api/insights"
+
+
+class NotFound(HTTPError):
+    status = 404
+
+
+class BadGateway(HTTPError):
+    """A service deskside called (GitHub) failed."""
+
+    status = 502
+
+
+class ConversationItem(BaseModel):
+    id: int
+    number: int | None
+    subject: str
+    customer: str | None
+    status: str | None
+    created_at: datetime | None
+    label: str | None
+    confidence: float | None
+    labelled_by: str | None
+    """``model``, ``llm`` or ``agent``."""
+    topic_id: int | None
+    url: str
+
+
+class LabelChange(BaseModel):
+    label: str = Field(description="bug, feature, docs, question or other")
+
+
+class WeekCounts(BaseModel):
+    week: str
+    """The Monday that starts the week, ``YYYY-MM-DD``."""
+    counts: dict[str, int]
+
+
+class Overview(BaseModel):
+    conversations: int
+    labels: dict[str, int]
+    weeks: list[WeekCounts]
+    """New conversations per week and label, oldest first."""
+    events: dict[str, int]
+
+
+def insights_api(
+    settings: Settings,
+    store: Store,
+    analysis: Analysis,
+    *,
+    trends: Callable[[], Awaitable[dict[int, str]]],
+) -> APIRouter:
+    """The router; ``trends()`` gives the trending topics' notes by topic id."""
+    tokens = [token.get_secret_value() for token in settings.admin.token]
+
+    def admin(request: Request) -> None:
+        if not token_matches(bearer_token(request.headers.get("authorization")), tokens):
+            raise Unauthorized("insights API request without a valid admin token", code="token")
+
+    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(admin)], tags=["insights"])
+
+    @router.get("/overview")
+    async def overview(weeks: int = Query(12, ge=1, le=104)) -> Overview:
+        """Counts by label, and new conversations per week and label."""
+        since = utcnow() - timedelta(weeks=weeks)
+        async with store.read() as session:
+            total = await session.scalar(select(func.count()).select_from(Conversation)) or 0
+            by_label = dict(
+                (label, count)
+                for label, count in await session.execute(
+                    select(Classification.label, func.count()).group_by(Classification.label)
+                )
+            )
+            rows = await session.execute(
+                select(Conversation.created_at, Classification.label)
+                .outerjoin(Classification, Classification.conversation_id == Conversation.id)
+                .where(Conversation.created_at >= since)
+            )
+            per_week: dict[str, dict[str, int]] = defaultdict(dict)
+            for created_at, label in rows:
+                if created_at is None:
+                    continue
+                monday = (created_at - timedelta(days=created_at.weekday())).date().isoformat()
+                key = label or "unlabelled"
+                per_week[monday][key] = per_week[monday].get(key, 0) + 1
+            events = await event_counts(session)
+        return Overview(
+            conversations=total,
+            labels={label: by_label.get(label, 0) for label in LABELS},
+            weeks=[WeekCounts(week=w, counts=per_week[w]) for w in sorted(per_week)],
+            events=events,
+        )
+
+    @router.get("/conversations")
+    async def conversations(
+        label: str | None = None,
+        topic: int | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> list[ConversationItem]:
+        """The newest conversations first, with their label and topic."""
+        query = (
+            select(Conversation, Classification, TopicMember.topic_id)
+            .outerjoin(Classification, Classification.conversation_id == Conversation.id)
+            .outerjoin(TopicMember, TopicMember.conversation_id == Conversation.id)
+            .order_by(Conversation.created_at.desc().nulls_last(), Conversation.id.desc())
+            .limit(limit)
+        )
+        if label is not None:
+            query = query.where(Classification.label == label)
+        if topic is not None:
+            query = query.where(TopicMember.topic_id == topic)
+        async with store.read() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            ConversationItem(
+                id=conversation.id,
+                number=conversation.number,
+                subject=conversation.subject,
+                customer=conversation.customer_email,
+                status=conversation.status,
+                created_at=conversation.created_at,
+                label=classification.label if classification else None,
+                confidence=classification.confidence if classification else None,
+                labelled_by=classification.by if classification else None,
+                topic_id=topic_id,
+                url=reporting.conversation_url(conversation.id, conversation.number),
+            )
+            for conversation, classification, topic_id in rows
+        ]
+
+    @router.post("/conversations/{conversation_id}/label")
+    async def relabel(conversation_id: int, change: LabelChange) -> dict[str, Any]:
+        """An agent's label: it sticks, and the classifier learns from it."""
+        try:
+            label = await analysis.relabel(conversation_id, change.label)
+        except UnknownConversation:
+            raise NotFound(f"no conversation {conversation_id}") from None
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return {"id": conversation_id, "label": label, "labelled_by": "agent"}
+
+    @router.get("/reports", response_model=None)
+    async def reports(
+        trending: bool = False,
+        format: Literal["json", "markdown", "csv"] = "json",
+    ) -> list[reporting.Report] | Response:
+        """A report per bug and feature topic (trending ones first)."""
+        notes = await trends()
+        found = await reporting.build_reports(store, trending=notes)
+        if trending:
+            found = [report for report in found if report.trending]
+        if format == "markdown":
+            body = "\n\n---\n\n".join(reporting.to_markdown(r) for r in found)
+            return PlainTextResponse(body, media_type="text/markdown; charset=utf-8")
+        if format == "csv":
+            return PlainTextResponse(reporting.to_csv(found), media_type="text/csv; charset=utf-8")
+        return found
+
+    @router.post("/reports/{topic_id}/export/github")
+    async def export_github(topic_id: int) -> dict[str, Any]:
+        """Open the topic's GitHub issue, or update the one opened before."""
+        options = settings.insights.reports
+        token = (
+            options.github_token.get_secret_value()
+            if options.github_token is not None
+            else os.environ.get("GITHUB_TOKEN", "")
+        )
+        if not options.github_repository or not token:
+            raise BadRequest("set [insights.reports] github_repository and github_token")
+        found = await reporting.build_reports(store, trending=await trends(), topic_ids=[topic_id])
+        if not found:
+            raise NotFound(f"no bug or feature report for topic {topic_id}")
+        try:
+            async with reporting.GitHubIssues(
+                options.github_repository, token, options.github_api_url
+            ) as github:
+                result = await github.export(store, found[0])
+        except reporting.GitHubError as exc:
+            raise BadGateway(str(exc)) from None
+        return {"number": result.number, "url": result.url, "created": result.created}
+
+    return router
