@@ -4,11 +4,12 @@ that a second export updates instead of duplicating; on SQLite and PostgreSQL.""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -98,9 +99,9 @@ async def seed(store: Store) -> None:
         8: "The CSV export crashes with error 500 again today.",
     }
     topics = [
-        Topic(id=BUG, label="bug", name="CSV export error 500"),
-        Topic(id=FEATURE, label="feature", name="Dark mode"),
-        Topic(id=QUESTION, label="question", name="Invoices"),
+        Topic(id=BUG, label="bug", name="CSV export error 500", named_by_person=True),
+        Topic(id=FEATURE, label="feature", name="Dark mode", named_by_person=True),
+        Topic(id=QUESTION, label="question", name="Invoices", named_by_person=True),
         Topic(id=MERGED, label="bug", name="Export 500", merged_into=BUG),
     ]
     topic_of = {1: BUG, 2: BUG, 3: BUG, 4: BUG, 5: FEATURE, 6: FEATURE, 7: QUESTION, 8: MERGED}
@@ -609,6 +610,50 @@ def test_the_command_lists_prints_and_exports_reports(
     assert TOKEN not in result.output
 
 
+async def add_dark_mode_spike(url: str) -> None:
+    """Five new customers ask for a dark mode in the last three days (agents labelled them)."""
+    now = datetime.now(UTC)
+    wishes = [
+        "Could you add a dark mode to the dashboard?",
+        "A dark theme for the dashboard would be lovely, especially at night.",
+        "Please add dark mode, the white dashboard hurts my eyes.",
+        "Dark mode for the dashboard, please!",
+        "Is a dark mode for the dashboard planned? We'd love one.",
+    ]
+    store = await Store(database_url(url)).open()
+    try:
+        async with store.session() as session:
+            for n, text in enumerate(wishes):
+                cid = 900 + n
+                when = now - timedelta(days=3) + timedelta(hours=12 * n)
+                session.add(
+                    Conversation(
+                        id=cid,
+                        number=cid,
+                        customer_email=f"fan{n}@example.com",
+                        subject="Dark mode",
+                        created_at=when,
+                        modified_at=when,
+                    )
+                )
+                await session.flush()
+                session.add(
+                    Thread(
+                        id=9000 + n,
+                        conversation_id=cid,
+                        type="customer",
+                        author="customer",
+                        text=text,
+                        created_at=when,
+                    )
+                )
+                session.add(
+                    Classification(conversation_id=cid, label="feature", confidence=1.0, by="agent")
+                )
+    finally:
+        await store.aclose()
+
+
 def test_the_command_shows_trending_topics_and_fails_cleanly(
     cli_store: str,
     database: str,
@@ -616,9 +661,6 @@ def test_the_command_shows_trending_topics_and_fails_cleanly(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def feature_trends(store: Store) -> dict[int, str]:
-        return {FEATURE: "3 this week"}
-
     runner = CliRunner()
     missing = str(tmp_path / "none.toml")
     base = ["reports", "--config", missing, "--database", cli_store]
@@ -627,11 +669,12 @@ def test_the_command_shows_trending_topics_and_fails_cleanly(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
 
-    monkeypatch.setattr(reports_cli, "trends_provider", feature_trends)
+    asyncio.run(add_dark_mode_spike(cli_store))  # five customers ask within three days
     result = runner.invoke(command(), [*base, "--trending", "--format", "json"])
     assert result.exit_code == 0, result.output
     (only,) = json.loads(result.stdout)
-    assert (only["topic_id"], only["trend_note"]) == (FEATURE, "3 this week")
+    assert only["topic_id"] == FEATURE and only["trending"] is True
+    assert "5" in only["trend_note"]
     assert only["facts_available"] is False  # no config: no plans or revenue
 
     result = runner.invoke(command(), [*base, "--export", "github"])

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside.insights.classify import (
     Classifier,
@@ -27,17 +30,32 @@ from deskside.insights.classify import (
     read_examples_file,
 )
 from deskside.insights.customer_text import conversation_text
-from deskside.insights.models import Classification, Conversation, LabelledExample, Thread, utcnow
+from deskside.insights.models import (
+    Classification,
+    Conversation,
+    LabelledExample,
+    Thread,
+    Topic,
+    TopicMember,
+    utcnow,
+)
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, insert_for
+from deskside.insights.topics import PATTERN_MIN_CUSTOMERS, Decisions, Item, TopicModel
 
-__all__ = ["Analysis", "UnknownConversation"]
+__all__ = ["Analysis", "UnknownConversation", "UnknownTopic"]
 
 log = logging.getLogger("deskside.insights.analysis")
+
+_TRENDS_REUSE_SECONDS = 60.0
 
 
 class UnknownConversation(LookupError):
     """No stored conversation has that id."""
+
+
+class UnknownTopic(LookupError):
+    """No live topic has that id (never existed, or merged into another)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,11 @@ class Analysis:
         """The newest stored example the current model learnt from (0: none stored)."""
         self._training = asyncio.Lock()
         self._file_examples: list[Example] | None = None
+        self._model: TopicModel | None = None
+        self._regroup = True
+        """Regroup everything on the next :meth:`group` (a relabel or a decision changed)."""
+        self._grouping = asyncio.Lock()
+        self._trends: tuple[float, dict[int, str]] = (-_TRENDS_REUSE_SECONDS, {})
 
     async def train(self, *, force: bool = False) -> bool:
         """Train if no model exists yet or a correction was stored since; whether it did."""
@@ -77,8 +100,207 @@ class Analysis:
             return True
 
     async def update(self) -> None:
-        """Bring everything up to date: labels for what is new (topics follow)."""
+        """Bring everything up to date: labels for what is new, then the topics."""
         await self.classify_pending()
+        await self.group()
+
+    async def group(self) -> int:
+        """Put every labelled conversation in a topic: the first time (or after a relabel or a
+        person's decision) by regrouping everything, keeping existing topics and decisions;
+        afterwards new conversations join incrementally. The number of conversations placed."""
+        async with self._grouping:
+            if self._model is None or self._regroup:
+                return await self._regroup_all()
+            async with self.store.read() as session:
+                placed = select(TopicMember.conversation_id)
+                new = await self._items(session, ~Classification.conversation_id.in_(placed))
+            if not new:
+                return 0
+            decisions = await self._decisions()
+            memberships = await asyncio.to_thread(self._model.assign, new, decisions)
+            await self._save_topics(set(memberships))
+            return len(new)
+
+    async def rename_topic(self, topic_id: int, name: str) -> None:
+        """A person's name for a topic; it replaces the generated one for good."""
+        name = " ".join(name.split())[:200]
+        if not name:
+            raise ValueError("the name is empty")
+        async with self.store.session() as session:
+            topic = await self._live_topic(session, topic_id)
+            topic.name, topic.named_by_person = name, True
+        self._regroup = True
+
+    async def merge_topics(self, topic_id: int, into: int) -> None:
+        """Merge ``topic_id`` into ``into``: its conversations, and later ones like them, go
+        there for good. Both must be live topics with the same label."""
+        if topic_id == into:
+            raise ValueError("a topic cannot be merged into itself")
+        async with self.store.session() as session:
+            source = await self._live_topic(session, topic_id)
+            target = await self._live_topic(session, into)
+            if source.label != target.label:
+                raise ValueError(f"a {source.label} topic cannot merge into a {target.label} one")
+            source.merged_into = into
+            await session.execute(
+                update(TopicMember).where(TopicMember.topic_id == topic_id).values(topic_id=into)
+            )
+        self._regroup = True
+
+    async def split_topic(
+        self, topic_id: int, conversation_ids: Sequence[int], name: str | None = None
+    ) -> int:
+        """Move ``conversation_ids`` out of ``topic_id`` into a new topic, for good (they are
+        pinned there). The new topic's id."""
+        async with self.store.session() as session:
+            source = await self._live_topic(session, topic_id)
+            members = set(
+                await session.scalars(
+                    select(TopicMember.conversation_id).where(TopicMember.topic_id == topic_id)
+                )
+            )
+            leaving = set(conversation_ids)
+            if not leaving or not leaving <= members or leaving == members:
+                raise ValueError("choose some, not all, of the topic's conversations")
+            newest = await session.scalar(select(func.max(Topic.id))) or 0
+            new_id = max(newest + 1, self._model.new_topic_id() if self._model else 0)
+            label = f"{source.name} (split)"[:200]
+            session.add(
+                Topic(id=new_id, label=source.label, name=name or label, named_by_person=bool(name))
+            )
+            await session.execute(
+                update(TopicMember)
+                .where(TopicMember.conversation_id.in_(leaving))
+                .values(topic_id=new_id, pinned=True)
+            )
+        self._regroup = True
+        return new_id
+
+    async def trends(self) -> dict[int, str]:
+        """The trending topics (last 7 days against the 6 weeks before), with a note each;
+        worked out again at most once a minute."""
+        computed_at, notes = self._trends
+        if self._model is None or time.monotonic() - computed_at < _TRENDS_REUSE_SECONDS:
+            return notes
+        model, now = self._model, utcnow()
+
+        def compute() -> dict[int, str]:
+            found = {}
+            for topic in model.topics(min_customers=PATTERN_MIN_CUSTOMERS):
+                trend = model.trend(topic.id, now)
+                if trend.trending:
+                    found[topic.id] = trend.explanation
+            return found
+
+        notes = await asyncio.to_thread(compute)
+        self._trends = (time.monotonic(), notes)
+        return notes
+
+    async def _regroup_all(self) -> int:
+        async with self.store.read() as session:
+            items = await self._items(session)
+            previous = {
+                member.conversation_id: member.topic_id
+                for member in await session.scalars(select(TopicMember))
+            }
+        decisions = await self._decisions()
+        model = self._model or TopicModel()
+        await asyncio.to_thread(model.fit, items, decisions, previous)
+        self._model, self._regroup = model, False
+        self._trends = (-_TRENDS_REUSE_SECONDS, {})
+        await self._save_topics(None)
+        return len(items)
+
+    async def _items(self, session: AsyncSession, *where: Any) -> list[Item]:
+        rows = await session.execute(
+            select(
+                Conversation.id,
+                Conversation.customer_email,
+                Conversation.customer_id,
+                Conversation.created_at,
+                Conversation.stored_at,
+                Classification.label,
+            )
+            .join(Classification, Classification.conversation_id == Conversation.id)
+            .where(*where)
+            .order_by(Conversation.id)
+        )
+        found = list(rows)
+        texts = {t.conversation_id: t.text for t in await self._texts([r[0] for r in found])}
+        return [
+            Item(
+                conversation_id=cid,
+                customer=email or (str(customer_id) if customer_id is not None else None),
+                created_at=created_at or stored_at,
+                text=texts.get(cid, ""),
+                label=label,
+            )
+            for cid, email, customer_id, created_at, stored_at, label in found
+        ]
+
+    async def _decisions(self) -> Decisions:
+        async with self.store.read() as session:
+            topics = list(await session.scalars(select(Topic)))
+            pinned = await session.execute(
+                select(TopicMember.conversation_id, TopicMember.topic_id).where(
+                    TopicMember.pinned.is_(True)
+                )
+            )
+            return Decisions(
+                merged={t.id: t.merged_into for t in topics if t.merged_into is not None},
+                pinned={conversation_id: topic_id for conversation_id, topic_id in pinned},
+                names={t.id: t.name for t in topics if t.named_by_person},
+            )
+
+    async def _save_topics(self, conversation_ids: set[int] | None) -> None:
+        """Write the model's topics, and the memberships of ``conversation_ids`` (``None``:
+        all); a person's pins and names are never overwritten."""
+        model = self._model
+        assert model is not None
+        memberships = model.memberships()
+        if conversation_ids is not None:
+            memberships = {c: t for c, t in memberships.items() if c in conversation_ids}
+        topics = {topic.id: topic for topic in model.topics()}
+        async with self.store.session() as session:
+            stored = {topic.id: topic for topic in await session.scalars(select(Topic))}
+            for topic_id in set(memberships.values()):
+                topic = topics.get(topic_id)
+                row = stored.get(topic_id)
+                if topic is None:
+                    continue
+                if row is None:
+                    session.add(Topic(id=topic_id, label=topic.label or "other", name=topic.name))
+                elif not row.named_by_person:
+                    row.name, row.label = topic.name, topic.label or row.label
+            await session.flush()
+            if conversation_ids is None:
+                await session.execute(delete(TopicMember).where(TopicMember.pinned.is_(False)))
+            pinned = set(
+                await session.scalars(
+                    select(TopicMember.conversation_id).where(TopicMember.pinned.is_(True))
+                )
+            )
+            rows = [
+                {"conversation_id": c, "topic_id": t, "pinned": False}
+                for c, t in memberships.items()
+                if c not in pinned
+            ]
+            if rows:
+                statement = insert_for(session)(TopicMember)
+                await session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["conversation_id"],
+                        set_={"topic_id": statement.excluded.topic_id},
+                        where=TopicMember.__table__.c.pinned.is_(False),
+                    ),
+                    rows,
+                )
+
+    async def _live_topic(self, session: AsyncSession, topic_id: int) -> Topic:
+        topic = await session.get(Topic, topic_id)
+        if topic is None or topic.merged_into is not None:
+            raise UnknownTopic(f"no topic {topic_id}")
+        return topic
 
     async def classify_pending(self, *, batch: int = 500) -> int:
         """Classify every conversation that has no label yet, or whose model label is older
@@ -142,6 +364,7 @@ class Analysis:
                     index_elements=["conversation_id"], set_=values
                 )
             )
+        self._regroup = True  # its topic is now one of another label's
         await self.train()
         return label
 

@@ -1,14 +1,13 @@
 """``deskside reports``: bug and feature topics as reports, in the terminal or as Markdown, CSV or
 JSON, and exported to GitHub Issues.
 
-Add it to an app with :func:`register`. Which topics are trending comes from
-:data:`trends_provider` (none until something sets it).
+Add it to an app with :func:`register`. Each run first brings the labels and topics up to
+date (:class:`~deskside.insights.analysis.Analysis`), then reads the trending topics from it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,6 +20,7 @@ from rich.text import Text
 
 from deskside.console import ConfigOption, err, fail, out
 from deskside.errors import ConfigError
+from deskside.insights.analysis import Analysis
 from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
 from deskside.insights.reports import (
     CustomerFacts,
@@ -37,21 +37,10 @@ from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store
 from deskside.render.markdown import escape_markdown
 
-__all__ = ["TrendsProvider", "no_trends", "register", "reports", "trends_provider"]
+__all__ = ["register", "reports"]
 
 _DEFAULT_CONFIG = Path("deskside.toml")
 
-TrendsProvider = Callable[[Store], Awaitable[Mapping[int, str]]]
-"""Given the opened store: the ids of trending topics, each with a note saying why."""
-
-
-async def no_trends(store: Store) -> Mapping[int, str]:
-    """The default :data:`trends_provider`: no topic is trending."""
-    return {}
-
-
-trends_provider: TrendsProvider = no_trends
-"""Asked on every ``deskside reports``; set it (module attribute) to the real trend detector."""
 
 
 @dataclass
@@ -92,7 +81,9 @@ def reports(
     facts = _customer_facts(config, settings)
 
     async def work(store: Store) -> _Outcome:
-        trending = await trends_provider(store)
+        analysis = Analysis(store, settings)
+        await analysis.update()
+        trending = await analysis.trends()
         try:
             found = await build_reports(
                 store, facts=facts, trending=trending, topic_ids=topic or None

@@ -97,7 +97,7 @@ class InsightsService:
 
     async def trends(self) -> dict[int, str]:
         """The trending topics' notes by topic id."""
-        return {}
+        return await self.analysis.trends()
 
     async def receive_helpscout(self, request: Request) -> JSONResponse:
         """Verify, store, acknowledge. A bad signature is refused (401) and not stored; an
