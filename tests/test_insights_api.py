@@ -21,6 +21,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def asking(conversation_id: int, text: str) -> dict[str, Any]:
     document = conversation(conversation_id, threads=1, customer_id=700 + conversation_id)
     document["_embedded"]["threads"][0]["body"] = f"<p>{text}</p>"
+    document["subject"] = " ".join(text.split()[:4])  # customers write their own subjects
     return document
 
 
@@ -97,3 +98,92 @@ async def test_labels_from_webhooks_and_an_agents_relabel(
                 answer = await raw.get(f"/api/insights/reports?format={kind}", headers=AUTH)
                 assert answer.status_code == 200
                 assert answer.headers["content-type"].startswith(media)
+
+
+EXPORT_BUG = [
+    "The CSV export stops at 500 rows, the rest of the report is missing.",
+    "Our CSV export only has the first 500 rows, everything after that is cut off.",
+    "Exporting the report to CSV stops after 500 rows every time.",
+    "CSV export is truncated at 500 rows, we have 2000 employees.",
+    "The CSV export stops at 500 rows and the remaining rows are missing.",
+]
+LOGIN_BUG = [
+    "The login page shows a blank screen after entering the two-factor code.",
+    "After typing my two-factor code the login page goes blank.",
+    "Blank white screen on login once the two-factor code is entered.",
+]
+
+
+async def test_topics_group_paraphrases_and_peoples_decisions_stick(
+    tmp_path: Path, database: str, insights_url: str
+) -> None:
+    settings = insights_settings(tmp_path, database, insights_url, admin_token=TOKEN)
+    async with serve(settings) as client:
+        for n, text in enumerate(EXPORT_BUG + LOGIN_BUG):
+            assert (await deliver(client, "convo.created", asking(50 + n, text))).is_success
+        async with opened(insights_url) as store:
+            await settled(store)
+        analysis = client._transport.app.state.insights.analysis  # type: ignore[attr-defined]
+        await analysis.update()
+
+        async def topics() -> dict[int, dict[str, Any]]:
+            found = await client.get("/api/insights/topics?label=bug", headers=AUTH)
+            return {t["id"]: t for t in found.json()}
+
+        groups = {
+            topic_id: {m["id"] for m in (await topic_members(client, topic_id))}
+            for topic_id in await topics()
+        }
+        export_ids = {50 + n for n in range(len(EXPORT_BUG))}
+        login_ids = {55 + n for n in range(len(LOGIN_BUG))}
+        assert export_ids in groups.values() and login_ids in groups.values()
+        export_topic = next(t for t, members in groups.items() if members == export_ids)
+        login_topic = next(t for t, members in groups.items() if members == login_ids)
+        assert (await topics())[export_topic]["customers"] == 5
+
+        renamed = await client.post(
+            f"/api/insights/topics/{export_topic}/rename", json={"name": "CSV cut at 500"},
+            headers=AUTH,
+        )  # fmt: skip
+        assert renamed.status_code == 200
+        split = await client.post(
+            f"/api/insights/topics/{export_topic}/split",
+            json={"conversation_ids": [53, 54], "name": "Large exports"},
+            headers=AUTH,
+        )
+        new_topic = split.json()["id"]
+        merged = await client.post(
+            f"/api/insights/topics/{login_topic}/merge", json={"into": export_topic}, headers=AUTH
+        )
+        assert merged.status_code == 200
+        await analysis.update()  # a regroup keeps every decision
+        after = await topics()
+        assert after[export_topic]["name"] == "CSV cut at 500"
+        assert after[new_topic]["name"] == "Large exports"
+        assert login_topic not in after
+        assert {m["id"] for m in await topic_members(client, new_topic)} == {53, 54}
+        assert {m["id"] for m in await topic_members(client, export_topic)} == (
+            {50, 51, 52} | login_ids
+        )
+
+        impossible = [
+            await client.post(
+                f"/api/insights/topics/{login_topic}/rename", json={"name": "x"}, headers=AUTH
+            ),
+            await client.post(
+                f"/api/insights/topics/{new_topic}/split",
+                json={"conversation_ids": [53, 54]},
+                headers=AUTH,
+            ),
+            await client.post(
+                f"/api/insights/topics/{new_topic}/merge", json={"into": new_topic}, headers=AUTH
+            ),
+        ]
+        assert [r.status_code for r in impossible] == [404, 400, 400]
+
+
+async def topic_members(client: httpx.AsyncClient, topic_id: int) -> list[dict[str, Any]]:
+    answer = await client.get(f"/api/insights/topics/{topic_id}", headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    members: list[dict[str, Any]] = answer.json()["members"]
+    return members

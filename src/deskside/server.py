@@ -49,6 +49,7 @@ from deskside.protocols.base import (
 from deskside.service import LAYOUT_REUSE_SECONDS, SidebarService
 from deskside.signing import bearer_token, token_matches
 from deskside.sources.base import Source
+from deskside.web.routes import web_routes
 
 __all__ = ["MULTIPROC_ENV", "Readiness", "create_app", "create_app_from_env"]
 
@@ -75,11 +76,13 @@ def create_app(settings: Settings) -> FastAPI:
         gc.freeze()
         if insights is not None:
             await insights.start()
-        yield
-        readiness.shutting_down = True  # /readyz answers 503 from here on
-        if insights is not None:
-            await insights.aclose()
-        await service.aclose()
+        try:
+            yield
+        finally:  # also when the app's host fails: close connections, stop background work
+            readiness.shutting_down = True  # /readyz answers 503 from here on
+            if insights is not None:
+                await insights.aclose()
+            await service.aclose()
 
     app = FastAPI(
         title="deskside",
@@ -192,6 +195,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.include_router(
                 insights_api(settings, insights.store, insights.analysis, trends=insights.trends)
             )
+
+    if settings.admin.ui_enabled:  # the web UI exists only with an admin password
+        app.include_router(web_routes(settings, service, insights))
 
     for protocol in service.protocols:
         labels[protocol.path] = protocol.name

@@ -10,19 +10,19 @@ import os
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 
 from deskside.config import Settings
 from deskside.errors import BadRequest, HTTPError, Unauthorized
 from deskside.insights import reports as reporting
-from deskside.insights.analysis import Analysis, UnknownConversation
+from deskside.insights.analysis import Analysis, UnknownConversation, UnknownTopic
 from deskside.insights.classify import LABELS
-from deskside.insights.models import Classification, Conversation, TopicMember, utcnow
+from deskside.insights.models import Classification, Conversation, Topic, TopicMember, utcnow
 from deskside.insights.queries import event_counts
 from deskside.insights.store import Store
 from deskside.signing import bearer_token, token_matches
@@ -30,6 +30,7 @@ from deskside.signing import bearer_token, token_matches
 __all__ = ["API_PREFIX", "insights_api"]
 
 API_PREFIX = "/api/insights"
+T = TypeVar("T")
 
 
 class NotFound(HTTPError):
@@ -59,6 +60,37 @@ class ConversationItem(BaseModel):
 
 class LabelChange(BaseModel):
     label: str = Field(description="bug, feature, docs, question or other")
+
+
+class TopicItem(BaseModel):
+    id: int
+    label: str
+    name: str
+    named_by_person: bool
+    conversations: int
+    customers: int
+    """Distinct customers (by address, else Help Scout id)."""
+    first_seen: datetime | None
+    last_seen: datetime | None
+    trending: bool
+    trend_note: str | None
+
+
+class TopicDetail(TopicItem):
+    members: list[ConversationItem]
+
+
+class Rename(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class Merge(BaseModel):
+    into: int
+
+
+class Split(BaseModel):
+    conversation_ids: list[int] = Field(min_length=1)
+    name: str | None = Field(default=None, max_length=200)
 
 
 class WeekCounts(BaseModel):
@@ -171,6 +203,84 @@ def insights_api(
             raise BadRequest(str(exc)) from None
         return {"id": conversation_id, "label": label, "labelled_by": "agent"}
 
+    async def topic_items(*where: Any) -> list[TopicItem]:
+        notes = await trends()
+        customer = func.coalesce(
+            Conversation.customer_email,
+            cast(Conversation.customer_id, String),
+            cast(Conversation.id, String),
+        )
+        query = (
+            select(
+                Topic,
+                func.count(TopicMember.conversation_id),
+                func.count(func.distinct(customer)),
+                func.min(Conversation.created_at),
+                func.max(Conversation.created_at),
+            )
+            .join(TopicMember, TopicMember.topic_id == Topic.id)
+            .join(Conversation, Conversation.id == TopicMember.conversation_id)
+            .where(Topic.merged_into.is_(None), *where)
+            .group_by(Topic.id)
+        )
+        async with store.read() as session:
+            rows = (await session.execute(query)).all()
+        items = [
+            TopicItem(
+                id=topic.id,
+                label=topic.label,
+                name=topic.name,
+                named_by_person=topic.named_by_person,
+                conversations=conversations,
+                customers=customers,
+                first_seen=first,
+                last_seen=last,
+                trending=topic.id in notes,
+                trend_note=notes.get(topic.id),
+            )
+            for topic, conversations, customers, first, last in rows
+        ]
+        items.sort(key=lambda t: (not t.trending, -t.customers, -t.conversations, t.id))
+        return items
+
+    @router.get("/topics")
+    async def topics(
+        label: str | None = None,
+        trending: bool = False,
+        min_customers: int = Query(1, ge=1),
+    ) -> list[TopicItem]:
+        """Topics, trending ones first, then by customers."""
+        where = [] if label is None else [Topic.label == label]
+        found = await topic_items(*where)
+        return [t for t in found if t.customers >= min_customers and (t.trending or not trending)]
+
+    @router.get("/topics/{topic_id}")
+    async def topic(topic_id: int) -> TopicDetail:
+        """A topic and its conversations (newest first)."""
+        found = await topic_items(Topic.id == topic_id)
+        if not found:
+            raise NotFound(f"no topic {topic_id}")
+        members = await conversations(topic=topic_id, limit=1000)
+        return TopicDetail(**found[0].model_dump(), members=members)
+
+    @router.post("/topics/{topic_id}/rename")
+    async def rename(topic_id: int, change: Rename) -> dict[str, Any]:
+        """A person's name for the topic; regrouping keeps it."""
+        await _decide(analysis.rename_topic(topic_id, change.name))
+        return {"id": topic_id, "name": " ".join(change.name.split())}
+
+    @router.post("/topics/{topic_id}/merge")
+    async def merge(topic_id: int, change: Merge) -> dict[str, Any]:
+        """Merge this topic into another of the same label, for good."""
+        await _decide(analysis.merge_topics(topic_id, change.into))
+        return {"id": change.into, "merged": topic_id}
+
+    @router.post("/topics/{topic_id}/split")
+    async def split(topic_id: int, change: Split) -> dict[str, Any]:
+        """Move some conversations out into a new topic, for good."""
+        new_id = await _decide(analysis.split_topic(topic_id, change.conversation_ids, change.name))
+        return {"id": new_id, "from": topic_id}
+
     @router.get("/reports", response_model=None)
     async def reports(
         trending: bool = False,
@@ -212,3 +322,13 @@ def insights_api(
         return {"number": result.number, "url": result.url, "created": result.created}
 
     return router
+
+
+async def _decide(decision: Awaitable[T]) -> T:
+    """Run a person's decision; unknown topics are 404, impossible ones 400."""
+    try:
+        return await decision
+    except UnknownTopic as exc:
+        raise NotFound(str(exc)) from None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
