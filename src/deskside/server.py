@@ -49,7 +49,6 @@ from deskside.protocols.base import (
 from deskside.service import LAYOUT_REUSE_SECONDS, SidebarService
 from deskside.signing import bearer_token, token_matches
 from deskside.sources.base import Source
-from deskside.web.routes import web_routes
 
 __all__ = ["MULTIPROC_ENV", "Readiness", "create_app", "create_app_from_env"]
 
@@ -196,8 +195,6 @@ def create_app(settings: Settings) -> FastAPI:
                 insights_api(settings, insights.store, insights.analysis, trends=insights.trends)
             )
 
-    if settings.admin.ui_enabled:  # the web UI exists only with an admin password
-        app.include_router(web_routes(settings, service, insights))
 
     for protocol in service.protocols:
         labels[protocol.path] = protocol.name
