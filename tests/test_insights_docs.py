@@ -7,14 +7,19 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from deskside.insights import classify_cli
+from deskside.insights.analysis import Analysis
 from deskside.insights.classify import ArticleMatcher, Classifier
 from deskside.insights.helpscout_docs import DocsAPIError, fetch_article_titles
+from deskside.insights.models import Conversation
+from deskside.insights.settings import InsightsSettings
+from deskside.insights.store import Store, database_url
 from fake_http import FakeHTTPServer, Received, Reply
 
 KEY = "docs-key-123"
@@ -146,3 +151,29 @@ def test_cli_goes_on_without_titles_when_the_docs_api_fails() -> None:
     assert result.exit_code == 0, result.output
     assert "refused the API key" in result.stderr
     assert json.loads(result.stdout)["label"] == "question"
+
+
+async def _analysed_scores(url: str, settings: InsightsSettings) -> float:
+    store = await Store(database_url(url)).open()
+    try:
+        async with store.session() as session:
+            session.add(Conversation(id=1, subject="Connecting your Google Calendar: how?"))
+        analysis = Analysis(store, settings)
+        await analysis.update()
+        return analysis.classifier.predict_one("Connecting your Google Calendar: how?").scores[
+            "docs"
+        ]
+    finally:
+        await store.aclose()
+
+
+def test_the_server_analysis_reads_titles_with_the_configured_key(
+    docs_api: FakeHTTPServer, tmp_path: Path
+) -> None:
+    with_key = InsightsSettings.model_validate(
+        {"classifier": {"docs_api_key": KEY, "docs_api_url": docs_api.base_url}}
+    )
+    plain = asyncio.run(_analysed_scores(f"sqlite:///{tmp_path / 'a.db'}", InsightsSettings()))
+    titled = asyncio.run(_analysed_scores(f"sqlite:///{tmp_path / 'b.db'}", with_key))
+    assert titled > plain
+    assert docs_api.received("/v1/collections")

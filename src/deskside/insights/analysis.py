@@ -30,6 +30,7 @@ from deskside.insights.classify import (
     read_examples_file,
 )
 from deskside.insights.customer_text import conversation_text
+from deskside.insights.helpscout_docs import DocsAPIError, fetch_article_titles
 from deskside.insights.models import (
     Classification,
     Conversation,
@@ -48,6 +49,7 @@ __all__ = ["Analysis", "UnknownConversation", "UnknownTopic"]
 log = logging.getLogger("deskside.insights.analysis")
 
 _TRENDS_REUSE_SECONDS = 60.0
+_TITLES_REUSE_SECONDS = 3600.0
 
 
 class UnknownConversation(LookupError):
@@ -80,6 +82,7 @@ class Analysis:
         """Regroup everything on the next :meth:`group` (a relabel or a decision changed)."""
         self._grouping = asyncio.Lock()
         self._trends: tuple[float, dict[int, str]] = (-_TRENDS_REUSE_SECONDS, {})
+        self._titles_read_at = -_TITLES_REUSE_SECONDS
 
     async def train(self, *, force: bool = False) -> bool:
         """Train if no model exists yet or a correction was stored since; whether it did."""
@@ -101,8 +104,25 @@ class Analysis:
 
     async def update(self) -> None:
         """Bring everything up to date: labels for what is new, then the topics."""
+        await self._refresh_article_titles()
         await self.classify_pending()
         await self.group()
+
+    async def _refresh_article_titles(self) -> None:
+        """With ``docs_api_key``: the Help Scout Docs article titles, read again hourly; a
+        failure keeps the titles read before."""
+        key = self.settings.classifier.docs_api_key
+        if key is None or time.monotonic() - self._titles_read_at < _TITLES_REUSE_SECONDS:
+            return
+        self._titles_read_at = time.monotonic()
+        try:
+            titles = await fetch_article_titles(
+                key.get_secret_value(), base_url=self.settings.classifier.docs_api_url
+            )
+        except DocsAPIError as exc:
+            log.warning("Help Scout Docs titles not read: %s", exc)
+            return
+        self.classifier.use_article_titles(titles)
 
     async def group(self) -> int:
         """Put every labelled conversation in a topic: the first time (or after a relabel or a

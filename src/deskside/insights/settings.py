@@ -54,6 +54,8 @@ class ClassifierSettings(ConfigModel):
     """Bearer token for ``llm_url``."""
     docs_api_key: Secret | None = None
     """A Help Scout Docs API key: article titles make ``docs`` likelier for close matches."""
+    docs_api_url: str = "https://docsapi.helpscout.net"
+    """The Docs API's base URL."""
 
     @field_validator("examples")
     @classmethod
