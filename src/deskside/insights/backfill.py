@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from deskside.insights.helpscout_api import (
 )
 from deskside.insights.models import ImportCursor, Mailbox, utcnow
 from deskside.insights.normalise import ConversationRecord, conversation_record
-from deskside.insights.store import Store, save_conversations
+from deskside.insights.store import Store, finish_before_cancel, save_conversations
 
 __all__ = [
     "ImportProgress",
@@ -176,7 +176,7 @@ async def import_conversations(
             skipped += dropped
             pass_imported += len(records)
             total = page.total_elements
-            await _to_the_end(_commit_page(store, key, page, records, pass_imported))
+            await finish_before_cancel(_commit_page(store, key, page, records, pass_imported))
             if progress is not None:
                 progress(
                     ImportProgress(pass_imported, total, page.number, page.total_pages, resumed_at)
@@ -204,19 +204,6 @@ async def _commit_page(
         cursor.next_url = page.next_url
         cursor.imported, cursor.total = imported, page.total_elements
         cursor.finished = page.next_url is None
-
-
-async def _to_the_end(work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` to its end even when this task is cancelled meanwhile (Ctrl-C), then
-    let the cancellation through: a transaction commits or rolls back rather than being
-    abandoned mid-way, holding its connection (and SQLite's write lock)."""
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
 
 
 _THREAD_FETCHES = 4

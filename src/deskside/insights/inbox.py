@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside.insights.models import Event
-from deskside.insights.store import Store, insert_for
+from deskside.insights.store import Store, finish_before_cancel, insert_for
 
 __all__ = ["Inbox", "dedupe_key"]
 
@@ -77,8 +77,7 @@ class Inbox:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                async with self._store.session() as session:
-                    await _insert(session, batch)
+                await finish_before_cancel(self._write(batch))
             except Exception as exc:
                 log.warning("could not store %d webhook deliveries: %s", len(batch), exc)
                 for delivery in batch:
@@ -88,6 +87,10 @@ class Inbox:
             for delivery in batch:
                 if not delivery.stored.done():
                     delivery.stored.set_result(None)
+
+    async def _write(self, batch: list[_Delivery]) -> None:
+        async with self._store.session() as session:
+            await _insert(session, batch)
 
 
 async def _insert(session: AsyncSession, batch: list[_Delivery]) -> None:

@@ -42,7 +42,6 @@ __all__ = ["register", "reports"]
 _DEFAULT_CONFIG = Path("deskside.toml")
 
 
-
 @dataclass
 class _Outcome:
     reports: list[Report]

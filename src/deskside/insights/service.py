@@ -29,6 +29,7 @@ log = logging.getLogger("deskside.insights")
 HELPSCOUT_WEBHOOK_PATH = "/webhooks/helpscout"
 _SECRETS_REUSE_SECONDS = 30.0
 _ANALYSIS_SECONDS = 5.0
+_STOP_SECONDS = 30
 
 
 class InsightsService:
@@ -47,6 +48,7 @@ class InsightsService:
             self.store, attempts=settings.worker_attempts, under_pressure=self.inbox.busy
         )
         self._ready = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._secrets: tuple[float, list[str]] = (-_SECRETS_REUSE_SECONDS, [])
 
@@ -62,8 +64,16 @@ class InsightsService:
             await asyncio.wait_for(self._ready.wait(), wait_seconds)
 
     async def aclose(self) -> None:
+        """Stop the worker and the analysis after the work in hand (a transaction cut off
+        halfway would hold its connection, and on SQLite the write lock), then close."""
+        self._stopping.set()
+        self.worker.stop()
         if self._task is not None:
-            self._task.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), _STOP_SECONDS)
+            except TimeoutError:
+                log.warning("insights work did not stop within %d s; cancelled", _STOP_SECONDS)
+                self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.inbox.aclose()
         await self.store.aclose()
@@ -71,12 +81,15 @@ class InsightsService:
     async def _open_then_work(self) -> None:
         failures = 0
         while not self.ready:
+            if self._stopping.is_set():
+                return
             try:
                 await self.store.open()
             except Exception as exc:
                 failures += 1
                 log.warning("insights database not available (retrying): %s", exc)
-                await asyncio.sleep(min(0.5 * 2**failures, 30))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), min(0.5 * 2**failures, 30))
             else:
                 self._ready.set()
         work = [self._analyse_forever()]
@@ -86,14 +99,13 @@ class InsightsService:
 
     async def _analyse_forever(self) -> None:
         """Classify what is new and regroup the topics, every few seconds."""
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.analysis.update()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("insights analysis failed; retrying")
-            await asyncio.sleep(_ANALYSIS_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), _ANALYSIS_SECONDS)
 
     async def trends(self) -> dict[int, str]:
         """The trending topics' notes by topic id."""

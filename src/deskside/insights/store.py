@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -38,14 +38,29 @@ __all__ = [
     "database_url",
     "delete_conversation",
     "delete_customer",
+    "finish_before_cancel",
     "insert_for",
     "save_conversation",
     "save_conversations",
     "save_customers",
 ]
 
+T = TypeVar("T")
 DEFAULT_DATABASE_FILE = "insights.db"
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def finish_before_cancel(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end even when the caller is cancelled meanwhile (shutdown, Ctrl-C),
+    then let the cancellation through: a transaction commits or rolls back rather than being
+    abandoned holding its connection (and, on SQLite, the write lock every writer waits for)."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
 
 
 def database_url(given: str | None, settings: InsightsSettings | None = None) -> str:

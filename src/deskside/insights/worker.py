@@ -67,15 +67,22 @@ class Worker:
         self._batch_size = batch_size
         self._idle_seconds = idle_seconds
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (new events were stored)."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Make :meth:`run` return after the batch in hand (a batch is never abandoned)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Process events until cancelled; database outages are waited out, not fatal."""
+        """Process events until :meth:`stop`; database outages are waited out, not fatal."""
         failures = 0
-        while True:
+        self._stopping = False
+        while not self._stopping:
             self._wake.clear()  # before looking: an event stored from now on wakes us again
             started = time.monotonic()
             try:
@@ -86,9 +93,10 @@ class Worker:
             except Exception as exc:
                 failures += 1
                 log.warning("worker: cannot reach the insights database: %s", exc)
-                await asyncio.sleep(min(0.5 * 2**failures, 30))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(0.5 * 2**failures, 30))
                 continue
-            if self._under_pressure():
+            if self._under_pressure() and not self._stopping:
                 await asyncio.sleep(3 * (time.monotonic() - started))
             if processed < self._batch_size:
                 with contextlib.suppress(TimeoutError):
