@@ -363,11 +363,23 @@ def demo_command(
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     log_format: LogFormatOption = "text",
 ) -> None:
-    """Serve every helpdesk on a demo customer database, printing signed example requests."""
+    """Serve every helpdesk on a demo customer database, printing signed example requests,
+    and the web UI at /ui/ (admin password: $DESKSIDE_ADMIN_PASSWORD, generated when unset)."""
+    import secrets as random_secrets
+
+    from pydantic import SecretStr
+
+    admin_env = "DESKSIDE_ADMIN_PASSWORD"
+    password = os.environ.get(admin_env) or random_secrets.token_urlsafe(18)
+    if len(password) < 8:
+        fail(f"${admin_env} is shorter than 8 characters")
     database, secrets = _prepare_demo()
     settings = _load(demo.demo_config_path(), extra_sources=demo.demo_extra_sources())
     settings = settings.model_copy(
-        update={"server": settings.server.model_copy(update={"host": host, "port": port})}
+        update={
+            "server": settings.server.model_copy(update={"host": host, "port": port}),
+            "admin": settings.admin.model_copy(update={"password": SecretStr(password)}),
+        }
     )
     application = create_app(settings)
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
@@ -414,6 +426,8 @@ def demo_command(
     print("Other demo customers: pat@initech.example (two companies), mallory@evil.example")
     print("(injection payloads, shown escaped), nobody@example.com (not found).")
     print("Preview without a helpdesk: deskside preview owner@acme.example --demo\n")
+    shown = f"from ${admin_env}" if os.environ.get(admin_env) else password
+    print(f"Web UI: {base}/ui/ (admin password: {shown})\n")
     sys.stdout.flush()
     log_config = logs.logging_config(log_format, "info")
     logging.config.dictConfig(log_config)

@@ -9,7 +9,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from deskside.configtypes import ConfigModel, Secret, SecretList
 from deskside.errors import ConfigError
@@ -49,6 +56,38 @@ class ServerSettings(ConfigModel):
 class AdminSettings(ConfigModel):
     token: SecretList = []
     """Bearer token(s) for the admin endpoints (``POST /admin/cache/clear``); none: no admin."""
+    password: Secret | None = None
+    """The web UI's admin password (``env:NAME``, ``file:PATH`` or inline); hashed in memory
+    with a random salt at start-up. With it (or ``password_hash``) the server serves ``/ui/``."""
+    password_hash: str | None = None
+    """The password as ``deskside.web.auth.hash_password`` writes it (``scrypt$…``), so the
+    config need not hold the password itself."""
+    session_secret: Secret | None = None
+    """Signs the UI's session cookies; default: random per process (sessions then end when the
+    server restarts and do not cross workers: set it when running several)."""
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    """How long a UI login lasts."""
+
+    @field_validator("password")
+    @classmethod
+    def _password_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 8:
+            raise ValueError("the admin password is shorter than 8 characters")
+        return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_well_formed(cls, value: str | None) -> str | None:
+        if value is not None:
+            from deskside.web.auth import PasswordHash
+
+            PasswordHash.parse(value)  # ValueError saying what is wrong
+        return value
+
+    @property
+    def ui_enabled(self) -> bool:
+        """Whether an admin password is configured (the web UI exists only then)."""
+        return self.password is not None or self.password_hash is not None
 
 
 def _cache_url(url: SecretStr) -> SecretStr:
@@ -107,6 +146,7 @@ class Settings(ConfigModel):
         if len(paths) != len(set(paths)):
             raise ValueError("two helpdesks use the same path: give each its own `path`")
         reserved = {"/healthz", "/readyz", "/metrics", "/webhooks/helpscout"}.intersection(paths)
+        reserved |= {p for p in paths if p.startswith(("/ui", "/api", "/admin", "/insights"))}
         if reserved:
             raise ValueError(f"{min(reserved)} is deskside's own path: give the helpdesk a `path`")
         if not self.server.metrics_public and not self.admin.token:
@@ -208,7 +248,8 @@ def _kinds() -> set[str]:
 def _known_keys() -> list[str]:
     from deskside import layout, protocols, sources
 
-    models: list[Any] = [Settings, LookupSettings, ServerSettings, layout.CardLayout]
+    models: list[Any] = [Settings, LookupSettings, ServerSettings, AdminSettings]
+    models += [layout.CardLayout]
     models += [InsightsSettings, HelpScoutSettings]
     models += [layout.FieldLayout, layout.BadgeLayout, layout.LinkLayout, layout.SectionLayout]
     models += list(protocols.PROTOCOLS) + list(sources._SOURCES)

@@ -49,6 +49,7 @@ from deskside.protocols.base import (
 from deskside.service import LAYOUT_REUSE_SECONDS, SidebarService
 from deskside.signing import bearer_token, token_matches
 from deskside.sources.base import Source
+from deskside.web.routes import web_routes
 
 __all__ = ["MULTIPROC_ENV", "Readiness", "create_app", "create_app_from_env"]
 
@@ -190,12 +191,13 @@ def create_app(settings: Settings) -> FastAPI:
             include_in_schema=False,
         )
         app.router.routes.extend(oauth_routes(settings, insights.store))
-        if admin_tokens:
+        if admin_tokens or settings.admin.ui_enabled:
             app.include_router(
                 insights_api(settings, insights.store, insights.analysis, trends=insights.trends)
             )
 
-
+    if settings.admin.ui_enabled:  # the web UI exists only with an admin password
+        app.include_router(web_routes(settings, service, insights))
     for protocol in service.protocols:
         labels[protocol.path] = protocol.name
         app.add_api_route(

@@ -1,7 +1,8 @@
 """The insights JSON API under ``/api/insights`` (the dashboard reads it; scripts may too).
 
-Every route needs ``Authorization: Bearer <[admin] token>``. Reads come from the store; the
-actions (relabel, rename, merge, split, export) are what a person decides, and stick.
+Every route needs ``Authorization: Bearer <[admin] token>`` or a web UI session. Reads come
+from the store; the actions (relabel, rename, merge, split, export) are what a person decides,
+and stick.
 """
 
 from __future__ import annotations
@@ -12,20 +13,20 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import String, cast, func, select
 
 from deskside.config import Settings
-from deskside.errors import BadRequest, HTTPError, Unauthorized
+from deskside.errors import BadRequest, HTTPError
 from deskside.insights import reports as reporting
 from deskside.insights.analysis import Analysis, UnknownConversation, UnknownTopic
 from deskside.insights.classify import LABELS
 from deskside.insights.models import Classification, Conversation, Topic, TopicMember, utcnow
 from deskside.insights.queries import event_counts
 from deskside.insights.store import Store
-from deskside.signing import bearer_token, token_matches
+from deskside.web.auth import require_admin
 
 __all__ = ["API_PREFIX", "insights_api"]
 
@@ -114,14 +115,9 @@ def insights_api(
     *,
     trends: Callable[[], Awaitable[dict[int, str]]],
 ) -> APIRouter:
-    """The router; ``trends()`` gives the trending topics' notes by topic id."""
-    tokens = [token.get_secret_value() for token in settings.admin.token]
-
-    def admin(request: Request) -> None:
-        if not token_matches(bearer_token(request.headers.get("authorization")), tokens):
-            raise Unauthorized("insights API request without a valid admin token", code="token")
-
-    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(admin)], tags=["insights"])
+    """The router; ``trends()`` gives the trending topics' notes by topic id. Callers need the
+    admin token, or a web UI session (with its CSRF token for changes)."""
+    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_admin)], tags=["insights"])
 
     @router.get("/overview")
     async def overview(weeks: int = Query(12, ge=1, le=104)) -> Overview:

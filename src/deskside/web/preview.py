@@ -1,0 +1,286 @@
+"""What the Preview and Setup pages show: each helpdesk's answer for a customer, probes against
+the live endpoint, the values to paste into each helpdesk, and each source's check."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from deskside.errors import SourceError
+from deskside.lookup import Lookup, normalise_emails
+from deskside.probe import ProbeReport, probe
+from deskside.protocols import PROTOCOLS, Protocol
+from deskside.service import Answer, SidebarService
+
+__all__ = [
+    "DeskPreview",
+    "DeskSetup",
+    "SourceCheck",
+    "SourceRow",
+    "check_sources",
+    "desk_setups",
+    "preview",
+    "probe_desk",
+]
+
+_WHERE = {
+    "helpscout": "Help Scout → Manage → Apps → Build a Custom App → Dynamic Content: "
+    "Callback URL and Secret Key, then choose the mailboxes.",
+    "therethere": "There There → Settings → Custom Sidebar Sections → add: Endpoint URL; "
+    "its generated Secret goes into deskside's config.",
+    "helper": "Helper → the mailbox's customer info URL; the secret is the mailbox's widget "
+    "HMAC secret.",
+    "plain": "Plain → Settings → Customer cards → Add card: one card per key below, each with "
+    "this URL and the secret.",
+    "card": 'Your own tool: POST {"email": …} signed with X-Deskside-Signature (hex '
+    "HMAC-SHA256 of the body) or a bearer token.",
+}
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One source's part of a lookup, as the preview shows it."""
+
+    name: str
+    label: str
+    records: int
+    error: str | None
+    elapsed_ms: float
+    cached: bool
+    stale: bool
+
+
+@dataclass
+class DeskPreview:
+    """One helpdesk's answer: its JSON ``body``, or the ``error`` that stopped it."""
+
+    name: str
+    kind: str
+    title: str
+    method: str
+    path: str
+    configured: bool
+    body: Any = None
+    error: str | None = None
+    probe: ProbeReport | None = None
+    can_probe: bool = False
+
+    @property
+    def pretty(self) -> str:
+        """The body as indented JSON."""
+        return json.dumps(self.body, indent=2, ensure_ascii=False, default=str)
+
+
+@dataclass
+class PreviewResult:
+    emails: list[str]
+    answer: Answer | None
+    sources: list[SourceRow] = field(default_factory=list)
+    desks: list[DeskPreview] = field(default_factory=list)
+    elapsed_ms: float = 0.0
+
+
+def parse_emails(raw: str, *, fold_plus: bool) -> list[str]:
+    """The addresses in ``raw`` (comma- or space-separated), normalised; [] when none."""
+    return list(normalise_emails(raw.replace(" ", ",").split(","), fold_plus=fold_plus))
+
+
+def _desks(service: SidebarService) -> list[tuple[Protocol, bool]]:
+    """The configured helpdesks; with none configured, one of every kind (render only)."""
+    if service.protocols:
+        return [(protocol, True) for protocol in service.protocols]
+    unconfigured = []
+    for config_class, protocol_class in PROTOCOLS.items():
+        config = config_class.model_construct(kind=protocol_class.kind, path="", secret=[])
+        unconfigured.append((protocol_class(protocol_class.kind, config), False))
+    return unconfigured
+
+
+async def preview(service: SidebarService, emails: list[str]) -> PreviewResult:
+    """Look ``emails`` up through the server's own service (its cache included) and render
+    every helpdesk's answer; a helpdesk that fails to render reports its error."""
+    started = time.perf_counter()
+    answer = await service.answer(Lookup(emails=tuple(emails), context={"desk": "preview"}))
+    result = PreviewResult(
+        emails=list(emails), answer=answer, elapsed_ms=(time.perf_counter() - started) * 1000
+    )
+    profile = answer.profile
+    for name, source in profile.results.items():
+        result.sources.append(
+            SourceRow(
+                name=name,
+                label=profile.labels.get(name, name),
+                records=len(source.records),
+                error=source.error,
+                elapsed_ms=source.elapsed_ms,
+                cached=source.cached,
+                stale=source.stale_since is not None,
+            )
+        )
+    for protocol, configured in _desks(service):
+        desk = DeskPreview(
+            name=protocol.name,
+            kind=protocol.kind,
+            title=protocol.title,
+            method=protocol.method,
+            path=protocol.path,
+            configured=configured,
+            can_probe=configured and bool(protocol.config.secret),
+        )
+        try:
+            desk.body = protocol.respond(answer.sidebar, answer.profile)
+        except Exception as exc:  # shown on the page; the server log has the rest
+            desk.error = f"{type(exc).__name__}: {exc}"
+        result.desks.append(desk)
+    return result
+
+
+async def probe_desk(
+    service: SidebarService, name: str, base_url: str, email: str
+) -> ProbeReport | None:
+    """``deskside probe`` against this server's own endpoint of helpdesk ``name``, signed with
+    its first secret; None for an unknown or secret-less helpdesk."""
+    protocol = next((p for p in service.protocols if p.name == name), None)
+    if protocol is None or not protocol.config.secret:
+        return None
+    url = base_url.rstrip("/") + protocol.path
+    secret = protocol.config.secret[0].get_secret_value()
+    return await probe(url, protocol.kind, secret, email=email)
+
+
+# ── Setup ────────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class PasteValue:
+    label: str
+    value: str
+    secret: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class DeskSetup:
+    name: str
+    kind: str
+    title: str
+    where: str
+    values: list[PasteValue]
+
+
+def _env_names(secret: str) -> list[str]:
+    """The environment variables that hold ``secret`` (where ``env:NAME`` most likely read it)."""
+    wanted = secret.encode()
+    return sorted(
+        name
+        for name, value in os.environ.items()
+        if hmac.compare_digest(value.encode(errors="replace"), wanted)
+    )
+
+
+def _secret_values(label: str, secrets: list[str]) -> list[PasteValue]:
+    values = []
+    for index, secret in enumerate(secrets):
+        names = _env_names(secret)
+        note = f"from ${', $'.join(names)}" if names else "written in the config"
+        if len(secrets) > 1:
+            note += " (rotation: the first is the one to paste)" if index == 0 else ""
+        values.append(PasteValue(label, secret, secret=True, note=note))
+    return values
+
+
+def desk_setups(
+    service: SidebarService, base_url: str, webhook: list[str] | None
+) -> list[DeskSetup]:
+    """What to paste into each configured helpdesk; ``webhook``: the Help Scout webhook's
+    secrets when insights are on."""
+    base = base_url.rstrip("/")
+    setups = []
+    for protocol in service.protocols:
+        config: Any = protocol.config
+        values = [PasteValue(f"{protocol.method} URL", base + protocol.path)]
+        values += _secret_values("Secret", protocol.config.secrets())
+        if protocol.kind == "helpscout":
+            mailboxes = config.mailboxes
+            values.append(
+                PasteValue(
+                    "Mailbox ids",
+                    ", ".join(str(m) for m in mailboxes) if mailboxes else "every mailbox",
+                    note=f"[helpdesks.{protocol.name}] mailboxes",
+                )
+            )
+        if protocol.kind == "plain":
+            values.append(PasteValue("Card keys", ", ".join(config.cards)))
+        if protocol.kind == "helper" and config.identity_token:
+            values.append(PasteValue("Widget identity URL", f"{base}{protocol.path}/identity"))
+        if protocol.kind == "card" and config.token:
+            tokens = [t.get_secret_value() for t in config.token]
+            values += _secret_values("Bearer token", tokens)
+        setups.append(
+            DeskSetup(
+                name=protocol.name,
+                kind=protocol.kind,
+                title=protocol.title,
+                where=_WHERE.get(protocol.kind, ""),
+                values=values,
+            )
+        )
+    if webhook is not None:
+        from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH
+
+        values = [PasteValue("Webhook URL", base + HELPSCOUT_WEBHOOK_PATH)]
+        values += _secret_values("Webhook secret", webhook)
+        if not webhook:
+            values.append(
+                PasteValue(
+                    "Webhook secret",
+                    "none configured",
+                    note="set [insights.helpscout] webhook_secret, or run deskside connect",
+                )
+            )
+        setups.append(
+            DeskSetup(
+                name="webhooks",
+                kind="helpscout_webhook",
+                title="Help Scout webhooks (insights)",
+                where="Help Scout → Manage → Apps → Webhooks: this URL and secret, payload "
+                "version 2, conversation events.",
+                values=values,
+            )
+        )
+    return setups
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    name: str
+    kind: str
+    ok: bool
+    message: str
+    elapsed_ms: float
+
+
+async def check_sources(service: SidebarService, seconds: float = 5.0) -> list[SourceCheck]:
+    """Every source's connection check, concurrently, each within ``seconds``."""
+
+    async def one(name: str) -> SourceCheck:
+        source = service.resolver.sources[name]
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(seconds):
+                await source.check()
+            ok, message = True, "ok"
+        except TimeoutError:
+            ok, message = False, f"no answer within {seconds:g} s"
+        except SourceError as exc:
+            ok, message = False, str(exc) or type(exc).__name__
+        except Exception as exc:
+            ok, message = False, f"check raised {type(exc).__name__}"
+        return SourceCheck(name, source.kind, ok, message, (time.perf_counter() - started) * 1000)
+
+    return list(await asyncio.gather(*(one(name) for name in service.resolver.sources)))

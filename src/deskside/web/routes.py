@@ -1,0 +1,722 @@
+"""The web UI under ``/ui/``: login, Preview, Setup and Insights, server-rendered with Jinja2
+(autoescaped) from the same app, with its own CSS and a few lines of JS at ``/ui/static``.
+
+Every page needs an admin session (a GET without one is sent to ``/ui/login``); every POST
+needs the session's CSRF token as well. Pages carry a Content-Security-Policy that allows only
+this server's own scripts and styles, plus the hashed inline ones of the Help Scout frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from fastapi import APIRouter
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from deskside import __version__
+from deskside.config import Settings
+from deskside.errors import ConfigError
+from deskside.insights import reports as reporting
+from deskside.insights.classify import LABELS
+from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError
+from deskside.insights.service import InsightsService
+from deskside.render.markdown import markdown_to_html
+from deskside.service import SidebarService
+from deskside.web import connection, dashboard
+from deskside.web.auth import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    AdminAuth,
+    Session,
+    read_form,
+    read_form_pairs,
+)
+from deskside.web.preview import (
+    check_sources,
+    desk_setups,
+    parse_emails,
+    preview,
+    probe_desk,
+)
+
+__all__ = ["UI_PREFIX", "web_routes"]
+
+log = logging.getLogger("deskside.web")
+
+UI_PREFIX = "/ui"
+STATIC_DIR = Path(__file__).parent / "static"
+
+_FRAME_CSS = (STATIC_DIR / "helpscout-frame.css").read_text(encoding="utf-8")
+_FRAME_JS = (STATIC_DIR / "helpscout-frame.js").read_text(encoding="utf-8")
+
+
+def _hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
+
+
+def content_security_policy(form_targets: str = "") -> str:
+    """Only this server's files run or style a page (the Help Scout frame's srcdoc inherits
+    the policy; its inline style and script are allowed by hash): injected markup cannot run.
+    Forms post to this server only (and, through its redirect, ``form_targets``)."""
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src 'self' {_hash(_FRAME_JS)}",
+            f"style-src 'self' {_hash(_FRAME_CSS)}",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "frame-src 'self'",
+            f"form-action 'self' {form_targets}".strip(),
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ]
+    )
+
+
+def _headers(form_targets: str = "") -> dict[str, str]:
+    return {
+        "content-security-policy": content_security_policy(form_targets),
+        "x-frame-options": "DENY",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "same-origin",
+        "cache-control": "no-store",
+    }
+
+
+def _static_versions() -> dict[str, str]:
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        for path in STATIC_DIR.iterdir()
+        if path.is_file()
+    }
+
+
+def _safe_href(url: object) -> str | None:
+    """``url`` when it is an http(s) or mailto link, else None (shown as text)."""
+    text = str(url or "")
+    return text if text.lower().startswith(("https://", "http://", "mailto:")) else None
+
+
+def _markdown(source: object) -> Markup:
+    """Escaped markdown (what helpdesks get) as the HTML a helpdesk would show."""
+    return Markup(markdown_to_html(str(source)))  # noqa: S704 - markdown-it escapes; no raw HTML
+
+
+def _frame(html: str) -> str:
+    """A whole document for the Help Scout preview frame: the fragment deskside answers
+    (customer values already escaped by the renderer) in a Help-Scout-like sidebar."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<style>{_FRAME_CSS}</style></head>"
+        f'<body><div class="hs-sidebar">{html}</div><script>{_FRAME_JS}</script></body></html>'
+    )
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%d %b %Y %H:%M") if value else ""
+
+
+def _money(cents: int | None, currency: str | None = None) -> str:
+    if cents is None:
+        return ""
+    return f"{cents / 100:,.2f}" + (f" {currency}" if currency else "")
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("deskside.web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        safe_href=_safe_href,
+        markdown=_markdown,
+        frame=_frame,
+        when=_when,
+        money=_money,
+        tojson_pretty=lambda value: json.dumps(value, indent=2, ensure_ascii=False, default=str),
+    )
+    versions = _static_versions()
+    env.globals.update(
+        labels=LABELS,
+        version=__version__,
+        csrf_field=CSRF_FIELD,
+        static_version=versions,
+    )
+    return env
+
+
+def _local_next(target: str | None) -> str:
+    """``target`` when it is a path under ``/ui/`` of this server, else ``/ui/``."""
+    if (
+        target
+        and target.startswith(UI_PREFIX + "/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and all(32 < ord(c) < 127 for c in target)
+    ):
+        return target
+    return UI_PREFIX + "/"
+
+
+def web_routes(
+    settings: Settings, service: SidebarService, insights: InsightsService | None
+) -> APIRouter:
+    """The UI's routes and its static files; include only when ``settings.admin.ui_enabled``."""
+    default_auth = AdminAuth(settings.admin)  # hashes a plain password now, not per request
+    authorize = urlsplit(settings.insights.helpscout.authorize_url)
+    # "Connect Help Scout" posts here, and is redirected to Help Scout's authorisation page
+    headers = _headers(f"{authorize.scheme}://{authorize.netloc}" if insights else "")
+    env = _environment()
+    router = APIRouter(include_in_schema=False)
+    router.mount(f"{UI_PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+
+    def auth_of(request: Request) -> AdminAuth:
+        return AdminAuth.of(request, default_auth)
+
+    def root(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    def page(
+        request: Request,
+        template: str,
+        *,
+        session: Session | None,
+        status: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        base = root(request)
+        body = env.get_template(template).render(
+            request=request,
+            session=session,
+            csrf=session.csrf if session else "",
+            ui=base + UI_PREFIX,
+            insights_enabled=insights is not None,
+            **context,
+        )
+        return HTMLResponse(body, status_code=status, headers=headers)
+
+    def to_login(request: Request) -> RedirectResponse:
+        wanted = request.url.path.removeprefix(root(request))
+        if request.url.query:
+            wanted += "?" + request.url.query
+        target = f"{root(request)}{UI_PREFIX}/login?next={quote(wanted, safe='/')}"
+        return RedirectResponse(target, status_code=303, headers={"cache-control": "no-store"})
+
+    def redirect(request: Request, path: str) -> RedirectResponse:
+        return RedirectResponse(root(request) + path, status_code=303)
+
+    async def changing(request: Request) -> tuple[Session, dict[str, str]] | Response:
+        """A POST's session and form, or the answer refusing it (login, or 403 without the
+        session's CSRF token)."""
+        session = auth_of(request).session(request)
+        if session is None:
+            return redirect(request, f"{UI_PREFIX}/login")
+        form = await read_form(request)
+        submitted = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+        if not auth_of(request).csrf_valid(session, submitted):
+            log.warning("ui: refused a POST to %s without its CSRF token", request.url.path)
+            return page(
+                request,
+                "error.html",
+                session=session,
+                status=403,
+                title="Refused",
+                message="This form was not sent from a page of this session (missing or wrong "
+                "CSRF token). Go back, reload the page and try again.",
+            )
+        return session, form
+
+    # ── Login ────────────────────────────────────────────────────────────────────────────────
+
+    @router.get(UI_PREFIX)
+    async def ui_root(request: Request) -> Response:
+        return redirect(request, UI_PREFIX + "/")
+
+    @router.get(UI_PREFIX + "/")
+    async def home(request: Request) -> Response:
+        if auth_of(request).session(request) is None:
+            return to_login(request)
+        return redirect(request, f"{UI_PREFIX}/insights" if insights else f"{UI_PREFIX}/preview")
+
+    @router.get(UI_PREFIX + "/login")
+    async def login_form(request: Request, next: str | None = None) -> Response:
+        auth = auth_of(request)
+        if auth.session(request) is not None:
+            return redirect(request, _local_next(next))
+        return login_page(request, next=_local_next(next))
+
+    def login_page(
+        request: Request, *, next: str, error: str | None = None, status: int = 200
+    ) -> Response:
+        auth = auth_of(request)
+        token, cookie = auth.login_token(request)
+        response = page(
+            request,
+            "login.html",
+            session=None,
+            status=status,
+            title="Log in",
+            login_token=token,
+            next=next,
+            error=error,
+        )
+        if cookie is not None:
+            auth.set_login_cookie(response, request, cookie)
+        return response
+
+    @router.post(UI_PREFIX + "/login")
+    async def login(request: Request) -> Response:
+        auth = auth_of(request)
+        client = request.client.host if request.client else "-"
+        form = await read_form(request)
+        target = _local_next(form.get("next"))
+        wait = auth.limiter.retry_after(client)
+        if wait > 0:
+            log.warning("ui: login from %s refused: too many failed attempts", client)
+            response = login_page(
+                request,
+                next=target,
+                error=f"Too many failed attempts: try again in {wait:.0f} seconds.",
+                status=429,
+            )
+            response.headers["retry-after"] = str(int(wait) + 1)
+            return response
+        if not auth.login_token_valid(request, form.get(CSRF_FIELD)):
+            return login_page(
+                request,
+                next=target,
+                error="The login form expired: please try again.",
+                status=403,
+            )
+        if not await auth.check_password(form.get("password", "")):
+            auth.limiter.failed(client)
+            log.warning("ui: failed login from %s", client)
+            return login_page(request, next=target, error="Wrong password.", status=401)
+        auth.limiter.succeeded(client)
+        log.info("ui: admin logged in from %s", client)
+        response = redirect(request, target)
+        auth.set_session(response, request, auth.new_session())
+        return response
+
+    @router.post(UI_PREFIX + "/logout")
+    async def logout(request: Request) -> Response:
+        checked = await changing(request)
+        if isinstance(checked, Response):
+            return checked
+        response = redirect(request, f"{UI_PREFIX}/login")
+        auth_of(request).clear_session(response, request)
+        return response
+
+    # ── Preview ──────────────────────────────────────────────────────────────────────────────
+
+    async def preview_page(
+        request: Request,
+        session: Session,
+        raw: str,
+        probed: Mapping[str, Any] | None = None,
+    ) -> Response:
+        fold_plus = settings.lookup.fold_plus_addressing
+        emails = parse_emails(raw, fold_plus=fold_plus) if raw.strip() else []
+        result = await preview(service, emails) if emails else None
+        if result is not None and probed:
+            for desk in result.desks:
+                if desk.name == probed["desk"]:
+                    desk.probe = probed["report"]
+        error = "Not an email address." if raw.strip() and not emails else None
+        return page(
+            request,
+            "preview.html",
+            session=session,
+            title="Preview",
+            active="preview",
+            email=raw,
+            result=result,
+            error=error,
+            demo_emails=["owner@acme.example", "pat@initech.example", "mallory@evil.example"],
+        )
+
+    @router.get(UI_PREFIX + "/preview")
+    async def preview_view(request: Request, email: str = "") -> Response:
+        session = auth_of(request).session(request)
+        if session is None:
+            return to_login(request)
+        return await preview_page(request, session, email[:2000])
+
+    @router.post(UI_PREFIX + "/preview/probe")
+    async def probe_view(request: Request) -> Response:
+        checked = await changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        raw = form.get("email", "")[:2000]
+        emails = parse_emails(raw, fold_plus=False)
+        desk = form.get("desk", "")
+        report = None
+        if emails:
+            report = await probe_desk(service, desk, str(request.base_url), emails[0])
+        probed = {"desk": desk, "report": report} if report is not None else None
+        return await preview_page(request, session, raw, probed)
+
+    # ── Setup ────────────────────────────────────────────────────────────────────────────────
+
+    @router.get(UI_PREFIX + "/setup")
+    async def setup_view(request: Request) -> Response:
+        session = auth_of(request).session(request)
+        if session is None:
+            return to_login(request)
+        webhook = None
+        if insights is not None:
+            webhook = [s.get_secret_value() for s in settings.insights.helpscout.webhook_secret]
+        return page(
+            request,
+            "setup.html",
+            session=session,
+            title="Setup",
+            active="setup",
+            desks=desk_setups(service, str(request.base_url), webhook),
+            checks=await check_sources(service),
+        )
+
+    # ── Insights ─────────────────────────────────────────────────────────────────────────────
+
+    async def insights_unavailable(request: Request, session: Session) -> Response | None:
+        if insights is None:
+            return page(
+                request,
+                "error.html",
+                session=session,
+                status=404,
+                title="Insights",
+                active="insights",
+                message="Insights are off: add an [insights] table to the config to store and "
+                "classify Help Scout conversations.",
+            )
+        if not insights.ready:
+            return page(
+                request,
+                "error.html",
+                session=session,
+                status=503,
+                title="Insights",
+                active="insights",
+                message="The insights database is not available yet; reload in a moment.",
+            )
+        return None
+
+    @router.get(UI_PREFIX + "/insights")
+    async def insights_view(request: Request, label: str | None = None) -> Response:
+        session = auth_of(request).session(request)
+        if session is None:
+            return to_login(request)
+        refused = await insights_unavailable(request, session)
+        if refused is not None or insights is None:
+            return refused or redirect(request, UI_PREFIX + "/")
+        chosen = label if label in (*LABELS, "unlabelled") else None
+        summary = await dashboard.overview(insights.store)
+        rows = await dashboard.conversations(insights.store, label=chosen)
+        topics = await dashboard.topics(insights.store, await insights.trends())
+        changed = request.query_params.get("relabelled")
+        return page(
+            request,
+            "insights.html",
+            session=session,
+            title="Insights",
+            active="insights",
+            overview=summary,
+            series=dashboard.SERIES,
+            conversations=rows,
+            label=chosen,
+            topics=topics[:10],
+            changed=changed,
+            changed_label=request.query_params.get("label_now"),
+        )
+
+    @router.post(UI_PREFIX + "/insights/conversations/{conversation_id}/label")
+    async def relabel_view(request: Request, conversation_id: int) -> Response:
+        checked = await changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        refused = await insights_unavailable(request, session)
+        if refused is not None or insights is None:
+            return refused or redirect(request, UI_PREFIX + "/")
+        from deskside.insights.analysis import UnknownConversation
+
+        try:
+            label = await insights.analysis.relabel(conversation_id, form.get("label", ""))
+        except UnknownConversation:
+            return page(
+                request,
+                "error.html",
+                session=session,
+                status=404,
+                title="Insights",
+                active="insights",
+                message=f"There is no conversation {conversation_id}.",
+            )
+        except ValueError as exc:
+            return page(
+                request,
+                "error.html",
+                session=session,
+                status=400,
+                title="Insights",
+                active="insights",
+                message=str(exc),
+            )
+        query = {"relabelled": str(conversation_id), "label_now": label}
+        back = form.get("filter")
+        if back in (*LABELS, "unlabelled"):
+            query["label"] = back
+        return redirect(request, f"{UI_PREFIX}/insights?{urlencode(query)}#c{conversation_id}")
+
+    # ── Topics ───────────────────────────────────────────────────────────────────────────────
+
+    def refusal(request: Request, session: Session, status: int, message: str) -> Response:
+        return page(
+            request,
+            "error.html",
+            session=session,
+            status=status,
+            title="Insights",
+            active="insights",
+            message=message,
+        )
+
+    @router.get(UI_PREFIX + "/topics/{topic_id}")
+    async def topic_view(request: Request, topic_id: int) -> Response:
+        session = auth_of(request).session(request)
+        if session is None:
+            return to_login(request)
+        refused = await insights_unavailable(request, session)
+        if refused is not None or insights is None:
+            return refused or redirect(request, UI_PREFIX + "/")
+        trending = await insights.trends()
+        found = await dashboard.topics(insights.store, trending, ids=[topic_id])
+        if not found:
+            return refusal(request, session, 404, f"There is no topic {topic_id} (any more).")
+        topic = found[0]
+        siblings = await dashboard.topics(insights.store, trending, label=topic.label)
+        report = None
+        if topic.label in reporting.REPORT_KINDS:
+            report = await _report(topic.id, trending)
+        return page(
+            request,
+            "topic.html",
+            session=session,
+            title=topic.name,
+            active="insights",
+            topic=topic,
+            report=report,
+            conversations=await dashboard.conversations(insights.store, topic=topic.id, limit=1000),
+            merge_targets=[t for t in siblings if t.id != topic.id],
+            done=request.query_params.get("done"),
+        )
+
+    async def _report(topic_id: int, trending: dict[int, str]) -> reporting.Report | None:
+        """The topic's report, with plans and revenue when ``[insights.reports]`` says how
+        to find them (through this server's own sources and cache)."""
+        assert insights is not None
+        facts: reporting.CustomerFacts | None = None
+        try:
+            facts = reporting.CustomerFacts(settings, service=service)
+        except ValueError:
+            log.warning("ui: [insights.reports] plan or revenue_cents is not a valid expression")
+        found = await reporting.build_reports(
+            insights.store,
+            facts=facts if facts is not None and facts.configured else None,
+            trending=trending,
+            topic_ids=[topic_id],
+        )
+        return found[0] if found else None
+
+    async def topic_action(request: Request, topic_id: int, action: str) -> Response:
+        checked = await changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        refused = await insights_unavailable(request, session)
+        if refused is not None or insights is None:
+            return refused or redirect(request, UI_PREFIX + "/")
+        from deskside.insights.analysis import UnknownTopic
+
+        analysis = insights.analysis
+        target, done = topic_id, action
+        try:
+            if action == "rename":
+                await analysis.rename_topic(topic_id, form.get("name", ""))
+            elif action == "merge":
+                into = form.get("into", "")
+                if not into.isdigit():
+                    raise ValueError("choose the topic to merge into")
+                await analysis.merge_topics(topic_id, int(into))
+                target = int(into)
+            else:
+                chosen = [
+                    int(value)
+                    for key, value in await read_form_pairs(request)
+                    if key == "conversation" and value.isdigit()
+                ]
+                target = await analysis.split_topic(
+                    topic_id, chosen, form.get("name", "").strip() or None
+                )
+        except UnknownTopic:
+            return refusal(request, session, 404, f"There is no topic {topic_id} (any more).")
+        except ValueError as exc:
+            return refusal(request, session, 400, str(exc))
+        log.info("ui: topic %d: %s", topic_id, action)
+        return redirect(request, f"{UI_PREFIX}/topics/{target}?{urlencode({'done': done})}")
+
+    @router.post(UI_PREFIX + "/topics/{topic_id}/rename")
+    async def rename_view(request: Request, topic_id: int) -> Response:
+        return await topic_action(request, topic_id, "rename")
+
+    @router.post(UI_PREFIX + "/topics/{topic_id}/merge")
+    async def merge_view(request: Request, topic_id: int) -> Response:
+        return await topic_action(request, topic_id, "merge")
+
+    @router.post(UI_PREFIX + "/topics/{topic_id}/split")
+    async def split_view(request: Request, topic_id: int) -> Response:
+        return await topic_action(request, topic_id, "split")
+
+    # ── The Help Scout connection ────────────────────────────────────────────────────────────
+
+    @router.get(UI_PREFIX + "/connection")
+    async def connection_view(request: Request) -> Response:
+        session = auth_of(request).session(request)
+        if session is None:
+            return to_login(request)
+        refused = await insights_unavailable(request, session)
+        if refused is not None or insights is None:
+            return refused or redirect(request, UI_PREFIX + "/")
+        return page(
+            request,
+            "connection.html",
+            session=session,
+            title="Help Scout connection",
+            active="connection",
+            state=await connection.connection_state(insights.store),
+            oauth=settings.insights.helpscout.mode == "oauth",
+            done=request.query_params.get("done"),
+            problem=request.query_params.get("problem"),
+        )
+
+    @router.post(UI_PREFIX + "/connection/{action}")
+    async def connection_action(request: Request, action: str) -> Response:
+        """``connect`` (to Help Scout's authorisation page), ``disconnect``, ``mailboxes``
+        (the selection) or ``refresh`` (the mailbox list from Help Scout)."""
+        checked = await changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        refused = await insights_unavailable(request, session)
+        if refused is not None or insights is None:
+            return refused or redirect(request, UI_PREFIX + "/")
+        store, options = insights.store, settings.insights
+        done, problem = action, ""
+        try:
+            if action == "connect":
+                async with HelpScoutAPI(options, store) as api:
+                    target = await api.authorization_url()
+                return RedirectResponse(target, status_code=303, headers=headers)
+            if action == "disconnect":
+                report = await connection.disconnect(options, store)
+                if report.webhook_deleted is False:
+                    problem = "the webhook could not be deleted: remove it in Help Scout"
+            elif action == "mailboxes":
+                chosen = [
+                    int(value)
+                    for key, value in await read_form_pairs(request)
+                    if key == "mailbox" and value.isdigit()
+                ]
+                every = form.get("every") == "1" or not chosen
+                await connection.select_mailboxes(store, None if every else chosen)
+            elif action == "refresh":
+                await connection.refresh_mailboxes(options, store)
+            else:
+                return refusal(request, session, 404, f"No such action: {action}.")
+        except ConfigError as exc:
+            return refusal(request, session, 503, "; ".join(exc.problems))
+        except (HelpScoutError, ValueError) as exc:
+            return refusal(
+                request, session, 502 if isinstance(exc, HelpScoutError) else 400, str(exc)
+            )
+        query = {"done": done, **({"problem": problem} if problem else {})}
+        return redirect(request, f"{UI_PREFIX}/connection?{urlencode(query)}")
+
+    # ── Reports ──────────────────────────────────────────────────────────────────────────────
+
+    @router.get(UI_PREFIX + "/reports")
+    async def reports_view(request: Request) -> Response:
+        session = auth_of(request).session(request)
+        if session is None:
+            return to_login(request)
+        refused = await insights_unavailable(request, session)
+        if refused is not None or insights is None:
+            return refused or redirect(request, UI_PREFIX + "/")
+        found = await reporting.build_reports(insights.store, trending=await insights.trends())
+        return page(
+            request,
+            "reports.html",
+            session=session,
+            title="Reports",
+            active="reports",
+            reports=found,
+            github=settings.insights.reports.github_repository if github_token() else None,
+            exported=request.query_params.get("exported"),
+            issue=_safe_href(request.query_params.get("issue")),
+        )
+
+    def github_token() -> str:
+        configured = settings.insights.reports.github_token
+        if configured is not None:
+            return configured.get_secret_value()
+        return os.environ.get("GITHUB_TOKEN", "")
+
+    @router.post(UI_PREFIX + "/reports/{topic_id}/export/github")
+    async def export_view(request: Request, topic_id: int) -> Response:
+        """Open the topic's GitHub issue, or update the one opened before."""
+        checked = await changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, _form = checked
+        refused = await insights_unavailable(request, session)
+        if refused is not None or insights is None:
+            return refused or redirect(request, UI_PREFIX + "/")
+        options = settings.insights.reports
+        token = github_token()
+        if not options.github_repository or not token:
+            return refusal(
+                request, session, 400, "Set [insights.reports] github_repository and github_token."
+            )
+        found = await reporting.build_reports(
+            insights.store, trending=await insights.trends(), topic_ids=[topic_id]
+        )
+        if not found:
+            return refusal(request, session, 404, f"No bug or feature report for topic {topic_id}.")
+        try:
+            async with reporting.GitHubIssues(
+                options.github_repository, token, options.github_api_url
+            ) as github:
+                result = await github.export(insights.store, found[0])
+        except reporting.GitHubError as exc:
+            return refusal(request, session, 502, f"GitHub refused the export: {exc}")
+        query = urlencode({"exported": str(topic_id), "issue": result.url})
+        return redirect(request, f"{UI_PREFIX}/reports?{query}#topic-{topic_id}")
+
+    return router

@@ -1,0 +1,583 @@
+"""The web UI through the real app (httpx, no browser): private pages, login and its limits,
+session cookies, CSRF on every form, the preview of a hostile customer shown as text, and an
+agent's relabel changing the dashboard's counts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from deskside.config import Settings
+from deskside.errors import ConfigError, HTTPError
+from deskside.insights.models import Connection, ImportCursor, Mailbox
+from deskside.server import create_app
+from deskside.web import dashboard
+from deskside.web.auth import AdminAuth, PasswordHash, hash_password, require_admin
+from fake_github import FakeGitHub
+from helpers import BASE_URL, demo_settings, parse_html
+from test_insights_webhooks import conversation, deliver, settled
+
+pytestmark = pytest.mark.anyio
+
+PASSWORD = "admin-test-password"
+ADMIN = '[admin]\npassword = "env:DESKSIDE_ADMIN_PASSWORD"\n\n[server]\n'
+"""The demo config with the web UI on, as ``deskside demo`` runs it."""
+CONVERSATIONS = {
+    1: "The app crashes every time I upload a photo. Error 500.",
+    2: "It would be great if you could add a dark mode to the dashboard.",
+    3: "How do I change my password?",
+}
+"""Customers' words the shipped classifier labels bug, feature and question."""
+INJECTED_COMPANY = '"><script>alert("xss")</script> [Evil Corp](https://evil.example) _Ltd_'
+
+
+NO_INSIGHTS = {
+    "[insights]": "#",
+    "[insights.helpscout]": "#",
+    'webhook_secret = "env:HELPSCOUT_WEBHOOK_SECRET"': "#",
+}
+"""The demo config without its ``[insights]`` tables (for pages that need none)."""
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str) -> Settings:
+    """The demo config: every helpdesk, insights in the data directory, the admin password."""
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    return demo_settings(monkeypatch, tmp_path, database, replace={"[server]\n": ADMIN})
+
+
+@pytest.fixture
+def sidebar_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str) -> Settings:
+    """As :func:`settings`, without insights."""
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    replace = {"[server]\n": ADMIN, **NO_INSIGHTS}
+    return demo_settings(monkeypatch, tmp_path, database, replace=replace)
+
+
+@asynccontextmanager
+async def browser(settings: Settings, base_url: str = BASE_URL) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app (lifespan included) behind a client that keeps cookies, as a browser."""
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=base_url) as client,
+    ):
+        yield client
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form on a page."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+async def log_in(
+    client: httpx.AsyncClient, password: str = PASSWORD, next: str = ""
+) -> httpx.Response:
+    form = await client.get("/ui/login")
+    assert form.status_code == 200
+    data = {"csrf_token": csrf_of(form.text), "password": password, "next": next}
+    return await client.post("/ui/login", data=data)
+
+
+async def seed_conversations(
+    client: httpx.AsyncClient, settings: Settings, more: dict[int, str] | None = None
+) -> None:
+    """Deliver :data:`CONVERSATIONS` (and ``more``) as Help Scout webhooks, and wait until they
+    are stored, classified and grouped into topics."""
+    secret = settings.insights.helpscout.webhook_secret[0].get_secret_value()
+    for conversation_id, text in {**CONVERSATIONS, **(more or {})}.items():
+        document = conversation(conversation_id, threads=1, customer_id=700 + conversation_id)
+        document["_embedded"]["threads"][0]["body"] = f"<p>{text}</p>"
+        response = await deliver(client, "convo.created", document, secret=secret)
+        assert response.status_code == 200, response.text
+    insights = client._transport.app.state.insights  # type: ignore[attr-defined]
+    await settled(insights.store)
+    await insights.analysis.update()
+
+
+def label_counts(html: str) -> dict[str, int]:
+    """The dashboard's count per label, as shown."""
+    tree = parse_html(html)
+    return {
+        str(element.attrs["data-label"]): int(element.text())
+        for element in tree.find_all("span", "count__n")
+    }
+
+
+# ── Access ───────────────────────────────────────────────────────────────────────────────────
+
+
+async def test_logged_out_pages_redirect_to_login(sidebar_settings: Settings) -> None:
+    async with browser(sidebar_settings) as client:
+        for path in ("/ui/", "/ui/preview?email=a@b.example", "/ui/setup", "/ui/insights"):
+            response = await client.get(path)
+            assert response.status_code == 303, path
+            location = response.headers["location"]
+            assert location.startswith("/ui/login?next=/ui/"), location
+            assert "set-cookie" not in response.headers
+        assert (await client.get("/ui")).headers["location"] == "/ui/"
+        # a logged-out form post changes nothing and goes to the login page
+        relabel = await client.post("/ui/insights/conversations/1/label", data={"label": "bug"})
+        assert (relabel.status_code, relabel.headers["location"]) == (303, "/ui/login")
+        # the helpdesk endpoints are as they were
+        assert (await client.post("/helpscout", content=b"{}")).status_code == 401
+
+
+async def test_no_ui_without_an_admin_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    settings = demo_settings(monkeypatch, tmp_path, database, replace=NO_INSIGHTS)  # no [admin]
+    assert not settings.admin.ui_enabled
+    async with browser(settings) as client:
+        assert (await client.get("/ui/login")).status_code == 404
+        assert (await client.get("/ui/static/ui.css")).status_code == 404
+
+
+async def test_login_sets_a_private_session_cookie_and_logout_ends_it(
+    sidebar_settings: Settings,
+) -> None:
+    async with browser(sidebar_settings) as client:
+        response = await log_in(client, next="/ui/setup")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/ui/setup"
+        cookie = next(
+            c for c in response.headers.get_list("set-cookie") if c.startswith("deskside_session=")
+        )
+        flags = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
+        assert {"httponly", "secure", "path", "max-age"} <= flags
+        assert "samesite=lax" in cookie.lower()
+        assert 11 * 3600 < int(re.search(r"Max-Age=(\d+)", cookie).group(1)) <= 12 * 3600  # type: ignore[union-attr]
+
+        page = await client.get("/ui/setup")
+        assert page.status_code == 200
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert page.headers["cache-control"] == "no-store"
+
+        logout = await client.post("/ui/logout", data={"csrf_token": csrf_of(page.text)})
+        assert (logout.status_code, logout.headers["location"]) == (303, "/ui/login")
+        assert (await client.get("/ui/setup")).status_code == 303
+
+
+async def test_session_cookie_is_not_secure_over_plain_http(sidebar_settings: Settings) -> None:
+    async with browser(sidebar_settings, base_url="http://127.0.0.1:8000") as client:
+        response = await log_in(client)
+        cookie = response.headers["set-cookie"]
+        assert "deskside_session=" in cookie and "secure" not in cookie.lower()
+
+
+async def test_wrong_password_forged_form_and_too_many_attempts(sidebar_settings: Settings) -> None:
+    async with browser(sidebar_settings) as client:
+        wrong = await log_in(client, password="guess-one")
+        assert wrong.status_code == 401
+        assert "Wrong password" in wrong.text
+        assert "deskside_session" not in wrong.headers.get("set-cookie", "")
+
+        # the login form's own CSRF token is required too
+        forged = await client.post("/ui/login", data={"password": PASSWORD})
+        assert forged.status_code == 403
+
+        for _ in range(4):
+            assert (await log_in(client, password="guess-again")).status_code == 401
+        limited = await log_in(client)  # even the right password waits now
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) > 0
+        assert "deskside_session" not in limited.headers.get("set-cookie", "")
+
+
+async def test_a_forged_session_cookie_is_refused(sidebar_settings: Settings) -> None:
+    async with browser(sidebar_settings) as client:
+        await log_in(client)
+        value = client.cookies["deskside_session"]
+        payload, signature = value.split(".")
+        client.cookies.set(
+            "deskside_session", f"{payload}.{signature[::-1]}", domain="deskside.test"
+        )
+        assert (await client.get("/ui/setup")).status_code == 303
+
+
+async def test_password_hash_in_the_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    hashed = hash_password("correct horse battery")
+    assert PasswordHash.parse(hashed).matches("correct horse battery")
+    assert not PasswordHash.parse(hashed).matches("correct horse battery!")
+    settings = demo_settings(
+        monkeypatch,
+        tmp_path,
+        database,
+        replace={"[server]\n": f'[admin]\npassword_hash = "{hashed}"\n\n[server]\n', **NO_INSIGHTS},
+    )
+    async with browser(settings) as client:
+        assert (await log_in(client)).status_code == 401
+        assert (await log_in(client, password="correct horse battery")).status_code == 303
+    with pytest.raises(ConfigError, match="password_hash"):
+        demo_settings(
+            monkeypatch,
+            tmp_path,
+            database,
+            replace={"[server]\n": '[admin]\npassword_hash = "scrypt$1$2"\n[server]\n'},
+        )
+
+
+# ── CSRF ─────────────────────────────────────────────────────────────────────────────────────
+
+
+async def test_posts_without_the_csrf_token_are_refused(settings: Settings) -> None:
+    async with browser(settings) as client:
+        await log_in(client)
+        await seed_conversations(client, settings)
+        for data in ({"label": "docs"}, {"label": "docs", "csrf_token": "not-the-token"}):
+            refused = await client.post("/ui/insights/conversations/3/label", data=data)
+            assert refused.status_code == 403
+            assert "CSRF" in refused.text
+        logout = await client.post("/ui/logout", data={})
+        assert logout.status_code == 403
+        probe = await client.post("/ui/preview/probe", data={"desk": "helpscout", "email": "a@b.c"})
+        assert probe.status_code == 403
+        assert (await client.get("/ui/setup")).status_code == 200  # still logged in
+
+
+async def test_require_admin_takes_a_token_or_a_session_with_its_csrf_token(
+    settings: Settings,
+) -> None:
+    admin = settings.admin.model_copy(update={"token": [settings.admin.password]})
+    app = FastAPI()
+    app.state.service = SimpleNamespace(settings=SimpleNamespace(admin=admin))
+
+    @app.exception_handler(HTTPError)
+    async def _error(_request: Request, exc: HTTPError) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status)
+
+    @app.api_route("/private", methods=["GET", "POST"], dependencies=[Depends(require_admin)])
+    async def private() -> dict[str, Any]:
+        return {"ok": True}
+
+    auth = AdminAuth.of(SimpleNamespace(app=app))  # type: ignore[arg-type]
+    session = auth.new_session()
+    response = JSONResponse({})
+    fake_request = SimpleNamespace(url=SimpleNamespace(scheme="https"))
+    auth.set_session(response, fake_request, session)  # type: ignore[arg-type]
+    cookie = response.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE_URL) as client:
+        assert (await client.get("/private")).status_code == 401
+        bearer = {"Authorization": f"Bearer {PASSWORD}"}
+        assert (await client.post("/private", headers=bearer)).status_code == 200
+        client.cookies.set("deskside_session", cookie, domain="deskside.test")
+        assert (await client.get("/private")).status_code == 200
+        assert (await client.post("/private")).status_code == 403
+        assert (await client.post("/private", json={"csrf_token": session.csrf})).status_code == 403
+        ok_header = await client.post("/private", headers={"X-CSRF-Token": session.csrf})
+        ok_form = await client.post("/private", data={"csrf_token": session.csrf})
+        assert (ok_header.status_code, ok_form.status_code) == (200, 200)
+
+
+# ── Pages ────────────────────────────────────────────────────────────────────────────────────
+
+
+async def test_preview_shows_the_injection_payload_as_text(sidebar_settings: Settings) -> None:
+    async with browser(sidebar_settings) as client:
+        await log_in(client)
+        page = await client.get("/ui/preview", params={"email": "mallory@evil.example"})
+    assert page.status_code == 200
+    html = page.text
+    assert "<script>alert" not in html and "<img" not in html
+    tree = parse_html(html)
+    # the only script is the UI's own file; no element carries an event handler
+    scripts = tree.find_all("script")
+    assert [s.attrs.get("src", "").split("?")[0] for s in scripts] == ["/ui/static/ui.js"]
+    assert not [e for e in tree.iter() if any(name.startswith("on") for name in e.attrs)]
+    # every helpdesk's answer is on the page, each showing the payload as text
+    desks = {e.attrs["data-desk"]: e for e in tree.find_all("section", "desk")}
+    assert set(desks) == {"helpscout", "therethere", "helper", "plain", "card"}
+    assert INJECTED_COMPANY in desks["therethere"].find_all("table")[0].text()
+    assert INJECTED_COMPANY in desks["plain"].find_all("div", "plain-card")[0].text()
+    # Help Scout's HTML, in a sandboxed frame: the payload is escaped inside the document
+    [frame] = desks["helpscout"].find_all("iframe")
+    assert frame.attrs["sandbox"] == "allow-scripts allow-popups allow-popups-to-escape-sandbox"
+    document = parse_html(frame.attrs["srcdoc"] or "")
+    assert INJECTED_COMPANY in document.find_all("h4")[0].text()
+    assert [s.text() for s in document.find_all("script")] != []  # only the frame's own
+    assert all("alert" not in s.text() for s in document.find_all("script"))
+    assert not document.find_all("img")
+    # and where the sources answered from, how fast, from the cache or not
+    sources = tree.find_all("table")[0].text()
+    assert "App database" in sources and "1 record" in sources and "miss" in sources
+
+
+async def test_preview_of_several_or_no_addresses(sidebar_settings: Settings) -> None:
+    async with browser(sidebar_settings) as client:
+        await log_in(client)
+        both = await client.get(
+            "/ui/preview", params={"email": "pat@initech.example, pat@initrode.example"}
+        )
+        assert "Initech" in both.text and "Initrode" in both.text
+        again = await client.get(
+            "/ui/preview", params={"email": "pat@initech.example, pat@initrode.example"}
+        )
+        assert ">hit<" in again.text  # the second lookup came from the cache
+        bad = await client.get("/ui/preview", params={"email": "not an address"})
+        assert "Not an email address" in bad.text
+
+
+async def test_send_as_helpdesk_reports_the_probe(sidebar_settings: Settings) -> None:
+    async with browser(sidebar_settings) as client:
+        await log_in(client)
+        page = await client.get("/ui/preview", params={"email": "owner@acme.example"})
+        data = {
+            "csrf_token": csrf_of(page.text),
+            "desk": "helpscout",
+            "email": "owner@acme.example",
+        }
+        probed = await client.post("/ui/preview/probe", data=data)
+    # deskside.test resolves nowhere: the probe says it could not reach the endpoint
+    assert probed.status_code == 200
+    assert (
+        "FAIL" in probed.text and "could not reach https://deskside.test/helpscout" in probed.text
+    )
+
+
+async def test_setup_lists_what_to_paste(settings: Settings) -> None:
+    async with browser(settings) as client:
+        await log_in(client)
+        page = await client.get("/ui/setup")
+    text = parse_html(page.text).text()
+    assert "https://deskside.test/helpscout" in text
+    assert "https://deskside.test/webhooks/helpscout" in text
+    assert "from $HELPSCOUT_SECRET" in text
+    assert "every mailbox" in text
+    assert "account, billing" in text  # Plain's card keys
+    copy = [e for e in parse_html(page.text).iter() if "data-copy" in e.attrs]
+    assert {"https://deskside.test/helpscout", "hs-test-secret"} <= {
+        e.attrs["data-copy"] for e in copy
+    }
+    assert "app" in text and "ok" in text  # the source's check
+
+
+async def test_relabel_changes_the_counts(settings: Settings) -> None:
+    async with browser(settings) as client:
+        await log_in(client)
+        await seed_conversations(client, settings)
+        before = await client.get("/ui/insights")
+        assert before.status_code == 200
+        assert label_counts(before.text) == {
+            "all": 3, "bug": 1, "feature": 1, "docs": 0, "question": 1, "other": 0,
+        }  # fmt: skip
+        assert "<svg" in before.text and "series--bug" in before.text
+        changed = await client.post(
+            "/ui/insights/conversations/3/label",
+            data={"csrf_token": csrf_of(before.text), "label": "docs"},
+        )
+        assert changed.status_code == 303
+        after = await client.get(changed.headers["location"])
+        assert label_counts(after.text) == {
+            "all": 3, "bug": 1, "feature": 1, "docs": 1, "question": 0, "other": 0,
+        }  # fmt: skip
+        assert "Conversation 3 is now labelled" in after.text
+        only_docs = await client.get("/ui/insights", params={"label": "docs"})
+        rows = parse_html(only_docs.text).find_all("tr")
+        assert [
+            r.attrs.get("data-conversation") for r in rows if "data-conversation" in r.attrs
+        ] == ["3"]
+        unknown = await client.post(
+            "/ui/insights/conversations/3/label",
+            data={"csrf_token": csrf_of(before.text), "label": "urgent"},
+        )
+        assert unknown.status_code == 400
+
+
+def test_admin_password_mistakes_are_reported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    monkeypatch.setenv("SHORT_PASSWORD", "short")
+    with pytest.raises(ConfigError, match="shorter than 8 characters"):
+        demo_settings(
+            monkeypatch,
+            tmp_path,
+            database,
+            replace={"[server]\n": '[admin]\npassword = "env:SHORT_PASSWORD"\n[server]\n'},
+        )
+    with pytest.raises(ConfigError, match="did you mean `password`"):
+        demo_settings(
+            monkeypatch,
+            tmp_path,
+            database,
+            replace={"[server]\n": '[admin]\npasswrod = "long enough"\n[server]\n'},
+        )
+
+
+# ── Topics and reports ───────────────────────────────────────────────────────────────────────
+
+
+async def bug_topics(client: httpx.AsyncClient) -> list[dashboard.TopicRow]:
+    insights = client._transport.app.state.insights  # type: ignore[attr-defined]
+    return await dashboard.topics(insights.store, await insights.trends(), label="bug")
+
+
+async def test_a_topic_is_renamed_split_and_merged_back(settings: Settings) -> None:
+    async with browser(settings) as client:
+        await log_in(client)
+        await seed_conversations(
+            client, settings, {4: "The app crashes every time I upload a photo, error 500."}
+        )
+        topics = await bug_topics(client)
+        first = topics[0].id
+        page = await client.get(f"/ui/topics/{first}")
+        token = csrf_of(page.text)
+        for other in topics[1:]:  # however the grouping went, one bug topic to start with
+            merged = await client.post(
+                f"/ui/topics/{other.id}/merge", data={"csrf_token": token, "into": str(first)}
+            )
+            assert merged.headers["location"] == f"/ui/topics/{first}?done=merge"
+        [topic] = await bug_topics(client)
+        assert (topic.id, topic.conversations, topic.customers) == (first, 2, 2)
+
+        renamed = await client.post(
+            f"/ui/topics/{first}/rename", data={"csrf_token": token, "name": "  Photo   uploads "}
+        )
+        shown = await client.get(renamed.headers["location"])
+        assert "<h1>Photo uploads" in shown.text and "given by a person" in shown.text
+        rows = parse_html(shown.text).find_all("tr")
+        assert sorted(
+            r.attrs["data-conversation"] or "" for r in rows if "data-conversation" in r.attrs
+        ) == ["1", "4"]
+
+        split = await client.post(
+            f"/ui/topics/{first}/split",
+            content=f"csrf_token={token}&conversation=4&name=Error+500",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert split.status_code == 303
+        new_id = int(split.headers["location"].split("/")[3].split("?")[0])
+        assert {(t.id, t.name, t.conversations) for t in await bug_topics(client)} == {
+            (first, "Photo uploads", 1),
+            (new_id, "Error 500", 1),
+        }
+        everything = await client.post(
+            f"/ui/topics/{new_id}/split", data={"csrf_token": token, "conversation": "4"}
+        )
+        assert everything.status_code == 400 and "not all" in everything.text
+        back = await client.post(
+            f"/ui/topics/{new_id}/merge", data={"csrf_token": token, "into": str(first)}
+        )
+        assert back.headers["location"] == f"/ui/topics/{first}?done=merge"
+        assert [(t.id, t.conversations) for t in await bug_topics(client)] == [(first, 2)]
+        assert (await client.get(f"/ui/topics/{new_id}")).status_code == 404  # merged away
+
+        forged = await client.post(f"/ui/topics/{first}/rename", data={"name": "Hijacked"})
+        assert forged.status_code == 403
+        assert (await bug_topics(client))[0].name == "Photo uploads"
+
+
+async def test_reports_export_to_github(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    with FakeGitHub(token="gh-token", repository="acme/app") as github:
+        reports = (
+            "[insights.reports]\n"
+            'github_repository = "acme/app"\n'
+            'github_token = "gh-token"\n'
+            f'github_api_url = "{github.api_url}"\n\n'
+            "[insights.helpscout]"
+        )
+        settings = demo_settings(
+            monkeypatch,
+            tmp_path,
+            database,
+            replace={"[server]\n": ADMIN, "[insights.helpscout]": reports},
+        )
+        async with browser(settings) as client:
+            await log_in(client)
+            await seed_conversations(client, settings)
+            page = await client.get("/ui/reports")
+            [bug] = await bug_topics(client)
+            assert f'action="/ui/reports/{bug.id}/export/github"' in page.text
+            for _ in range(2):  # the second export updates the same issue
+                exported = await client.post(
+                    f"/ui/reports/{bug.id}/export/github", data={"csrf_token": csrf_of(page.text)}
+                )
+                assert exported.status_code == 303
+                shown = await client.get(exported.headers["location"])
+                assert f"Exported topic {bug.id}" in shown.text
+        assert len(github.issues) == 1
+        assert [r.method for r in github.requests()][:1] == ["POST"]
+
+
+async def test_connection_page_connects_selects_mailboxes_and_disconnects(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    key = Fernet.generate_key().decode()
+    settings = demo_settings(
+        monkeypatch,
+        tmp_path,
+        database,
+        replace={
+            "[server]\n": ADMIN,
+            "[insights]": f'[insights]\nencryption_key = "{key}"\n#',
+            "[insights.helpscout]": '[insights.helpscout]\nclient_id = "app-id"\n'
+            'client_secret = "app-secret"\n#',
+        },
+    )
+    async with browser(settings) as client:
+        await log_in(client)
+        page = await client.get("/ui/connection")
+        assert "Not connected" in page.text
+        assert (
+            "form-action 'self' https://secure.helpscout.net"
+            in (page.headers["content-security-policy"])
+        )
+        token = csrf_of(page.text)
+        connect = await client.post("/ui/connection/connect", data={"csrf_token": token})
+        assert connect.status_code == 303
+        location = connect.headers["location"]
+        assert location.startswith(settings.insights.helpscout.authorize_url)
+        assert "client_id=app-id" in location and "state=" in location
+
+        store = client._transport.app.state.insights.store  # type: ignore[attr-defined]
+        async with store.session() as session:
+            session.add(Connection(provider="helpscout", mode="oauth"))
+            session.add_all(
+                [Mailbox(id=11, name="Support"), Mailbox(id=12, name="Sales <b>team</b>")]
+            )
+            session.add(ImportCursor(key="all:2026-08-01", imported=40, total=100, next_url="x"))
+        page = await client.get("/ui/connection")
+        text = parse_html(page.text).text()
+        assert "Connected since" in text and "Sales <b>team</b>" in text
+        assert "40 of 100 conversations" in text
+
+        chosen = await client.post(
+            "/ui/connection/mailboxes", data={"csrf_token": token, "mailbox": "12"}
+        )
+        assert chosen.headers["location"] == "/ui/connection?done=mailboxes"
+        async with store.read() as session:
+            selected = {m.id: m.selected for m in await session.scalars(select(Mailbox))}
+        assert selected == {11: False, 12: True}
+        every = await client.post(
+            "/ui/connection/mailboxes", data={"csrf_token": token, "every": "1", "mailbox": "12"}
+        )
+        assert every.status_code == 303
+        async with store.read() as session:
+            assert not any(m.selected for m in await session.scalars(select(Mailbox)))
+
+        forged = await client.post("/ui/connection/disconnect", data={})
+        assert forged.status_code == 403
+        gone = await client.post("/ui/connection/disconnect", data={"csrf_token": token})
+        assert gone.headers["location"] == "/ui/connection?done=disconnect"
+        assert "Not connected" in (await client.get("/ui/connection")).text
