@@ -22,6 +22,8 @@ from deskside.sources.sql import async_url
 POSTGRES_URL = os.environ.get(
     "DESKSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+# The demo config reads it, as `deskside demo` sets it: whichever test loads the config first.
+os.environ.setdefault("HELPSCOUT_WEBHOOK_SECRET", "helpscout-webhook-test-secret")
 MYSQL_URL = os.environ.get("DESKSIDE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 
 
