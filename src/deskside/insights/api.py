@@ -24,7 +24,7 @@ from deskside.insights import reports as reporting
 from deskside.insights.analysis import Analysis, UnknownConversation, UnknownTopic
 from deskside.insights.classify import LABELS
 from deskside.insights.models import Classification, Conversation, Topic, TopicMember, utcnow
-from deskside.insights.queries import event_counts
+from deskside.insights.queries import ConversationItem, event_counts, labelled_conversations
 from deskside.insights.store import Store
 from deskside.web.auth import require_admin
 
@@ -42,21 +42,6 @@ class BadGateway(HTTPError):
     """A service deskside called (GitHub) failed."""
 
     status = 502
-
-
-class ConversationItem(BaseModel):
-    id: int
-    number: int | None
-    subject: str
-    customer: str | None
-    status: str | None
-    created_at: datetime | None
-    label: str | None
-    confidence: float | None
-    labelled_by: str | None
-    """``model``, ``llm`` or ``agent``."""
-    topic_id: int | None
-    url: str
 
 
 class LabelChange(BaseModel):
@@ -158,35 +143,8 @@ def insights_api(
         limit: int = Query(100, ge=1, le=1000),
     ) -> list[ConversationItem]:
         """The newest conversations first, with their label and topic."""
-        query = (
-            select(Conversation, Classification, TopicMember.topic_id)
-            .outerjoin(Classification, Classification.conversation_id == Conversation.id)
-            .outerjoin(TopicMember, TopicMember.conversation_id == Conversation.id)
-            .order_by(Conversation.created_at.desc().nulls_last(), Conversation.id.desc())
-            .limit(limit)
-        )
-        if label is not None:
-            query = query.where(Classification.label == label)
-        if topic is not None:
-            query = query.where(TopicMember.topic_id == topic)
         async with store.read() as session:
-            rows = (await session.execute(query)).all()
-        return [
-            ConversationItem(
-                id=conversation.id,
-                number=conversation.number,
-                subject=conversation.subject,
-                customer=conversation.customer_email,
-                status=conversation.status,
-                created_at=conversation.created_at,
-                label=classification.label if classification else None,
-                confidence=classification.confidence if classification else None,
-                labelled_by=classification.by if classification else None,
-                topic_id=topic_id,
-                url=reporting.conversation_url(conversation.id, conversation.number),
-            )
-            for conversation, classification, topic_id in rows
-        ]
+            return await labelled_conversations(session, label=label, topic=topic, limit=limit)
 
     @router.post("/conversations/{conversation_id}/label")
     async def relabel(conversation_id: int, change: LabelChange) -> dict[str, Any]:

@@ -8,12 +8,21 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deskside.insights.models import Conversation, Event, Thread, utcnow
+from deskside.insights.models import (
+    Classification,
+    Conversation,
+    Event,
+    Thread,
+    TopicMember,
+    utcnow,
+)
 
 __all__ = [
+    "ConversationItem",
     "ConversationSummary",
     "EventSummary",
     "event_counts",
+    "labelled_conversations",
     "list_conversations",
     "list_events",
     "retry_parked",
@@ -32,6 +41,62 @@ class ConversationSummary(BaseModel):
     status: str | None
     created_at: datetime | None
     modified_at: datetime | None
+
+
+class ConversationItem(BaseModel):
+    """A conversation with its label and topic, as the API and the dashboard list them."""
+
+    id: int
+    number: int | None
+    subject: str
+    customer: str | None
+    status: str | None
+    created_at: datetime | None
+    label: str | None
+    confidence: float | None
+    labelled_by: str | None
+    """``model``, ``llm`` or ``agent``."""
+    topic_id: int | None
+    url: str
+
+
+async def labelled_conversations(
+    session: AsyncSession, *, label: str | None = None, topic: int | None = None, limit: int = 100
+) -> list[ConversationItem]:
+    """The newest conversations first, with label and topic: only ``label`` when given
+    (``"unlabelled"``: those without one), only topic ``topic`` when given."""
+    from deskside.insights.reports import conversation_url
+
+    query = (
+        select(Conversation, Classification, TopicMember.topic_id)
+        .outerjoin(Classification, Classification.conversation_id == Conversation.id)
+        .outerjoin(TopicMember, TopicMember.conversation_id == Conversation.id)
+        .order_by(Conversation.created_at.desc().nulls_last(), Conversation.id.desc())
+        .limit(limit)
+    )
+    if label == "unlabelled":
+        query = query.where(Classification.label.is_(None))
+    elif label is not None:
+        query = query.where(Classification.label == label)
+    if topic is not None:
+        query = query.where(TopicMember.topic_id == topic)
+    rows = (await session.execute(query)).all()
+    return [
+        ConversationItem(
+            id=conversation.id,
+            number=conversation.number,
+            subject=conversation.subject,
+            customer=conversation.customer_email,
+            status=conversation.status,
+            created_at=conversation.created_at,
+            label=classification.label if classification else None,
+            confidence=classification.confidence if classification else None,
+            labelled_by=classification.by if classification else None,
+            topic_id=topic_id,
+            url=conversation_url(conversation.id, conversation.number),
+        )
+        for conversation, classification, topic_id in rows
+    ]
 
 
 class EventSummary(BaseModel):

@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import distinct, func, select
 
-from deskside.insights import reports as reporting
 from deskside.insights.classify import LABELS
 from deskside.insights.models import (
     Classification,
@@ -20,7 +19,7 @@ from deskside.insights.models import (
     TopicMember,
     utcnow,
 )
-from deskside.insights.queries import event_counts
+from deskside.insights.queries import ConversationItem, event_counts, labelled_conversations
 from deskside.insights.store import Store
 
 __all__ = [
@@ -79,18 +78,8 @@ class Overview:
     chart: Chart
 
 
-@dataclass(frozen=True)
-class ConversationRow:
-    id: int
-    number: int | None
-    subject: str
-    customer: str | None
-    created_at: datetime | None
-    label: str | None
-    confidence: float | None
-    labelled_by: str | None
-    topic_id: int | None
-    url: str
+ConversationRow = ConversationItem
+"""A conversation with its label and topic (:mod:`deskside.insights.queries`)."""
 
 
 def _monday(day: date) -> date:
@@ -175,38 +164,9 @@ def _nice_step(peak: int) -> int:
 async def conversations(
     store: Store, *, label: str | None = None, topic: int | None = None, limit: int = 100
 ) -> list[ConversationRow]:
-    """The newest conversations first, with label and topic (only ``label`` when given;
-    ``"unlabelled"`` for those without one; only topic ``topic`` when given)."""
-    query = (
-        select(Conversation, Classification, TopicMember.topic_id)
-        .outerjoin(Classification, Classification.conversation_id == Conversation.id)
-        .outerjoin(TopicMember, TopicMember.conversation_id == Conversation.id)
-        .order_by(Conversation.created_at.desc().nulls_last(), Conversation.id.desc())
-        .limit(limit)
-    )
-    if label == "unlabelled":
-        query = query.where(Classification.label.is_(None))
-    elif label is not None:
-        query = query.where(Classification.label == label)
-    if topic is not None:
-        query = query.where(TopicMember.topic_id == topic)
+    """:func:`~deskside.insights.queries.labelled_conversations` in a read session."""
     async with store.read() as session:
-        rows = (await session.execute(query)).all()
-    return [
-        ConversationRow(
-            id=conversation.id,
-            number=conversation.number,
-            subject=conversation.subject,
-            customer=conversation.customer_email,
-            created_at=conversation.created_at,
-            label=classification.label if classification else None,
-            confidence=classification.confidence if classification else None,
-            labelled_by=classification.by if classification else None,
-            topic_id=topic_id,
-            url=reporting.conversation_url(conversation.id, conversation.number),
-        )
-        for conversation, classification, topic_id in rows
-    ]
+        return await labelled_conversations(session, label=label, topic=topic, limit=limit)
 
 
 @dataclass(frozen=True)
