@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from deskside.config import Settings
 from deskside.insights import helpscout_cli
+from deskside.insights.backfill import parse_since
 from deskside.insights.helpscout_api import webhook_secrets
-from deskside.insights.helpscout_cli import parse_since
 from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
 from deskside.insights.oauth_routes import oauth_routes
 from deskside.insights.settings import InsightsSettings

@@ -4,7 +4,10 @@ agent's relabel changing the dashboard's counts."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,11 +23,15 @@ from sqlalchemy import select
 
 from deskside.config import Settings
 from deskside.errors import ConfigError, HTTPError
-from deskside.insights.models import Connection, ImportCursor, Mailbox
+from deskside.insights.backfill import parse_since
+from deskside.insights.helpscout_api import HelpScoutAPI
+from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
 from deskside.server import create_app
 from deskside.web import dashboard
 from deskside.web.auth import AdminAuth, PasswordHash, hash_password, require_admin
 from fake_github import FakeGitHub
+from fake_helpscout import FakeHelpScout, generate_dataset
+from fake_http import Received, Reply
 from helpers import BASE_URL, demo_settings, parse_html
 from test_insights_webhooks import conversation, deliver, settled
 
@@ -581,3 +588,78 @@ async def test_connection_page_connects_selects_mailboxes_and_disconnects(
         gone = await client.post("/ui/connection/disconnect", data={"csrf_token": token})
         assert gone.headers["location"] == "/ui/connection?done=disconnect"
         assert "Not connected" in (await client.get("/ui/connection")).text
+
+
+async def test_an_import_started_from_the_connection_page_resumes_after_a_failure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    with FakeHelpScout(generate_dataset(60, customers=20, seed=3), page_size=10) as helpscout:
+        table = helpscout.settings_document(mode="client_credentials")
+        lines = "".join(f"{name} = {json.dumps(value)}\n" for name, value in table.items())
+        key = Fernet.generate_key().decode()
+        settings = demo_settings(
+            monkeypatch,
+            tmp_path,
+            database,
+            replace={
+                "[server]\n": ADMIN,
+                "[insights]": f'[insights]\nencryption_key = "{key}"\n#',
+                "[insights.helpscout]": f"[insights.helpscout]\n{lines}#",
+            },
+        )
+        expected = helpscout.dataset.matching(parse_since("365d"))
+        async with browser(settings) as client:
+            await log_in(client)
+            insights = client._transport.app.state.insights  # type: ignore[attr-defined]
+            page = await client.get("/ui/connection")
+            assert 'action="/ui/connection/import"' not in page.text  # not connected yet
+            async with HelpScoutAPI(settings.insights, insights.store) as api:
+                await api.connect_client_credentials()
+            page = await client.get("/ui/connection")
+            token = csrf_of(page.text)
+            start = {"csrf_token": token, "since": "365d"}
+            assert (await client.post("/ui/connection/import", data={})).status_code == 403
+            wrong = await client.post("/ui/connection/import", data={**start, "since": "5y"})
+            assert wrong.status_code == 400
+
+            pages_served = 0
+
+            def refuse_the_third_page(request: Received) -> Reply | None:
+                nonlocal pages_served
+                if request.path != "/v2/conversations":
+                    return None
+                pages_served += 1
+                time.sleep(0.2)  # slow enough to click twice while it runs
+                return Reply(403, b"{}") if pages_served == 3 else None
+
+            helpscout.fault = refuse_the_third_page
+            started = await client.post("/ui/connection/import", data=start)
+            assert started.headers["location"] == "/ui/connection?done=import"
+            following = await client.get(started.headers["location"])
+            assert "The import has started" in following.text
+            assert 'data-reload-seconds="3"' in following.text
+            twice = await client.post("/ui/connection/import", data=start)
+            assert "already+running" in twice.headers["location"]
+            await wait_for_import(insights)
+            stopped = parse_html((await client.get("/ui/connection")).text).text()
+            assert "The last import stopped: Help Scout answered GET" in stopped
+            assert "20 of 60 conversations" in stopped
+
+            helpscout.fault = None
+            await client.post("/ui/connection/import", data=start)
+            await wait_for_import(insights)
+            finished = parse_html((await client.get("/ui/connection")).text).text()
+            assert "The last import stopped" not in finished
+            assert f"finished, {len(expected)} conversations" in finished
+            async with insights.store.read() as session:
+                stored = set(await session.scalars(select(Conversation.id)))
+            assert stored == {c["id"] for c in expected}
+
+
+async def wait_for_import(insights: Any) -> None:
+    for _ in range(200):
+        if not insights.last_import.running:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the import did not finish in 10 s")

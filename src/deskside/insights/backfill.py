@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -34,6 +35,7 @@ __all__ = [
     "ImportResult",
     "cursor_key",
     "import_conversations",
+    "parse_since",
     "selected_mailboxes",
     "sync_mailboxes",
 ]
@@ -204,6 +206,30 @@ async def _commit_page(
         cursor.next_url = page.next_url
         cursor.imported, cursor.total = imported, page.total_elements
         cursor.finished = page.next_url is None
+
+
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """``90d``/``12h``/``4w`` back from the start of the current UTC day (hour for ``h``),
+    or an ISO date or time (UTC unless it says otherwise). :class:`ValueError` otherwise."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    relative = _RELATIVE.match(text)
+    if relative:
+        count, unit = int(relative.group(1)), relative.group(2)
+        if unit == "h":
+            return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=count)
+        start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start_of_day - timedelta(days=count * (7 if unit == "w" else 1))
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("use 90d, 12h, 4w, or a date like 2024-01-31") from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment > now:
+        raise ValueError("that is in the future")
+    return moment
 
 
 _THREAD_FETCHES = 4

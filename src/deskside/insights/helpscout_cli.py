@@ -11,10 +11,8 @@ import asyncio
 import contextlib
 import html
 import json
-import re
 import webbrowser
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Literal, TypeVar
@@ -37,6 +35,7 @@ from deskside.insights.backfill import (
     ImportProgress,
     ImportResult,
     import_conversations,
+    parse_since,
     selected_mailboxes,
     sync_mailboxes,
 )
@@ -56,12 +55,11 @@ from deskside.insights.models import Connection, Mailbox
 from deskside.insights.settings import HelpScoutSettings, InsightsSettings
 from deskside.insights.store import Store
 
-__all__ = ["connect", "disconnect", "mailboxes", "parse_since", "register", "webhook_secrets"]
+__all__ = ["connect", "disconnect", "mailboxes", "register", "webhook_secrets"]
 
 T = TypeVar("T")
 _DEFAULT_CONFIG = Path("deskside.toml")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 
 ProviderArgument = Annotated[
     Literal["helpscout"], typer.Argument(help="The helpdesk to connect: helpscout.")
@@ -503,27 +501,6 @@ def import_command(
     )
     if result.skipped:
         err.print(f"[yellow]![/] {result.skipped} conversation(s) without an id were skipped")
-
-
-def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """``90d``/``12h``/``4w`` back from the start of the current UTC day (hour for ``h``),
-    or an ISO date or time (UTC unless it says otherwise). :class:`ValueError` otherwise."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    relative = _RELATIVE.match(text)
-    if relative:
-        count, unit = int(relative.group(1)), relative.group(2)
-        if unit == "h":
-            return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=count)
-        start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start_of_day - timedelta(days=count * (7 if unit == "w" else 1))
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("use 90d, 12h, 4w, or a date like 2024-01-31") from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    if moment > now:
-        raise ValueError("that is in the future")
-    return moment
 
 
 def _progress_bar() -> Progress:

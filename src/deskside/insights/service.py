@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
+from datetime import datetime
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -14,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from deskside.errors import BadRequest, ConfigError, ServiceUnavailable
 from deskside.insights.analysis import Analysis
-from deskside.insights.helpscout_api import webhook_secrets
+from deskside.insights.backfill import import_conversations
+from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, webhook_secrets
 from deskside.insights.inbox import Inbox
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
@@ -22,7 +25,7 @@ from deskside.insights.worker import Worker
 from deskside.protocols.base import read_body
 from deskside.signing import Scheme, verify
 
-__all__ = ["HELPSCOUT_WEBHOOK_PATH", "InsightsService"]
+__all__ = ["HELPSCOUT_WEBHOOK_PATH", "ImportState", "InsightsService"]
 
 log = logging.getLogger("deskside.insights")
 
@@ -30,6 +33,16 @@ HELPSCOUT_WEBHOOK_PATH = "/webhooks/helpscout"
 _SECRETS_REUSE_SECONDS = 30.0
 _ANALYSIS_SECONDS = 5.0
 _STOP_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class ImportState:
+    """The import this process started last (its progress is in the store's cursors)."""
+
+    running: bool
+    since: datetime | None = None
+    problem: str | None = None
+    """Why it stopped early, safe to show; None while it runs or when it finished."""
 
 
 class InsightsService:
@@ -50,6 +63,8 @@ class InsightsService:
         self._ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._import: asyncio.Task[None] | None = None
+        self.last_import = ImportState(running=False)
         self._secrets: tuple[float, list[str]] = (-_SECRETS_REUSE_SECONDS, [])
 
     @property
@@ -68,6 +83,9 @@ class InsightsService:
         halfway would hold its connection, and on SQLite the write lock), then close."""
         self._stopping.set()
         self.worker.stop()
+        if self._import is not None:  # stops after the page in hand; it resumes next time
+            self._import.cancel()
+            await asyncio.gather(self._import, return_exceptions=True)
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), _STOP_SECONDS)
@@ -106,6 +124,33 @@ class InsightsService:
                 log.exception("insights analysis failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), _ANALYSIS_SECONDS)
+
+    def start_import(self, since: datetime, *, again: bool = False) -> bool:
+        """Import the selected mailboxes' conversations changed since ``since`` in the
+        background, as ``deskside import`` does (resuming an unfinished pass); False, and
+        nothing started, while this process runs one or the store is not open."""
+        if not self.ready or self.last_import.running:
+            return False
+        self.last_import = ImportState(running=True, since=since)
+        self._import = asyncio.create_task(self._run_import(since, again), name="deskside-import")
+        return True
+
+    async def _run_import(self, since: datetime, again: bool) -> None:
+        problem = None
+        try:
+            async with HelpScoutAPI(self.settings, self.store) as api:
+                await import_conversations(self.store, api, since, again=again)
+        except HelpScoutError as exc:
+            problem = str(exc)
+        except ConfigError as exc:
+            problem = "; ".join(exc.problems)
+        except Exception:
+            log.exception("the import failed")
+            problem = "the import failed: see the server log"
+        finally:
+            self.last_import = ImportState(running=False, since=since, problem=problem)
+        if problem:
+            log.warning("import stopped: %s", problem)
 
     async def trends(self) -> dict[int, str]:
         """The trending topics' notes by topic id."""

@@ -30,6 +30,7 @@ from deskside import __version__
 from deskside.config import Settings
 from deskside.errors import ConfigError
 from deskside.insights import reports as reporting
+from deskside.insights.backfill import parse_since
 from deskside.insights.classify import LABELS
 from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError
 from deskside.insights.service import InsightsService
@@ -58,6 +59,9 @@ log = logging.getLogger("deskside.web")
 
 UI_PREFIX = "/ui"
 STATIC_DIR = Path(__file__).parent / "static"
+IMPORT_CHOICES = {"30d": "30 days", "90d": "90 days", "365d": "year"}
+"""How far back an import started from the Help Scout page reaches (``deskside import``
+takes any ``--since``)."""
 
 _FRAME_CSS = (STATIC_DIR / "helpscout-frame.css").read_text(encoding="utf-8")
 _FRAME_JS = (STATIC_DIR / "helpscout-frame.js").read_text(encoding="utf-8")
@@ -611,6 +615,8 @@ def web_routes(
             title="Help Scout connection",
             active="connection",
             state=await connection.connection_state(insights.store),
+            importing=insights.last_import,
+            import_choices=IMPORT_CHOICES,
             oauth=settings.insights.helpscout.mode == "oauth",
             done=request.query_params.get("done"),
             problem=request.query_params.get("problem"),
@@ -619,7 +625,7 @@ def web_routes(
     @router.post(UI_PREFIX + "/connection/{action}")
     async def connection_action(request: Request, action: str) -> Response:
         """``connect`` (to Help Scout's authorisation page), ``disconnect``, ``mailboxes``
-        (the selection) or ``refresh`` (the mailbox list from Help Scout)."""
+        (the selection), ``refresh`` (the mailbox list from Help Scout) or ``import``."""
         checked = await changing(request)
         if isinstance(checked, Response):
             return checked
@@ -648,6 +654,13 @@ def web_routes(
                 await connection.select_mailboxes(store, None if every else chosen)
             elif action == "refresh":
                 await connection.refresh_mailboxes(options, store)
+            elif action == "import":
+                since = form.get("since", "")
+                if since not in IMPORT_CHOICES:
+                    return refusal(request, session, 400, "Choose how far back to import.")
+                again = form.get("again") == "1"
+                if not insights.start_import(parse_since(since), again=again):
+                    problem = "an import is already running"
             else:
                 return refusal(request, session, 404, f"No such action: {action}.")
         except ConfigError as exc:

@@ -1,4 +1,5 @@
-// deskside web UI: copy buttons and the height of the Help Scout preview frames.
+// deskside web UI: copy buttons, the height of the Help Scout preview frames, and pages that
+// follow work in progress.
 // Loaded from this server (no inline script): the pages' CSP allows nothing else.
 "use strict";
 
@@ -44,4 +45,14 @@ for (const frame of document.querySelectorAll("iframe.hs-frame")) {
   frame.addEventListener("load", () => {
     if (frame.contentWindow) frame.contentWindow.postMessage("deskside-frame-height?", "*");
   });
+}
+
+// A page following work in progress (an import) reloads itself every few seconds, without
+// its one-time notice, unless someone has started filling in one of its forms.
+const following = document.querySelector("[data-reload-seconds]");
+if (following) {
+  let editing = false;
+  document.addEventListener("input", () => { editing = true; });
+  const seconds = Number(following.getAttribute("data-reload-seconds")) || 5;
+  setTimeout(() => { if (!editing) location.replace(location.pathname); }, seconds * 1000);
 }
