@@ -384,6 +384,17 @@ def test_refitting_keeps_topics_and_their_ids() -> None:
     assert rebuilt.memberships() == after
 
 
+def test_ids_stored_before_are_never_given_to_new_topics() -> None:
+    items, _ = corpus()
+    model = TopicModel()
+    model.reserve_ids(500)  # topics 1-499 exist in the store, now without conversations
+    model.fit(items)
+    assert min(model.memberships().values()) >= 500
+    later = START + timedelta(days=40)
+    new = Item(9001, "late@example.com", later, "Zapier stopped sending leads to HubSpot", "bug")
+    assert model.assign([new])[9001] >= 500
+
+
 def test_decisions_stick_across_regrouping_and_assignment() -> None:
     items, truth = corpus()
     model = TopicModel()

@@ -395,7 +395,10 @@ class Readiness:
         }
         if self.insights is not None:
             # not open yet: webhooks get 503 and Help Scout retries them
-            document["insights"] = {"state": "ok" if self.insights.ready else "unavailable"}
+            document["insights"] = {
+                "state": "ok" if self.insights.ready else "unavailable",
+                "analysing": self.insights.analysing,
+            }
             degraded |= not self.insights.ready
         return 200, {
             "status": "degraded" if degraded else "ready",

@@ -1,15 +1,19 @@
 """Keeps the store's insight current: every conversation classified from what its customer
 wrote, relabels by agents learnt from, and the topics regrouped.
 
-One :class:`Analysis` per process. The classifier trains on the shipped examples, the
-configured example files and every stored correction; when another process (or this one)
-stores a correction, the next :meth:`Analysis.classify_pending` retrains first, in a thread,
-while the old model keeps answering.
+One process at a time keeps it current (:meth:`Analysis.update`, under the store's
+``analysis`` lease); any process reads the results from the store and records people's
+decisions there. The classifier trains on the shipped examples, the configured example files and
+every stored correction; when any process stores a correction, the next
+:meth:`Analysis.classify_pending` retrains first, in a thread, while the old model keeps
+answering, and the next :meth:`Analysis.group` regroups. Trending notes are stored with the
+topics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
@@ -41,13 +45,17 @@ from deskside.insights.models import (
     utcnow,
 )
 from deskside.insights.settings import InsightsSettings
-from deskside.insights.store import Store, insert_for
+from deskside.insights.store import Store, finish_before_cancel, insert_for, take_lease
 from deskside.insights.topics import PATTERN_MIN_CUSTOMERS, Decisions, Item, TopicModel
 
-__all__ = ["Analysis", "UnknownConversation", "UnknownTopic"]
+__all__ = ["ANALYSIS_LEASE", "Analysis", "UnknownConversation", "UnknownTopic"]
 
 log = logging.getLogger("deskside.insights.analysis")
 
+ANALYSIS_LEASE = "analysis"
+"""The store's lease of the process that keeps the analysis current."""
+_LEASE_SECONDS = 30.0
+"""How long the lease outlives its holder: another process takes over after that."""
 _TRENDS_REUSE_SECONDS = 60.0
 _TITLES_REUSE_SECONDS = 3600.0
 
@@ -73,22 +81,24 @@ class Analysis:
         self.store = store
         self.settings = settings
         self.classifier = Classifier()
-        self._trained_with: int | None = None
-        """The newest stored example the current model learnt from (0: none stored)."""
+        self._trained_with: tuple[int, Any] | None = None
+        """The :func:`_corrections` the current model learnt from."""
         self._training = asyncio.Lock()
         self._file_examples: list[Example] | None = None
         self._model: TopicModel | None = None
-        self._regroup = True
-        """Regroup everything on the next :meth:`group` (a relabel or a decision changed)."""
+        self._grouped_with: tuple[str, tuple[int, Any]] | None = None
+        """The people's decisions and :func:`_corrections` the topics were last regrouped with:
+        when either changes (in any process), :meth:`group` regroups everything."""
         self._grouping = asyncio.Lock()
-        self._trends: tuple[float, dict[int, str]] = (-_TRENDS_REUSE_SECONDS, {})
+        self._leading = False
+        self._trends_saved_at = -_TRENDS_REUSE_SECONDS
         self._titles_read_at = -_TITLES_REUSE_SECONDS
 
     async def train(self, *, force: bool = False) -> bool:
         """Train if no model exists yet or a correction was stored since; whether it did."""
         async with self._training:
             async with self.store.read() as session:
-                newest = await session.scalar(select(func.max(LabelledExample.id))) or 0
+                newest = await _corrections(session)
                 if not force and self.classifier.trained and newest == self._trained_with:
                     return False
                 stored = (await session.execute(select(LabelledExample))).scalars().all()
@@ -103,10 +113,38 @@ class Analysis:
             return True
 
     async def update(self) -> None:
-        """Bring everything up to date: labels for what is new, then the topics."""
+        """Bring everything up to date: labels for what is new, then the topics and which of
+        them trend. One process at a time (see the module docstring)."""
         await self._refresh_article_titles()
         await self.classify_pending()
         await self.group()
+        await self.save_trends()
+
+    async def update_unless_elsewhere(self, holder: str) -> bool:
+        """:meth:`update` as ``holder`` (a name unique to this process) unless another process
+        holds the analysis lease; the lease is kept meanwhile, and afterwards until it
+        expires or is released. Whether it ran."""
+        if not await take_lease(self.store, ANALYSIS_LEASE, holder, _LEASE_SECONDS):
+            self._leading = False
+            return False
+        if not self._leading:  # taking over: another process may have grouped meanwhile
+            self._grouped_with = None
+            self._leading = True
+
+        async def keep_lease() -> None:
+            while True:
+                await asyncio.sleep(_LEASE_SECONDS / 3)
+                await finish_before_cancel(
+                    take_lease(self.store, ANALYSIS_LEASE, holder, _LEASE_SECONDS)
+                )
+
+        keeper = asyncio.create_task(keep_lease())
+        try:
+            await self.update()
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+        return True
 
     async def _refresh_article_titles(self) -> None:
         """With ``docs_api_key``: the Help Scout Docs article titles, read again hourly; a
@@ -129,14 +167,18 @@ class Analysis:
         person's decision) by regrouping everything, keeping existing topics and decisions;
         afterwards new conversations join incrementally. The number of conversations placed."""
         async with self._grouping:
-            if self._model is None or self._regroup:
-                return await self._regroup_all()
+            decisions = await self._decisions()
             async with self.store.read() as session:
-                placed = select(TopicMember.conversation_id)
-                new = await self._items(session, ~Classification.conversation_id.in_(placed))
+                grouped_with = (json.dumps(decisions.to_json()), await _corrections(session))
+            if self._model is None or grouped_with != self._grouped_with:
+                placed = await self._regroup_all(decisions)
+                self._grouped_with = grouped_with
+                return placed
+            async with self.store.read() as session:
+                placed_before = select(TopicMember.conversation_id)
+                new = await self._items(session, ~Classification.conversation_id.in_(placed_before))
             if not new:
                 return 0
-            decisions = await self._decisions()
             memberships = await asyncio.to_thread(self._model.assign, new, decisions)
             await self._save_topics(set(memberships))
             return len(new)
@@ -149,7 +191,6 @@ class Analysis:
         async with self.store.session() as session:
             topic = await self._live_topic(session, topic_id)
             topic.name, topic.named_by_person = name, True
-        self._regroup = True
 
     async def merge_topics(self, topic_id: int, into: int) -> None:
         """Merge ``topic_id`` into ``into``: its conversations, and later ones like them, go
@@ -165,7 +206,6 @@ class Analysis:
             await session.execute(
                 update(TopicMember).where(TopicMember.topic_id == topic_id).values(topic_id=into)
             )
-        self._regroup = True
 
     async def split_topic(
         self, topic_id: int, conversation_ids: Sequence[int], name: str | None = None
@@ -193,15 +233,23 @@ class Analysis:
                 .where(TopicMember.conversation_id.in_(leaving))
                 .values(topic_id=new_id, pinned=True)
             )
-        self._regroup = True
         return new_id
 
     async def trends(self) -> dict[int, str]:
-        """The trending topics (last 7 days against the 6 weeks before), with a note each;
-        worked out again at most once a minute."""
-        computed_at, notes = self._trends
-        if self._model is None or time.monotonic() - computed_at < _TRENDS_REUSE_SECONDS:
-            return notes
+        """The trending topics' notes by topic id, as :meth:`update` last stored them."""
+        async with self.store.read() as session:
+            rows = await session.execute(
+                select(Topic.id, Topic.trend_note).where(
+                    Topic.trend_note.is_not(None), Topic.merged_into.is_(None)
+                )
+            )
+            return {topic_id: note for topic_id, note in rows if note}
+
+    async def save_trends(self) -> None:
+        """Work out which topics trend (last 7 days against the 6 weeks before) and store
+        their notes; at most once a minute, and after every regrouping."""
+        if self._model is None or time.monotonic() - self._trends_saved_at < _TRENDS_REUSE_SECONDS:
+            return
         model, now = self._model, utcnow()
 
         def compute() -> dict[int, str]:
@@ -213,21 +261,27 @@ class Analysis:
             return found
 
         notes = await asyncio.to_thread(compute)
-        self._trends = (time.monotonic(), notes)
-        return notes
+        async with self.store.session() as session:
+            for topic in await session.scalars(
+                select(Topic).where(or_(Topic.trend_note.is_not(None), Topic.id.in_(notes)))
+            ):
+                if topic.trend_note != notes.get(topic.id):
+                    topic.trend_note = notes.get(topic.id)
+        self._trends_saved_at = time.monotonic()
 
-    async def _regroup_all(self) -> int:
+    async def _regroup_all(self, decisions: Decisions) -> int:
         async with self.store.read() as session:
             items = await self._items(session)
             previous = {
                 member.conversation_id: member.topic_id
                 for member in await session.scalars(select(TopicMember))
             }
-        decisions = await self._decisions()
+            newest_topic = await session.scalar(select(func.max(Topic.id))) or 0
         model = self._model or TopicModel()
+        model.reserve_ids(newest_topic + 1)
         await asyncio.to_thread(model.fit, items, decisions, previous)
-        self._model, self._regroup = model, False
-        self._trends = (-_TRENDS_REUSE_SECONDS, {})
+        self._model = model
+        self._trends_saved_at = -_TRENDS_REUSE_SECONDS
         await self._save_topics(None)
         return len(items)
 
@@ -363,8 +417,9 @@ class Analysis:
     async def relabel(self, conversation_id: int, label: str) -> str:
         """Set a conversation's label as an agent decided (it sticks), and learn from it: the
         customer's words become a labelled example, replacing an earlier correction of the same
-        conversation. Returns the canonical label; raises ``ValueError`` for an unknown label
-        and :class:`UnknownConversation`."""
+        conversation (the next :meth:`update`, in whichever process, retrains). Returns the
+        canonical label; raises ``ValueError`` for an unknown label and
+        :class:`UnknownConversation`."""
         label = canonical_label(label)
         found = await self._texts([conversation_id])
         if not found:
@@ -384,8 +439,6 @@ class Analysis:
                     index_elements=["conversation_id"], set_=values
                 )
             )
-        self._regroup = True  # its topic is now one of another label's
-        await self.train()
         return label
 
     async def _pending(self, limit: int) -> list[_Text]:
@@ -451,3 +504,12 @@ class Analysis:
                 for example in read_examples_file(path)
             ]
         return self._file_examples
+
+
+async def _corrections(session: AsyncSession) -> tuple[int, Any]:
+    """How many labelled examples are stored, and when the newest was: changed by every
+    correction (a relabel replaces one) and every example file read in."""
+    count, newest = (
+        await session.execute(select(func.count(), func.max(LabelledExample.created_at)))
+    ).one()
+    return int(count), newest

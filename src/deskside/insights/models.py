@@ -32,6 +32,7 @@ __all__ = [
     "Event",
     "ImportCursor",
     "LabelledExample",
+    "Lease",
     "Mailbox",
     "OAuthState",
     "ReportExport",
@@ -235,6 +236,8 @@ class Topic(Base):
     name: Mapped[str] = mapped_column(String(200))
     named_by_person: Mapped[bool] = mapped_column(Boolean, default=False)
     merged_into: Mapped[int | None] = mapped_column(BigInteger)
+    trend_note: Mapped[str | None] = mapped_column(Text)
+    """Why the topic is trending (its recent inflow against its baseline); None when not."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -265,3 +268,14 @@ class ReportExport(Base):
     external_id: Mapped[str] = mapped_column(String(100))
     url: Mapped[str | None] = mapped_column(Text)
     exported_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Lease(Base):
+    """Work that one process at a time does (the analysis): who holds it, and until when it is
+    theirs without a renewal (a process that dies lets it expire)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column()

@@ -1,8 +1,9 @@
 """``deskside reports``: bug and feature topics as reports, in the terminal or as Markdown, CSV or
 JSON, and exported to GitHub Issues.
 
-Add it to an app with :func:`register`. Each run first brings the labels and topics up to
-date (:class:`~deskside.insights.analysis.Analysis`), then reads the trending topics from it.
+Add it to an app with :func:`register`. Each run first brings the labels, topics and trends
+up to date (:class:`~deskside.insights.analysis.Analysis`) unless a running server does that
+for the same store, then reads them from the store.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.text import Text
 
 from deskside.console import ConfigOption, err, fail, out
 from deskside.errors import ConfigError
-from deskside.insights.analysis import Analysis
+from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
 from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
 from deskside.insights.reports import (
     CustomerFacts,
@@ -34,7 +35,7 @@ from deskside.insights.reports import (
     to_markdown,
 )
 from deskside.insights.settings import InsightsSettings
-from deskside.insights.store import Store
+from deskside.insights.store import Store, release_lease
 from deskside.render.markdown import escape_markdown
 
 __all__ = ["register", "reports"]
@@ -81,7 +82,11 @@ def reports(
 
     async def work(store: Store) -> _Outcome:
         analysis = Analysis(store, settings)
-        await analysis.update()
+        holder = f"deskside reports:{os.getpid()}"
+        try:
+            await analysis.update_unless_elsewhere(holder)
+        finally:
+            await release_lease(store, ANALYSIS_LEASE, holder)
         trending = await analysis.trends()
         try:
             found = await build_reports(

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,12 +18,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from deskside.errors import BadRequest, ConfigError, ServiceUnavailable
-from deskside.insights.analysis import Analysis
+from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
 from deskside.insights.backfill import import_conversations
 from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, webhook_secrets
 from deskside.insights.inbox import Inbox
 from deskside.insights.settings import InsightsSettings
-from deskside.insights.store import Store, database_url
+from deskside.insights.store import Store, database_url, release_lease
 from deskside.insights.worker import Worker
 from deskside.protocols.base import read_body
 from deskside.signing import Scheme, verify
@@ -50,6 +53,8 @@ class InsightsService:
 
     The store opens in the background (retrying while the database is down), so the sidebar
     never waits for it; until it is open, webhooks get 503 and Help Scout retries them later.
+    Every server process works through the webhook inbox; one at a time keeps the analysis
+    current (``analysing``), and takes over within 30 s when that one stops.
     """
 
     def __init__(self, settings: InsightsSettings) -> None:
@@ -64,6 +69,9 @@ class InsightsService:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._import: asyncio.Task[None] | None = None
+        self._holder = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.analysing = False
+        """Whether this process kept the analysis current the last time it tried."""
         self.last_import = ImportState(running=False)
         self._secrets: tuple[float, list[str]] = (-_SECRETS_REUSE_SECONDS, [])
 
@@ -93,6 +101,9 @@ class InsightsService:
                 log.warning("insights work did not stop within %d s; cancelled", _STOP_SECONDS)
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.analysing:  # for another process to take over at once
+            with contextlib.suppress(Exception):
+                await release_lease(self.store, ANALYSIS_LEASE, self._holder)
         await self.inbox.aclose()
         await self.store.aclose()
 
@@ -116,10 +127,11 @@ class InsightsService:
         await asyncio.gather(*work)
 
     async def _analyse_forever(self) -> None:
-        """Classify what is new and regroup the topics, every few seconds."""
+        """Classify what is new and regroup the topics every few seconds, unless another
+        process does."""
         while not self._stopping.is_set():
             try:
-                await self.analysis.update()
+                self.analysing = await self.analysis.update_unless_elsewhere(self._holder)
             except Exception:
                 log.exception("insights analysis failed; retrying")
             with contextlib.suppress(TimeoutError):

@@ -12,6 +12,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from deskside.insights.models import Conversation, Customer, Thread, utcnow
+from deskside.insights.models import Conversation, Customer, Lease, Thread, utcnow
 from deskside.insights.normalise import ConversationRecord, CustomerRecord
 from deskside.insights.settings import InsightsSettings
 from deskside.sources.sql import async_url
@@ -40,9 +41,11 @@ __all__ = [
     "delete_customer",
     "finish_before_cancel",
     "insert_for",
+    "release_lease",
     "save_conversation",
     "save_conversations",
     "save_customers",
+    "take_lease",
 ]
 
 T = TypeVar("T")
@@ -172,6 +175,30 @@ def _upgrade(connection: SyncConnection) -> None:
 def insert_for(session: AsyncSession) -> Any:
     """The dialect's ``insert`` (with ``on_conflict_do_…``) for ``session``'s database."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+async def take_lease(store: Store, name: str, holder: str, seconds: float) -> bool:
+    """Hold the lease ``name`` for ``seconds`` from now as ``holder`` when it is free, expired
+    or already ``holder``'s; whether ``holder`` holds it now. Processes sharing a store call
+    this again well within ``seconds`` to keep what they hold."""
+    now = utcnow()
+    until = now + timedelta(seconds=seconds)
+    async with store.session() as session:
+        statement = insert_for(session)(Lease).values(name=name, holder=holder, expires_at=until)
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["name"],
+                set_={"holder": holder, "expires_at": until},
+                where=(Lease.__table__.c.holder == holder) | (Lease.__table__.c.expires_at < now),
+            )
+        )
+        return await session.scalar(select(Lease.holder).where(Lease.name == name)) == holder
+
+
+async def release_lease(store: Store, name: str, holder: str) -> None:
+    """Give up ``name`` if ``holder`` holds it, for another process to take at once."""
+    async with store.session() as session:
+        await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
 
 
 async def save_conversation(session: AsyncSession, record: ConversationRecord) -> None:

@@ -835,6 +835,11 @@ class TopicModel:
             topic = int(self._topic[row])
             self._topic[row] = pin if pin is not None else self._merged.get(topic, topic)
 
+    def reserve_ids(self, below: int) -> None:
+        """Never give a new topic an id under ``below`` (ids stored before, even of topics
+        that have since lost every conversation, stay theirs)."""
+        self._next_id = max(self._next_id, below)
+
     def new_topic_id(self) -> int:
         """A topic id no topic has had: pin conversations to it to split them off."""
         self._next_id += 1
