@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from deskside.insights.analysis import Analysis, UnknownConversation
-from deskside.insights.models import Classification, LabelledExample
+from deskside.insights.models import Classification, LabelledExample, Topic, TopicMember
 from deskside.insights.normalise import conversation_record
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url, save_conversations
@@ -149,3 +149,32 @@ async def test_relabelling_refuses_unknown_labels_and_conversations(store: Store
         await analysis.relabel(40, "urgent")
     with pytest.raises(UnknownConversation):
         await analysis.relabel(41, "bug")
+
+
+async def test_reports_of_one_problem_meet_in_a_topic_however_they_arrive(store: Store) -> None:
+    """The first grouping saw each problem once (too few conversations to tell which words
+    matter); as more arrive, the topics are worked out again and the reports meet."""
+    problems = [
+        "The app crashes every time I upload a photo. Error 500.",
+        "The CSV export is broken since Monday, it stops after 500 rows.",
+        "Feature request: please add a Slack integration for time-off requests.",
+        "How do I change my password?",
+    ]
+    analysis = Analysis(store, InsightsSettings())
+    await save(store, *(conversation(n, text) for n, text in enumerate(problems, 1)))
+    await analysis.update()
+    for batch in range(2):  # each problem reported twice more, a few at a time
+        for n, text in enumerate(problems, 1):
+            await save(store, conversation(10 * (batch + 1) + n, text))
+            if n % 2 == 0:
+                await analysis.update()
+    async with store.read() as session:
+        members = (
+            await session.execute(select(TopicMember.conversation_id, TopicMember.topic_id))
+        ).all()
+        names = dict((await session.execute(select(Topic.id, Topic.name))).all())
+    topic_of = dict(members)
+    for n in range(1, 5):
+        assert topic_of[n] == topic_of[10 + n] == topic_of[20 + n], problems[n - 1]
+    assert len(set(topic_of.values())) == 4
+    assert "change password" in names[topic_of[4]]

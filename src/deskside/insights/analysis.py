@@ -57,6 +57,8 @@ ANALYSIS_LEASE = "analysis"
 _LEASE_SECONDS = 30.0
 """How long the lease outlives its holder: another process takes over after that."""
 _TRENDS_REUSE_SECONDS = 60.0
+_REGROUP_GROWTH = 1.25
+_REGROUP_SECONDS = 3600.0
 _TITLES_REUSE_SECONDS = 3600.0
 
 
@@ -90,6 +92,9 @@ class Analysis:
         """The people's decisions and :func:`_corrections` the topics were last regrouped with:
         when either changes (in any process), :meth:`group` regroups everything."""
         self._grouping = asyncio.Lock()
+        self._fitted = self._grouped = 0
+        """Conversations in topics at the last regrouping, and now."""
+        self._fitted_at = time.monotonic()
         self._leading = False
         self._trends_saved_at = -_TRENDS_REUSE_SECONDS
         self._titles_read_at = -_TITLES_REUSE_SECONDS
@@ -163,22 +168,28 @@ class Analysis:
         self.classifier.use_article_titles(titles)
 
     async def group(self) -> int:
-        """Put every labelled conversation in a topic: the first time (or after a relabel or a
-        person's decision) by regrouping everything, keeping existing topics and decisions;
-        afterwards new conversations join incrementally. The number of conversations placed."""
+        """Put every labelled conversation in a topic: the first time, after a relabel or a
+        person's decision, and when new conversations came after the conversations grew by a
+        quarter or an hour passed since (the words that tell topics apart are learnt from them)
+        by regrouping everything, keeping existing topics and decisions; otherwise new
+        conversations join incrementally. The number of conversations placed."""
         async with self._grouping:
             decisions = await self._decisions()
             async with self.store.read() as session:
                 grouped_with = (json.dumps(decisions.to_json()), await _corrections(session))
-            if self._model is None or grouped_with != self._grouped_with:
+                placed_before = select(TopicMember.conversation_id)
+                new = await self._items(session, ~Classification.conversation_id.in_(placed_before))
+            grown = bool(new) and (
+                self._grouped + len(new) > _REGROUP_GROWTH * self._fitted
+                or time.monotonic() - self._fitted_at > _REGROUP_SECONDS
+            )
+            if self._model is None or grouped_with != self._grouped_with or grown:
                 placed = await self._regroup_all(decisions)
                 self._grouped_with = grouped_with
                 return placed
-            async with self.store.read() as session:
-                placed_before = select(TopicMember.conversation_id)
-                new = await self._items(session, ~Classification.conversation_id.in_(placed_before))
             if not new:
                 return 0
+            self._grouped += len(new)
             memberships = await asyncio.to_thread(self._model.assign, new, decisions)
             await self._save_topics(set(memberships))
             return len(new)
@@ -280,7 +291,8 @@ class Analysis:
         model = self._model or TopicModel()
         model.reserve_ids(newest_topic + 1)
         await asyncio.to_thread(model.fit, items, decisions, previous)
-        self._model = model
+        self._model, self._fitted, self._grouped = model, len(items), len(items)
+        self._fitted_at = time.monotonic()
         self._trends_saved_at = -_TRENDS_REUSE_SECONDS
         await self._save_topics(None)
         return len(items)
