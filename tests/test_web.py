@@ -526,22 +526,26 @@ async def test_reports_export_to_github(
         assert [r.method for r in github.requests()][:1] == ["POST"]
 
 
+def helpscout_app_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, helpscout: dict[str, Any]
+) -> Settings:
+    """:func:`settings` with an encryption key and these ``[insights.helpscout]`` keys."""
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    key = Fernet.generate_key().decode()
+    lines = "".join(f"{name} = {json.dumps(value)}\n" for name, value in helpscout.items())
+    replace = {
+        "[server]\n": ADMIN,
+        "[insights]": f'[insights]\nencryption_key = "{key}"\n#',
+        "[insights.helpscout]": f"[insights.helpscout]\n{lines}#",
+    }
+    return demo_settings(monkeypatch, tmp_path, database, replace=replace)
+
+
 async def test_connection_page_connects_selects_mailboxes_and_disconnects(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
 ) -> None:
-    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
-    key = Fernet.generate_key().decode()
-    settings = demo_settings(
-        monkeypatch,
-        tmp_path,
-        database,
-        replace={
-            "[server]\n": ADMIN,
-            "[insights]": f'[insights]\nencryption_key = "{key}"\n#',
-            "[insights.helpscout]": '[insights.helpscout]\nclient_id = "app-id"\n'
-            'client_secret = "app-secret"\n#',
-        },
-    )
+    app = {"client_id": "app-id", "client_secret": "app-secret"}
+    settings = helpscout_app_settings(monkeypatch, tmp_path, database, app)
     async with browser(settings) as client:
         await log_in(client)
         page = await client.get("/ui/connection")
@@ -593,21 +597,9 @@ async def test_connection_page_connects_selects_mailboxes_and_disconnects(
 async def test_an_import_started_from_the_connection_page_resumes_after_a_failure(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
 ) -> None:
-    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
     with FakeHelpScout(generate_dataset(60, customers=20, seed=3), page_size=10) as helpscout:
         table = helpscout.settings_document(mode="client_credentials")
-        lines = "".join(f"{name} = {json.dumps(value)}\n" for name, value in table.items())
-        key = Fernet.generate_key().decode()
-        settings = demo_settings(
-            monkeypatch,
-            tmp_path,
-            database,
-            replace={
-                "[server]\n": ADMIN,
-                "[insights]": f'[insights]\nencryption_key = "{key}"\n#',
-                "[insights.helpscout]": f"[insights.helpscout]\n{lines}#",
-            },
-        )
+        settings = helpscout_app_settings(monkeypatch, tmp_path, database, table)
         expected = helpscout.dataset.matching(parse_since("365d"))
         async with browser(settings) as client:
             await log_in(client)
