@@ -648,6 +648,11 @@ async def test_an_import_started_from_the_connection_page_resumes_after_a_failur
                 stored = set(await session.scalars(select(Conversation.id)))
             assert stored == {c["id"] for c in expected}
 
+            await client.post("/ui/connection/import", data=start)  # once more: nothing to do
+            await wait_for_import(insights)
+            page = parse_html((await client.get("/ui/connection")).text).text()
+            assert "Nothing to fetch" in page
+
 
 async def wait_for_import(insights: Any) -> None:
     for _ in range(200):

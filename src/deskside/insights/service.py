@@ -46,6 +46,8 @@ class ImportState:
     since: datetime | None = None
     problem: str | None = None
     """Why it stopped early, safe to show; None while it runs or when it finished."""
+    already_done: bool = False
+    """It fetched nothing: the same pass had finished before (``again`` repeats it)."""
 
 
 class InsightsService:
@@ -148,10 +150,11 @@ class InsightsService:
         return True
 
     async def _run_import(self, since: datetime, again: bool) -> None:
-        problem = None
+        problem, already_done = None, False
         try:
             async with HelpScoutAPI(self.settings, self.store) as api:
-                await import_conversations(self.store, api, since, again=again)
+                result = await import_conversations(self.store, api, since, again=again)
+            already_done = result.already_done
         except HelpScoutError as exc:
             problem = str(exc)
         except ConfigError as exc:
@@ -160,7 +163,7 @@ class InsightsService:
             log.exception("the import failed")
             problem = "the import failed: see the server log"
         finally:
-            self.last_import = ImportState(running=False, since=since, problem=problem)
+            self.last_import = ImportState(False, since, problem, already_done)
         if problem:
             log.warning("import stopped: %s", problem)
 
