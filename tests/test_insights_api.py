@@ -104,7 +104,7 @@ EXPORT_BUG = [
     "The CSV export stops at 500 rows, the rest of the report is missing.",
     "Our CSV export only has the first 500 rows, everything after that is cut off.",
     "Exporting the report to CSV stops after 500 rows every time.",
-    "CSV export is truncated at 500 rows, we have 2000 employees.",
+    "CSV export is truncated at 500 rows, the other 1500 employees are missing.",
     "The CSV export stops at 500 rows and the remaining rows are missing.",
 ]
 LOGIN_BUG = [

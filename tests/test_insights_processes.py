@@ -15,7 +15,8 @@ import pytest
 
 from deskside.insights.store import Store, database_url, release_lease, take_lease
 from helpers import serve
-from test_insights_webhooks import conversation, deliver, insights_settings
+from test_insights_api import asking
+from test_insights_webhooks import deliver, insights_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -64,9 +65,8 @@ def insights_of(client: httpx.AsyncClient) -> Any:
 
 
 async def send(client: httpx.AsyncClient, conversation_id: int, text: str) -> None:
-    document = conversation(conversation_id, threads=1, customer_id=600 + conversation_id)
-    document["_embedded"]["threads"][0]["body"] = f"<p>{text}</p>"
-    response = await deliver(client, "convo.created", document)
+    """A new conversation with ``text`` from its own customer, under its own subject."""
+    response = await deliver(client, "convo.created", asking(conversation_id, text))
     assert response.status_code == 200, response.text
 
 
