@@ -187,3 +187,37 @@ async def topic_members(client: httpx.AsyncClient, topic_id: int) -> list[dict[s
     assert answer.status_code == 200, answer.text
     members: list[dict[str, Any]] = answer.json()["members"]
     return members
+
+
+async def test_ids_no_row_can_have_are_refused(
+    tmp_path: Path, database: str, insights_url: str
+) -> None:
+    settings = insights_settings(tmp_path, database, insights_url, admin_token=TOKEN)
+    async with serve(settings) as client:
+        assert (await deliver(client, "convo.created", asking(1, "It crashes."))).is_success
+        async with opened(insights_url) as store:
+            await settled(store)
+        huge = 10**22  # more than a signed 64-bit integer, as stored ids are
+        for wrong in (huge, 0, -1):
+            asked = {
+                f"/topics/{wrong}": None,
+                f"/conversations?topic={wrong}": None,
+                f"/conversations/{wrong}/label": {"label": "bug"},
+                f"/topics/{wrong}/rename": {"name": "x"},
+                f"/topics/{wrong}/merge": {"into": 1},
+                "/topics/1/merge": {"into": wrong},
+                f"/topics/{wrong}/split": {"conversation_ids": [1]},
+                "/topics/1/split": {"conversation_ids": [wrong]},
+                f"/reports/{wrong}/export/github": {},
+            }
+            for path, body in asked.items():
+                url = f"/api/insights{path}"
+                answer = await (
+                    client.get(url, headers=AUTH)
+                    if body is None
+                    else client.post(url, json=body, headers=AUTH)
+                )
+                assert (answer.status_code, answer.json()) == (
+                    400,
+                    {"error": "malformed request"},
+                ), path

@@ -26,6 +26,7 @@ from deskside.errors import ConfigError, HTTPError
 from deskside.insights.backfill import parse_since
 from deskside.insights.helpscout_api import HelpScoutAPI
 from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
+from deskside.insights.queries import TopicSummary
 from deskside.server import create_app
 from deskside.web import dashboard
 from deskside.web.auth import AdminAuth, PasswordHash, hash_password, require_admin
@@ -122,6 +123,16 @@ def label_counts(html: str) -> dict[str, int]:
         str(element.attrs["data-label"]): int(element.text())
         for element in tree.find_all("span", "count__n")
     }
+
+
+def back_link(html: str) -> tuple[str, str] | None:
+    """An error page's way back: its link's target and text."""
+    found = [a for a in parse_html(html).find_all("a") if a.attrs.get("id") == "back"]
+    return (found[0].attrs["href"] or "", found[0].text()) if found else None
+
+
+HUGE = "99999999999999999999999"
+"""An id no row can have: more than a signed 64-bit integer holds."""
 
 
 # ── Access ───────────────────────────────────────────────────────────────────────────────────
@@ -359,6 +370,31 @@ async def test_send_as_helpdesk_reports_the_probe(sidebar_settings: Settings) ->
     )
 
 
+async def test_send_as_helpdesk_keeps_every_address_typed(sidebar_settings: Settings) -> None:
+    typed = "owner@acme.example, pat@initech.example"
+    async with browser(sidebar_settings) as client:
+        await log_in(client)
+        page = await client.get("/ui/preview", params={"email": typed})
+        probes = [
+            form
+            for form in parse_html(page.text).find_all("form")
+            if form.attrs.get("action") == "/ui/preview/probe"
+        ]
+        fields = [{i.attrs["name"]: i.attrs["value"] for i in f.find_all("input")} for f in probes]
+        [sent] = [f for f in fields if f["desk"] == "helpscout"]
+        assert sent["email"] == typed  # the form sends what was typed
+        assert all("first address only" in form.text() for form in probes)  # and says so
+        probed = await client.post("/ui/preview/probe", data=sent)
+    assert probed.status_code == 200
+    tree = parse_html(probed.text)
+    [field] = [i for i in tree.find_all("input") if i.attrs.get("id") == "email"]
+    assert field.attrs["value"] == typed  # what was typed is still there
+    assert f"Lookup of {typed}" in tree.text()
+    assert "Initech" in tree.text()  # the second customer's preview too
+    [verdict] = tree.find_all("div", "probe")
+    assert "Sent for owner@acme.example, the first address only." in verdict.text()
+
+
 async def test_setup_lists_what_to_paste(settings: Settings) -> None:
     async with browser(settings) as client:
         await log_in(client)
@@ -386,6 +422,8 @@ async def test_relabel_changes_the_counts(settings: Settings) -> None:
             "all": 3, "bug": 1, "feature": 1, "docs": 0, "question": 1, "other": 0,
         }  # fmt: skip
         assert "<svg" in before.text and "series--bug" in before.text
+        # conversations go by the number Help Scout shows (#103), not deskside's id (3)
+        assert ">Label of conversation #103</label>" in before.text
         changed = await client.post(
             "/ui/insights/conversations/3/label",
             data={"csrf_token": csrf_of(before.text), "label": "docs"},
@@ -395,7 +433,7 @@ async def test_relabel_changes_the_counts(settings: Settings) -> None:
         assert label_counts(after.text) == {
             "all": 3, "bug": 1, "feature": 1, "docs": 1, "question": 0, "other": 0,
         }  # fmt: skip
-        assert "Conversation 3 is now labelled" in after.text
+        assert "Conversation #103 is now labelled docs" in parse_html(after.text).text()
         only_docs = await client.get("/ui/insights", params={"label": "docs"})
         rows = parse_html(only_docs.text).find_all("tr")
         assert [
@@ -403,9 +441,37 @@ async def test_relabel_changes_the_counts(settings: Settings) -> None:
         ] == ["3"]
         unknown = await client.post(
             "/ui/insights/conversations/3/label",
-            data={"csrf_token": csrf_of(before.text), "label": "urgent"},
+            data={"csrf_token": csrf_of(before.text), "label": "urgent", "filter": "docs"},
         )
         assert unknown.status_code == 400
+        assert back_link(unknown.text) == ("/ui/insights?label=docs", "Back to Insights")
+
+
+async def test_relabel_names_the_conversation_as_the_page_shows_it(settings: Settings) -> None:
+    async with browser(settings) as client:
+        await log_in(client)
+        await seed_conversations(client, settings)
+        token = csrf_of((await client.get("/ui/insights")).text)
+        # relabelled out of the list being looked at, it is still named by its number
+        moved = await client.post(
+            "/ui/insights/conversations/2/label",
+            data={"csrf_token": token, "label": "other", "filter": "feature"},
+        )
+        shown = await client.get(moved.headers["location"])
+        assert 'data-conversation="2"' not in shown.text
+        flash = parse_html(shown.text).find_all("p", "notice")[0].text()
+        assert flash.startswith("Conversation #102 is now labelled other")
+        # without a number, the id is all there is
+        store = client._transport.app.state.insights.store  # type: ignore[attr-defined]
+        async with store.session() as session:
+            (await session.get(Conversation, 1)).number = None  # type: ignore[union-attr]
+        page = await client.get("/ui/insights")
+        assert ">Label of conversation 1</label>" in page.text
+        moved = await client.post(
+            "/ui/insights/conversations/1/label", data={"csrf_token": token, "label": "docs"}
+        )
+        shown = await client.get(moved.headers["location"])
+        assert "Conversation 1 is now labelled docs" in parse_html(shown.text).text()
 
 
 def test_admin_password_mistakes_are_reported(
@@ -431,7 +497,7 @@ def test_admin_password_mistakes_are_reported(
 # ── Topics and reports ───────────────────────────────────────────────────────────────────────
 
 
-async def bug_topics(client: httpx.AsyncClient) -> list[dashboard.TopicRow]:
+async def bug_topics(client: httpx.AsyncClient) -> list[TopicSummary]:
     insights = client._transport.app.state.insights  # type: ignore[attr-defined]
     return await dashboard.topics(insights.store, await insights.trends(), label="bug")
 
@@ -479,6 +545,16 @@ async def test_a_topic_is_renamed_split_and_merged_back(settings: Settings) -> N
             f"/ui/topics/{new_id}/split", data={"csrf_token": token, "conversation": "4"}
         )
         assert everything.status_code == 400 and "not all" in everything.text
+        # a refused change leads back to the topic it was about
+        assert back_link(everything.text) == (f"/ui/topics/{new_id}", "Back to the topic")
+        nothing = await client.post(f"/ui/topics/{first}/split", data={"csrf_token": token})
+        blank = await client.post(
+            f"/ui/topics/{first}/rename", data={"csrf_token": token, "name": "   "}
+        )
+        assert [nothing.status_code, blank.status_code] == [400, 400]
+        assert "the name is empty" in blank.text
+        for refused in (nothing, blank):
+            assert back_link(refused.text) == (f"/ui/topics/{first}", "Back to the topic")
         back = await client.post(
             f"/ui/topics/{new_id}/merge", data={"csrf_token": token, "into": str(first)}
         )
@@ -489,6 +565,97 @@ async def test_a_topic_is_renamed_split_and_merged_back(settings: Settings) -> N
         forged = await client.post(f"/ui/topics/{first}/rename", data={"name": "Hijacked"})
         assert forged.status_code == 403
         assert (await bug_topics(client))[0].name == "Photo uploads"
+
+
+async def test_ids_no_row_can_have_are_not_found(settings: Settings) -> None:
+    async with browser(settings) as client:
+        await log_in(client)
+        await seed_conversations(client, settings)
+        [bug] = await bug_topics(client)
+        token = csrf_of((await client.get(f"/ui/topics/{bug.id}")).text)
+        for wrong in (HUGE, "0", "-1", "abc"):
+            page = await client.get(f"/ui/topics/{wrong}")
+            assert page.status_code == 404, wrong
+            assert f"There is no topic {wrong}" in page.text
+        changes = {
+            f"/ui/insights/conversations/{HUGE}/label": {"label": "bug"},
+            f"/ui/topics/{HUGE}/rename": {"name": "Renamed"},
+            f"/ui/topics/{HUGE}/merge": {"into": str(bug.id)},
+            f"/ui/topics/{HUGE}/split": {"conversation": "1"},
+        }
+        for path, data in changes.items():
+            refused = await client.post(path, data={"csrf_token": token, **data})
+            assert refused.status_code == 404, path
+            assert f"There is no {'conversation' if 'insights' in path else 'topic'} {HUGE}" in (
+                parse_html(refused.text).text()
+            )
+        for into in (HUGE, "0", "²"):  # as if no topic were chosen
+            merge = await client.post(
+                f"/ui/topics/{bug.id}/merge", data={"csrf_token": token, "into": into}
+            )
+            assert merge.status_code == 400
+            assert "choose the topic to merge into" in merge.text
+        split = await client.post(
+            f"/ui/topics/{bug.id}/split", data={"csrf_token": token, "conversation": HUGE}
+        )
+        assert split.status_code == 400
+        assert [(t.id, t.name) for t in await bug_topics(client)] == [(bug.id, bug.name)]
+        # and a page that does not exist is a page too
+        nowhere = await client.get("/ui/nowhere")
+        assert nowhere.status_code == 404 and "text/html" in nowhere.headers["content-type"]
+        assert back_link(nowhere.text) == ("/ui/", "Back to the start")
+
+
+async def test_every_topic_is_reachable_from_insights(settings: Settings) -> None:
+    more = {
+        4: "Please add an export to PDF for the monthly invoices.",
+        5: "The login page is blank after I type the two-factor code.",
+        6: "Where is the documentation for the REST API webhooks?",
+        7: "Can I get a refund for last month?",
+        8: "Syncing with Google Calendar duplicates every event.",
+        9: "I would love keyboard shortcuts in the editor.",
+        10: "The mobile app logs me out every few minutes.",
+        11: "How do I invite a colleague to my workspace?",
+        12: "Your docs still show the old pricing page.",
+    }
+    async with browser(settings) as client:
+        await log_in(client)
+        await seed_conversations(client, settings, more)
+        insights = client._transport.app.state.insights  # type: ignore[attr-defined]
+        store = insights.store
+        for topic in await dashboard.topics(store, {}):  # one topic per conversation: 12
+            members = await dashboard.conversations(store, topic=topic.id)
+            for member in members[1:]:
+                await insights.analysis.split_topic(topic.id, [member.id])
+        every = await dashboard.topics(store, await insights.trends())
+        assert len(every) == 12 and "question" in {t.label for t in every}
+
+        page = await client.get("/ui/insights")
+        tree = parse_html(page.text)
+        [listed] = tree.find_all("ol", "topics")
+        assert len(listed.find_all("li")) == 10
+        [all_topics] = [a for a in tree.find_all("a") if a.attrs.get("id") == "all-topics"]
+        assert (all_topics.attrs["href"], all_topics.text()) == ("/ui/topics", "All 12 topics")
+        # each conversation links to its topic
+        topic_of = {str(c.id): c.topic_id for c in await dashboard.conversations(store)}
+        rows = [r for r in tree.find_all("tr") if "data-conversation" in r.attrs]
+        assert len(rows) == 12
+        for row in rows:
+            topic_id = topic_of[row.attrs["data-conversation"] or ""]
+            assert f"/ui/topics/{topic_id}" in [a.attrs["href"] for a in row.find_all("a")]
+
+        topics_page = await client.get("/ui/topics")
+        assert topics_page.status_code == 200
+        sections = {
+            section.find_all("h2")[0].attrs["id"]: {
+                int((a.attrs["href"] or "").rsplit("/", 1)[1]) for a in section.find_all("a")
+            }
+            for section in parse_html(topics_page.text).find_all("section", "topic-group")
+        }
+        by_label: dict[str, set[int]] = {}
+        for topic in every:
+            by_label.setdefault(f"topics-{topic.label}", set()).add(topic.id)
+        assert sections == by_label
 
 
 async def test_reports_export_to_github(
@@ -515,6 +682,10 @@ async def test_reports_export_to_github(
             page = await client.get("/ui/reports")
             [bug] = await bug_topics(client)
             assert f'action="/ui/reports/{bug.id}/export/github"' in page.text
+            nowhere = await client.post(
+                f"/ui/reports/{HUGE}/export/github", data={"csrf_token": csrf_of(page.text)}
+            )
+            assert nowhere.status_code == 404
             for _ in range(2):  # the second export updates the same issue
                 exported = await client.post(
                     f"/ui/reports/{bug.id}/export/github", data={"csrf_token": csrf_of(page.text)}
@@ -594,6 +765,24 @@ async def test_connection_page_connects_selects_mailboxes_and_disconnects(
         assert "Not connected" in (await client.get("/ui/connection")).text
 
 
+async def test_connecting_needs_the_encryption_key_and_says_so(settings: Settings) -> None:
+    async with browser(settings) as client:  # the demo config: no [insights] encryption_key
+        await log_in(client)
+        page = await client.get("/ui/connection")
+        assert "insights.encryption_key is not set" in parse_html(page.text).text()
+        assert 'action="/ui/connection/connect"' not in page.text  # no button that must fail
+        # a connect sent anyway (from an older page) fails on the connection page, not Insights
+        token = csrf_of(page.text)
+        failed = await client.post("/ui/connection/connect", data={"csrf_token": token})
+        assert failed.status_code == 503
+        tree = parse_html(failed.text)
+        assert tree.find_all("h1")[0].text() == "Help Scout connection"
+        assert "insights.encryption_key is not set" in tree.text()
+        current = [a.text() for a in tree.find_all("a") if a.attrs.get("aria-current") == "page"]
+        assert current == ["Help Scout"]
+        assert back_link(failed.text) == ("/ui/connection", "Back to the Help Scout connection")
+
+
 async def test_an_import_started_from_the_connection_page_resumes_after_a_failure(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
 ) -> None:
@@ -614,6 +803,7 @@ async def test_an_import_started_from_the_connection_page_resumes_after_a_failur
             assert (await client.post("/ui/connection/import", data={})).status_code == 403
             wrong = await client.post("/ui/connection/import", data={**start, "since": "5y"})
             assert wrong.status_code == 400
+            assert back_link(wrong.text) == ("/ui/connection", "Back to the Help Scout connection")
 
             pages_served = 0
 

@@ -295,10 +295,10 @@ def test_relabel_a_conversation_and_see_the_count_change(page: Any, server: Live
     assert counts["docs"] == "0"
     row = page.locator("tr[data-conversation='3']")
     assert "Password" in row.inner_text()
-    row.get_by_label("Label of conversation 3").select_option("docs")
+    row.get_by_label("Label of conversation #103").select_option("docs")  # as Help Scout numbers it
     row.get_by_role("button", name="Relabel").click()
     page.wait_for_url(re.compile(r"relabelled=3"))
-    assert "Conversation 3 is now labelled docs" in page.locator("#flash").inner_text()
+    assert "Conversation #103 is now labelled docs" in page.locator("#flash").inner_text()
     after = _counts(page)
     assert (after["docs"], after["question"], after["all"]) == ("1", "0", "3")
     assert page.locator("svg.chart__svg rect.series--docs").count() == 1

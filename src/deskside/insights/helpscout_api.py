@@ -83,6 +83,7 @@ __all__ = [
     "Mode",
     "NotConnected",
     "Sleep",
+    "config_problems",
     "iso_utc",
     "webhook_secrets",
 ]
@@ -163,6 +164,26 @@ class DisconnectReport:
     webhook_deleted: bool | None
     """``None``: there was no webhook; ``False``: deleting it failed (it may still exist in
     Help Scout, pointing at deskside; remove it under Manage → Apps → Webhooks)."""
+
+
+_NO_APP = (
+    "insights.helpscout.client_id and client_secret are not set: they are the App ID and App "
+    "Secret of your Help Scout app (Your Profile → My Apps)"
+)
+
+
+def config_problems(settings: InsightsSettings) -> list[str]:
+    """Why :class:`HelpScoutAPI` cannot connect or call Help Scout with ``settings``, as its
+    :class:`ConfigError` would say ([] when it can): no (or a malformed) ``encryption_key`` for
+    the tokens, no app credentials."""
+    problems = []
+    try:
+        Cipher.from_settings(settings)
+    except ConfigError as exc:
+        problems += exc.problems
+    if settings.helpscout.client_id is None or settings.helpscout.client_secret is None:
+        problems.append(_NO_APP)
+    return problems
 
 
 def iso_utc(moment: datetime) -> str:
@@ -536,12 +557,7 @@ class HelpScoutAPI:
 
     def _credentials(self) -> tuple[str, str]:
         if self._settings.client_id is None or self._settings.client_secret is None:
-            raise ConfigError(
-                [
-                    "insights.helpscout.client_id and client_secret are not set: they are the "
-                    "App ID and App Secret of your Help Scout app (Your Profile → My Apps)"
-                ]
-            )
+            raise ConfigError([_NO_APP])
         return (
             self._settings.client_id.get_secret_value(),
             self._settings.client_secret.get_secret_value(),

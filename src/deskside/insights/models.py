@@ -6,8 +6,9 @@ webhook lands on the same row. Every schema change comes with an Alembic migrati
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "MAX_ID",
     "Base",
     "Classification",
     "Connection",
@@ -36,12 +38,30 @@ __all__ = [
     "Mailbox",
     "OAuthState",
     "ReportExport",
+    "RowId",
     "Thread",
     "Topic",
     "TopicMember",
     "UTCDateTime",
+    "row_id",
     "utcnow",
 ]
+
+MAX_ID = 2**63 - 1
+"""The largest id a row can have: ids are signed 64-bit integers in every database."""
+
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+"""An id that can name a row: as a FastAPI parameter or a model's field, any other number is
+a malformed request (a larger one cannot even be compared with the stored ids)."""
+
+
+def row_id(text: str) -> int | None:
+    """``text`` as a :data:`RowId`; None when it cannot name a row (not ASCII digits, 0, or too
+    large), as for a form's or a URL's value that names nothing."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
 
 
 def utcnow() -> datetime:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import String, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deskside.insights.classify import LABELS
 from deskside.insights.models import (
     Classification,
     Conversation,
     Event,
     Thread,
+    Topic,
     TopicMember,
     utcnow,
 )
@@ -21,11 +25,15 @@ __all__ = [
     "ConversationItem",
     "ConversationSummary",
     "EventSummary",
+    "LabelCounts",
+    "TopicSummary",
     "event_counts",
+    "label_counts",
     "labelled_conversations",
     "list_conversations",
     "list_events",
     "retry_parked",
+    "topic_summaries",
 ]
 
 
@@ -97,6 +105,135 @@ async def labelled_conversations(
         )
         for conversation, classification, topic_id in rows
     ]
+
+
+class LabelCounts(BaseModel):
+    """Conversations by label, and new ones per week and label."""
+
+    conversations: int
+    labels: dict[str, int]
+    """Every label of :data:`~deskside.insights.classify.LABELS`, with zeros."""
+    weeks: list[tuple[date, dict[str, int]]]
+    """Each week's Monday, oldest first, every week of the period (empty ones too), with the
+    conversations begun that week by label (``unlabelled`` for those without one)."""
+
+
+async def label_counts(
+    session: AsyncSession, *, weeks: int, today: date | None = None
+) -> LabelCounts:
+    """:class:`LabelCounts` for the last ``weeks`` weeks, this one included."""
+    first = _monday((today or utcnow().date()) - timedelta(weeks=weeks - 1))
+    total = await session.scalar(select(func.count()).select_from(Conversation)) or 0
+    by_label = dict(
+        (label, count)
+        for label, count in await session.execute(
+            select(Classification.label, func.count()).group_by(Classification.label)
+        )
+    )
+    rows = await session.execute(
+        select(Conversation.created_at, Classification.label)
+        .outerjoin(Classification, Classification.conversation_id == Conversation.id)
+        .where(Conversation.created_at >= datetime.combine(first, datetime.min.time(), UTC))
+    )
+    per_week: dict[date, dict[str, int]] = defaultdict(dict)
+    for created_at, label in rows:
+        if created_at is None:
+            continue
+        key = label if label in LABELS else "unlabelled"
+        week = per_week[_monday(created_at.date())]
+        week[key] = week.get(key, 0) + 1
+    mondays = [first + timedelta(weeks=n) for n in range(weeks)]
+    return LabelCounts(
+        conversations=total,
+        labels={label: by_label.get(label, 0) for label in LABELS},
+        weeks=[(monday, per_week.get(monday, {})) for monday in mondays],
+    )
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+class TopicSummary(BaseModel):
+    """A live topic (not merged away) with the counts of its conversations."""
+
+    id: int
+    label: str
+    name: str
+    named_by_person: bool
+    conversations: int
+    customers: int
+    """Distinct customers: by address, else by Help Scout customer id, else each conversation
+    (as the reports count them)."""
+    first_seen: datetime | None
+    last_seen: datetime | None
+    trending: bool
+    trend_note: str | None
+    """Why it is trending; None when it is not."""
+
+
+async def topic_summaries(
+    session: AsyncSession,
+    trends: Mapping[int, str],
+    *,
+    label: str | None = None,
+    ids: list[int] | None = None,
+) -> list[TopicSummary]:
+    """Live topics with at least one conversation (only ``label``'s, or only ``ids``, when
+    given): trending first (``trends``: the trending topics' notes by id), then by customers,
+    conversations, the most recently seen, and id."""
+    customer = func.coalesce(
+        func.lower(Conversation.customer_email),
+        cast(Conversation.customer_id, String),
+        "conversation:" + cast(Conversation.id, String),
+    )
+    query = (
+        select(
+            Topic.id,
+            Topic.label,
+            Topic.name,
+            Topic.named_by_person,
+            func.count(TopicMember.conversation_id),
+            func.count(func.distinct(customer)),
+            func.min(Conversation.created_at),
+            func.max(Conversation.created_at),
+        )
+        .join(TopicMember, TopicMember.topic_id == Topic.id)
+        .join(Conversation, Conversation.id == TopicMember.conversation_id)
+        .where(Topic.merged_into.is_(None))
+        .group_by(Topic.id, Topic.label, Topic.name, Topic.named_by_person)
+    )
+    if label is not None:
+        query = query.where(Topic.label == label)
+    if ids is not None:
+        query = query.where(Topic.id.in_(ids))
+    found = [
+        TopicSummary(
+            id=topic_id,
+            label=topic_label,
+            name=name,
+            named_by_person=bool(by_person),
+            conversations=count,
+            customers=customers,
+            first_seen=first,
+            last_seen=last,
+            trending=topic_id in trends,
+            trend_note=trends.get(topic_id),
+        )
+        for topic_id, topic_label, name, by_person, count, customers, first, last in (
+            await session.execute(query)
+        )
+    ]
+    found.sort(
+        key=lambda t: (not t.trending, -t.customers, -t.conversations, -_stamp(t.last_seen), t.id)
+    )
+    return found
+
+
+def _stamp(moment: datetime | None) -> float:
+    if moment is None:
+        return float("-inf")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 class EventSummary(BaseModel):

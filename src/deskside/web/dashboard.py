@@ -4,29 +4,29 @@ conversations with their labels, and the topics' reports."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import select
 
 from deskside.insights.classify import LABELS
-from deskside.insights.models import (
-    Classification,
-    Conversation,
-    Topic,
-    TopicMember,
-    utcnow,
+from deskside.insights.models import Conversation
+from deskside.insights.queries import (
+    ConversationItem,
+    TopicSummary,
+    event_counts,
+    label_counts,
+    labelled_conversations,
+    topic_summaries,
 )
-from deskside.insights.queries import ConversationItem, event_counts, labelled_conversations
 from deskside.insights.store import Store
 
 __all__ = [
     "Chart",
     "ConversationRow",
     "Overview",
-    "TopicRow",
+    "conversation_number",
     "conversations",
     "overview",
     "topics",
@@ -82,40 +82,15 @@ ConversationRow = ConversationItem
 """A conversation with its label and topic (:mod:`deskside.insights.queries`)."""
 
 
-def _monday(day: date) -> date:
-    return day - timedelta(days=day.weekday())
-
-
 async def overview(store: Store, *, weeks: int = 12, today: date | None = None) -> Overview:
     """Totals by label, deliveries by status, and the last ``weeks`` weeks' chart."""
-    first = _monday((today or utcnow().date()) - timedelta(weeks=weeks - 1))
-    since = datetime.combine(first, datetime.min.time(), UTC)
     async with store.read() as session:
-        total = await session.scalar(select(func.count()).select_from(Conversation)) or 0
-        by_label = dict(
-            (label, count)
-            for label, count in await session.execute(
-                select(Classification.label, func.count()).group_by(Classification.label)
-            )
-        )
-        rows = await session.execute(
-            select(Conversation.created_at, Classification.label)
-            .outerjoin(Classification, Classification.conversation_id == Conversation.id)
-            .where(Conversation.created_at >= since)
-        )
-        per_week: dict[str, dict[str, int]] = defaultdict(dict)
-        for created_at, label in rows:
-            if created_at is None:
-                continue
-            key = label if label in LABELS else "unlabelled"
-            week = _monday(created_at.date()).isoformat()
-            per_week[week][key] = per_week[week].get(key, 0) + 1
+        counts = await label_counts(session, weeks=weeks, today=today)
         events = await event_counts(session)
-    all_weeks = [(first + timedelta(weeks=n)).isoformat() for n in range(weeks)]
-    data = [(week, per_week.get(week, {})) for week in all_weeks]
+    data = [(monday.isoformat(), per_label) for monday, per_label in counts.weeks]
     return Overview(
-        conversations=total,
-        labels={label: by_label.get(label, 0) for label in LABELS},
+        conversations=counts.conversations,
+        labels=counts.labels,
         events=events,
         chart=chart(data),
     )
@@ -169,20 +144,12 @@ async def conversations(
         return await labelled_conversations(session, label=label, topic=topic, limit=limit)
 
 
-@dataclass(frozen=True)
-class TopicRow:
-    """A live topic (not merged away) with its size."""
-
-    id: int
-    label: str
-    name: str
-    named_by_person: bool
-    conversations: int
-    customers: int
-    """Distinct customer addresses."""
-    last_seen: datetime | None
-    trend: str | None
-    """Why it is trending; None when it is not."""
+async def conversation_number(store: Store, conversation_id: int) -> int | None:
+    """The Help Scout number of a stored conversation (None without one, or when not stored)."""
+    async with store.read() as session:
+        return await session.scalar(
+            select(Conversation.number).where(Conversation.id == conversation_id)
+        )
 
 
 async def topics(
@@ -191,57 +158,7 @@ async def topics(
     *,
     label: str | None = None,
     ids: list[int] | None = None,
-) -> list[TopicRow]:
-    """Live topics with at least one conversation: trending first, then by customers,
-    conversations and recency (only ``label``'s, or only ``ids``, when given)."""
-    query = (
-        select(
-            Topic.id,
-            Topic.label,
-            Topic.name,
-            Topic.named_by_person,
-            func.count(TopicMember.conversation_id),
-            func.count(distinct(Conversation.customer_email)),
-            func.max(Conversation.created_at),
-        )
-        .join(TopicMember, TopicMember.topic_id == Topic.id)
-        .join(Conversation, Conversation.id == TopicMember.conversation_id)
-        .where(Topic.merged_into.is_(None))
-        .group_by(Topic.id, Topic.label, Topic.name, Topic.named_by_person)
-    )
-    if label is not None:
-        query = query.where(Topic.label == label)
-    if ids is not None:
-        query = query.where(Topic.id.in_(ids))
+) -> list[TopicSummary]:
+    """:func:`~deskside.insights.queries.topic_summaries` in a read session."""
     async with store.read() as session:
-        rows = (await session.execute(query)).all()
-    found = [
-        TopicRow(
-            id=topic_id,
-            label=topic_label,
-            name=name,
-            named_by_person=bool(by_person),
-            conversations=int(count),
-            customers=int(customers),
-            last_seen=last_seen,
-            trend=trending.get(topic_id),
-        )
-        for topic_id, topic_label, name, by_person, count, customers, last_seen in rows
-    ]
-    oldest = datetime.min.replace(tzinfo=UTC)
-    found.sort(
-        key=lambda t: (
-            t.trend is None,
-            -t.customers,
-            -t.conversations,
-            -_stamp(t.last_seen, oldest),
-        )
-    )
-    return found
-
-
-def _stamp(value: datetime | None, default: datetime) -> float:
-    moment = value or default
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp() if moment > default else float("-inf")
+        return await topic_summaries(session, trending, label=label, ids=ids)

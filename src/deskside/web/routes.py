@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -32,7 +33,8 @@ from deskside.errors import ConfigError
 from deskside.insights import reports as reporting
 from deskside.insights.backfill import parse_since
 from deskside.insights.classify import LABELS
-from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError
+from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, config_problems
+from deskside.insights.models import row_id
 from deskside.insights.service import InsightsService
 from deskside.render.markdown import markdown_to_html
 from deskside.service import SidebarService
@@ -129,6 +131,11 @@ def _frame(html: str) -> str:
     )
 
 
+def _conversation_ref(number: int | None, conversation_id: int) -> str:
+    """How the pages name a conversation: its Help Scout number (``#126``), else its id."""
+    return f"#{number}" if number is not None else str(conversation_id)
+
+
 def _when(value: datetime | None) -> str:
     return value.strftime("%d %b %Y %H:%M") if value else ""
 
@@ -156,6 +163,7 @@ def _environment() -> Environment:
     )
     versions = _static_versions()
     env.globals.update(
+        conversation_ref=_conversation_ref,
         labels=LABELS,
         version=__version__,
         csrf_field=CSRF_FIELD,
@@ -224,6 +232,29 @@ def web_routes(
     def redirect(request: Request, path: str) -> RedirectResponse:
         return RedirectResponse(root(request) + path, status_code=303)
 
+    def refusal(
+        request: Request,
+        session: Session,
+        status: int,
+        message: str,
+        *,
+        title: str = "Insights",
+        active: str | None = "insights",
+        back: tuple[str, str] | None = None,
+    ) -> Response:
+        """The error page, titled and with the tab ``active`` of the page it is about; ``back``:
+        the way back, a path under ``/ui`` and the link's text."""
+        return page(
+            request,
+            "error.html",
+            session=session,
+            status=status,
+            title=title,
+            active=active,
+            message=message,
+            back=back,
+        )
+
     async def changing(request: Request) -> tuple[Session, dict[str, str]] | Response:
         """A POST's session and form, or the answer refusing it (login, or 403 without the
         session's CSRF token)."""
@@ -234,16 +265,22 @@ def web_routes(
         submitted = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
         if not auth_of(request).csrf_valid(session, submitted):
             log.warning("ui: refused a POST to %s without its CSRF token", request.url.path)
-            return page(
+            return refusal(
                 request,
-                "error.html",
-                session=session,
-                status=403,
+                session,
+                403,
+                "This form was not sent from a page of this session (missing or wrong CSRF "
+                "token). Go back, reload the page and try again.",
                 title="Refused",
-                message="This form was not sent from a page of this session (missing or wrong "
-                "CSRF token). Go back, reload the page and try again.",
+                active=None,
             )
         return session, form
+
+    async def form_ids(request: Request, name: str) -> list[int]:
+        """The ids the form's ``name`` fields (ticked checkboxes) give; a value that can name
+        no row is left out, as if not ticked."""
+        found = [row_id(value) for key, value in await read_form_pairs(request) if key == name]
+        return [value for value in found if value is not None]
 
     # ── Login ────────────────────────────────────────────────────────────────────────────────
 
@@ -350,6 +387,7 @@ def web_routes(
             active="preview",
             email=raw,
             result=result,
+            probed_email=probed["email"] if probed else None,
             error=error,
             demo_emails=["owner@acme.example", "pat@initech.example", "mallory@evil.example"],
         )
@@ -370,10 +408,11 @@ def web_routes(
         raw = form.get("email", "")[:2000]
         emails = parse_emails(raw, fold_plus=False)
         desk = form.get("desk", "")
-        report = None
-        if emails:
+        probed = None
+        if emails:  # a helpdesk asks about one address: the first
             report = await probe_desk(service, desk, str(request.base_url), emails[0])
-        probed = {"desk": desk, "report": report} if report is not None else None
+            if report is not None:
+                probed = {"desk": desk, "report": report, "email": emails[0]}
         return await preview_page(request, session, raw, probed)
 
     # ── Setup ────────────────────────────────────────────────────────────────────────────────
@@ -400,25 +439,19 @@ def web_routes(
 
     async def insights_unavailable(request: Request, session: Session) -> Response | None:
         if insights is None:
-            return page(
+            return refusal(
                 request,
-                "error.html",
-                session=session,
-                status=404,
-                title="Insights",
-                active="insights",
-                message="Insights are off: add an [insights] table to the config to store and "
-                "classify Help Scout conversations.",
+                session,
+                404,
+                "Insights are off: add an [insights] table to the config to store and classify "
+                "Help Scout conversations.",
             )
         if not insights.ready:
-            return page(
+            return refusal(
                 request,
-                "error.html",
-                session=session,
-                status=503,
-                title="Insights",
-                active="insights",
-                message="The insights database is not available yet; reload in a moment.",
+                session,
+                503,
+                "The insights database is not available yet; reload in a moment.",
             )
         return None
 
@@ -434,7 +467,11 @@ def web_routes(
         summary = await dashboard.overview(insights.store)
         rows = await dashboard.conversations(insights.store, label=chosen)
         topics = await dashboard.topics(insights.store, await insights.trends())
-        changed = request.query_params.get("relabelled")
+        changed = None  # the relabelled conversation, as the page names it
+        relabelled = row_id(request.query_params.get("relabelled", ""))
+        if relabelled is not None:
+            number = await dashboard.conversation_number(insights.store, relabelled)
+            changed = _conversation_ref(number, relabelled)
         return page(
             request,
             "insights.html",
@@ -446,12 +483,14 @@ def web_routes(
             conversations=rows,
             label=chosen,
             topics=topics[:10],
+            topic_count=len(topics),
+            topic_names={topic.id: topic.name for topic in topics},
             changed=changed,
             changed_label=request.query_params.get("label_now"),
         )
 
     @router.post(UI_PREFIX + "/insights/conversations/{conversation_id}/label")
-    async def relabel_view(request: Request, conversation_id: int) -> Response:
+    async def relabel_view(request: Request, conversation_id: str) -> Response:
         checked = await changing(request)
         if isinstance(checked, Response):
             return checked
@@ -461,49 +500,47 @@ def web_routes(
             return refused or redirect(request, UI_PREFIX + "/")
         from deskside.insights.analysis import UnknownConversation
 
+        shown = form.get("filter")
+        query = {"label": shown} if shown in (*LABELS, "unlabelled") else {}
+        back = ("/insights" + (f"?{urlencode(query)}" if query else ""), "Back to Insights")
+        conversation = row_id(conversation_id)
         try:
-            label = await insights.analysis.relabel(conversation_id, form.get("label", ""))
+            if conversation is None:
+                raise UnknownConversation(conversation_id)
+            label = await insights.analysis.relabel(conversation, form.get("label", ""))
         except UnknownConversation:
-            return page(
-                request,
-                "error.html",
-                session=session,
-                status=404,
-                title="Insights",
-                active="insights",
-                message=f"There is no conversation {conversation_id}.",
-            )
+            message = f"There is no conversation {conversation_id}."
+            return refusal(request, session, 404, message, back=back)
         except ValueError as exc:
-            return page(
-                request,
-                "error.html",
-                session=session,
-                status=400,
-                title="Insights",
-                active="insights",
-                message=str(exc),
-            )
-        query = {"relabelled": str(conversation_id), "label_now": label}
-        back = form.get("filter")
-        if back in (*LABELS, "unlabelled"):
-            query["label"] = back
-        return redirect(request, f"{UI_PREFIX}/insights?{urlencode(query)}#c{conversation_id}")
+            return refusal(request, session, 400, str(exc), back=back)
+        query = {"relabelled": str(conversation), "label_now": label, **query}
+        return redirect(request, f"{UI_PREFIX}/insights?{urlencode(query)}#c{conversation}")
 
     # ── Topics ───────────────────────────────────────────────────────────────────────────────
 
-    def refusal(request: Request, session: Session, status: int, message: str) -> Response:
+    @router.get(UI_PREFIX + "/topics")
+    async def topics_view(request: Request) -> Response:
+        """Every topic, by label (Insights lists the first ten)."""
+        session = auth_of(request).session(request)
+        if session is None:
+            return to_login(request)
+        refused = await insights_unavailable(request, session)
+        if refused is not None or insights is None:
+            return refused or redirect(request, UI_PREFIX + "/")
+        by_label: dict[str, list[Any]] = {label: [] for label in LABELS}
+        for topic in await dashboard.topics(insights.store, await insights.trends()):
+            by_label.setdefault(topic.label, []).append(topic)
         return page(
             request,
-            "error.html",
+            "topics.html",
             session=session,
-            status=status,
-            title="Insights",
+            title="Topics",
             active="insights",
-            message=message,
+            by_label={label: found for label, found in by_label.items() if found},
         )
 
     @router.get(UI_PREFIX + "/topics/{topic_id}")
-    async def topic_view(request: Request, topic_id: int) -> Response:
+    async def topic_view(request: Request, topic_id: str) -> Response:
         session = auth_of(request).session(request)
         if session is None:
             return to_login(request)
@@ -511,9 +548,10 @@ def web_routes(
         if refused is not None or insights is None:
             return refused or redirect(request, UI_PREFIX + "/")
         trending = await insights.trends()
-        found = await dashboard.topics(insights.store, trending, ids=[topic_id])
+        wanted = row_id(topic_id)
+        found = await dashboard.topics(insights.store, trending, ids=[wanted]) if wanted else []
         if not found:
-            return refusal(request, session, 404, f"There is no topic {topic_id} (any more).")
+            return no_topic(request, session, topic_id)
         topic = found[0]
         siblings = await dashboard.topics(insights.store, trending, label=topic.label)
         report = None
@@ -549,7 +587,11 @@ def web_routes(
         )
         return found[0] if found else None
 
-    async def topic_action(request: Request, topic_id: int, action: str) -> Response:
+    def no_topic(request: Request, session: Session, topic_id: str) -> Response:
+        message = f"There is no topic {topic_id} (any more)."
+        return refusal(request, session, 404, message, back=("/topics", "All topics"))
+
+    async def topic_action(request: Request, topic_id: str, action: str) -> Response:
         checked = await changing(request)
         if isinstance(checked, Response):
             return checked
@@ -560,42 +602,41 @@ def web_routes(
         from deskside.insights.analysis import UnknownTopic
 
         analysis = insights.analysis
-        target, done = topic_id, action
+        topic = row_id(topic_id)
+        target, done = topic, action
         try:
+            if topic is None:
+                raise UnknownTopic(topic_id)
             if action == "rename":
-                await analysis.rename_topic(topic_id, form.get("name", ""))
+                await analysis.rename_topic(topic, form.get("name", ""))
             elif action == "merge":
-                into = form.get("into", "")
-                if not into.isdigit():
+                target = row_id(form.get("into", ""))
+                if target is None:
                     raise ValueError("choose the topic to merge into")
-                await analysis.merge_topics(topic_id, int(into))
-                target = int(into)
+                await analysis.merge_topics(topic, target)
             else:
-                chosen = [
-                    int(value)
-                    for key, value in await read_form_pairs(request)
-                    if key == "conversation" and value.isdigit()
-                ]
+                chosen = await form_ids(request, "conversation")
                 target = await analysis.split_topic(
-                    topic_id, chosen, form.get("name", "").strip() or None
+                    topic, chosen, form.get("name", "").strip() or None
                 )
         except UnknownTopic:
-            return refusal(request, session, 404, f"There is no topic {topic_id} (any more).")
+            return no_topic(request, session, topic_id)
         except ValueError as exc:
-            return refusal(request, session, 400, str(exc))
-        log.info("ui: topic %d: %s", topic_id, action)
+            back = (f"/topics/{topic}", "Back to the topic")
+            return refusal(request, session, 400, str(exc), back=back)
+        log.info("ui: topic %d: %s", topic, action)
         return redirect(request, f"{UI_PREFIX}/topics/{target}?{urlencode({'done': done})}")
 
     @router.post(UI_PREFIX + "/topics/{topic_id}/rename")
-    async def rename_view(request: Request, topic_id: int) -> Response:
+    async def rename_view(request: Request, topic_id: str) -> Response:
         return await topic_action(request, topic_id, "rename")
 
     @router.post(UI_PREFIX + "/topics/{topic_id}/merge")
-    async def merge_view(request: Request, topic_id: int) -> Response:
+    async def merge_view(request: Request, topic_id: str) -> Response:
         return await topic_action(request, topic_id, "merge")
 
     @router.post(UI_PREFIX + "/topics/{topic_id}/split")
-    async def split_view(request: Request, topic_id: int) -> Response:
+    async def split_view(request: Request, topic_id: str) -> Response:
         return await topic_action(request, topic_id, "split")
 
     # ── The Help Scout connection ────────────────────────────────────────────────────────────
@@ -618,6 +659,7 @@ def web_routes(
             importing=insights.last_import,
             import_choices=IMPORT_CHOICES,
             oauth=settings.insights.helpscout.mode == "oauth",
+            config_problems=config_problems(settings.insights),
             done=request.query_params.get("done"),
             problem=request.query_params.get("problem"),
         )
@@ -633,6 +675,14 @@ def web_routes(
         refused = await insights_unavailable(request, session)
         if refused is not None or insights is None:
             return refused or redirect(request, UI_PREFIX + "/")
+        failed = partial(
+            refusal,
+            request,
+            session,
+            title="Help Scout connection",
+            active="connection",
+            back=("/connection", "Back to the Help Scout connection"),
+        )
         store, options = insights.store, settings.insights
         done, problem = action, ""
         try:
@@ -645,11 +695,7 @@ def web_routes(
                 if report.webhook_deleted is False:
                     problem = "the webhook could not be deleted: remove it in Help Scout"
             elif action == "mailboxes":
-                chosen = [
-                    int(value)
-                    for key, value in await read_form_pairs(request)
-                    if key == "mailbox" and value.isdigit()
-                ]
+                chosen = await form_ids(request, "mailbox")
                 every = form.get("every") == "1" or not chosen
                 await connection.select_mailboxes(store, None if every else chosen)
             elif action == "refresh":
@@ -657,18 +703,16 @@ def web_routes(
             elif action == "import":
                 since = form.get("since", "")
                 if since not in IMPORT_CHOICES:
-                    return refusal(request, session, 400, "Choose how far back to import.")
+                    return failed(400, "Choose how far back to import.")
                 again = form.get("again") == "1"
                 if not insights.start_import(parse_since(since), again=again):
                     problem = "an import is already running"
             else:
-                return refusal(request, session, 404, f"No such action: {action}.")
+                return failed(404, f"No such action: {action}.")
         except ConfigError as exc:
-            return refusal(request, session, 503, "; ".join(exc.problems))
+            return failed(503, "; ".join(exc.problems))
         except (HelpScoutError, ValueError) as exc:
-            return refusal(
-                request, session, 502 if isinstance(exc, HelpScoutError) else 400, str(exc)
-            )
+            return failed(502 if isinstance(exc, HelpScoutError) else 400, str(exc))
         query = {"done": done, **({"problem": problem} if problem else {})}
         return redirect(request, f"{UI_PREFIX}/connection?{urlencode(query)}")
 
@@ -702,7 +746,7 @@ def web_routes(
         return os.environ.get("GITHUB_TOKEN", "")
 
     @router.post(UI_PREFIX + "/reports/{topic_id}/export/github")
-    async def export_view(request: Request, topic_id: int) -> Response:
+    async def export_view(request: Request, topic_id: str) -> Response:
         """Open the topic's GitHub issue, or update the one opened before."""
         checked = await changing(request)
         if isinstance(checked, Response):
@@ -713,23 +757,46 @@ def web_routes(
             return refused or redirect(request, UI_PREFIX + "/")
         options = settings.insights.reports
         token = github_token()
+        failed = partial(
+            refusal,
+            request,
+            session,
+            title="Reports",
+            active="reports",
+            back=("/reports", "Back to Reports"),
+        )
         if not options.github_repository or not token:
-            return refusal(
-                request, session, 400, "Set [insights.reports] github_repository and github_token."
+            return failed(400, "Set [insights.reports] github_repository and github_token.")
+        topic = row_id(topic_id)
+        found = (
+            await reporting.build_reports(
+                insights.store, trending=await insights.trends(), topic_ids=[topic]
             )
-        found = await reporting.build_reports(
-            insights.store, trending=await insights.trends(), topic_ids=[topic_id]
+            if topic is not None
+            else []
         )
         if not found:
-            return refusal(request, session, 404, f"No bug or feature report for topic {topic_id}.")
+            return failed(404, f"No bug or feature report for topic {topic_id}.")
         try:
             async with reporting.GitHubIssues(
                 options.github_repository, token, options.github_api_url
             ) as github:
                 result = await github.export(insights.store, found[0])
         except reporting.GitHubError as exc:
-            return refusal(request, session, 502, f"GitHub refused the export: {exc}")
-        query = urlencode({"exported": str(topic_id), "issue": result.url})
-        return redirect(request, f"{UI_PREFIX}/reports?{query}#topic-{topic_id}")
+            return failed(502, f"GitHub refused the export: {exc}")
+        query = urlencode({"exported": str(topic), "issue": result.url})
+        return redirect(request, f"{UI_PREFIX}/reports?{query}#topic-{topic}")
+
+    # ── Anything else ────────────────────────────────────────────────────────────────────────
+
+    @router.get(UI_PREFIX + "/{path:path}")
+    async def not_found(request: Request, path: str) -> Response:
+        """A page, not JSON, for a path under ``/ui/`` that names none (the last route)."""
+        session = auth_of(request).session(request)
+        if session is None:
+            return to_login(request)
+        back = ("/", "Back to the start")
+        message = f"There is no page {UI_PREFIX}/{path}."
+        return refusal(request, session, 404, message, title="Not found", active=None, back=back)
 
     return router
