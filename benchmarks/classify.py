@@ -228,6 +228,16 @@ def speed() -> dict[str, Any]:
     started = time.perf_counter()
     model.predict(inputs)
     per_second = len(inputs) / (time.perf_counter() - started)
+    long = [
+        _title_body(row)
+        for path in sorted((DATA / "realistic").glob("*.jsonl"))
+        for row in _jsonl(path)
+        if len(_title_body(row)) > 1500
+    ]
+    long_inputs = [f"{rng.choice(long)} ({n})" for n in range(2000)]
+    started = time.perf_counter()
+    model.predict(long_inputs)
+    long_per_second = len(long_inputs) / (time.perf_counter() - started)
 
     train = read_examples_file(DATA / "issues_train.csv") + load_shipped_examples()
     with tempfile.TemporaryDirectory() as scratch:
@@ -246,6 +256,8 @@ def speed() -> dict[str, Any]:
     assert len(lines) == len(inputs), "deskside classify lost inputs"
     return {
         "messages_per_second": round(per_second),
+        "long_reports_per_second": round(long_per_second),
+        "long_reports_mean_chars": round(sum(map(len, long)) / len(long)),
         "floor": FLOOR_PER_SECOND,
         "cli_5000_inputs_1500_examples_seconds": round(cli_seconds, 2),
         "cli_limit_seconds": CLI_LIMIT_SECONDS,
@@ -286,14 +298,17 @@ def report(results: dict[str, Any]) -> None:
     speed_result = results["speed"]
     print(
         f"\nSpeed: {speed_result['messages_per_second']} messages/s (floor "
-        f"{speed_result['floor']}); deskside classify, 5,000 inputs with 1,500 examples: "
+        f"{speed_result['floor']}), {speed_result['long_reports_per_second']}/s for issue reports "
+        f"of {speed_result['long_reports_mean_chars']} characters; deskside classify, "
+        "5,000 inputs with 1,500 examples: "
         f"{speed_result['cli_5000_inputs_1500_examples_seconds']} s (limit "
         f"{speed_result['cli_limit_seconds']} s); retraining on 1,830 examples: "
         f"{speed_result['retrain_seconds_1830_examples']} s"
     )
     print(f"\nWritten to {RESULTS.relative_to(ROOT)}")
     ok = (
-        speed_result["messages_per_second"] >= FLOOR_PER_SECOND
+        min(speed_result["messages_per_second"], speed_result["long_reports_per_second"])
+        >= FLOOR_PER_SECOND
         and speed_result["cli_5000_inputs_1500_examples_seconds"] < CLI_LIMIT_SECONDS
     )
     if not ok:
