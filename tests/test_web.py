@@ -349,6 +349,10 @@ async def test_preview_of_several_or_no_addresses(sidebar_settings: Settings) ->
             "/ui/preview", params={"email": "pat@initech.example, pat@initrode.example"}
         )
         assert ">hit<" in again.text  # the second lookup came from the cache
+        pasted = await client.get(  # as a mail client copies them
+            "/ui/preview", params={"email": "Pat <pat@initech.example>;pat@initrode.example"}
+        )
+        assert "Initech" in pasted.text and "Initrode" in pasted.text
         bad = await client.get("/ui/preview", params={"email": "not an address"})
         assert "Not an email address" in bad.text
 
@@ -682,6 +686,8 @@ async def test_reports_export_to_github(
             page = await client.get("/ui/reports")
             [bug] = await bug_topics(client)
             assert f'action="/ui/reports/{bug.id}/export/github"' in page.text
+            quotes = re.findall(r"<blockquote>(.+?)</blockquote>", page.text)
+            assert quotes and all(page.text.count(quote) == 1 for quote in quotes)  # said once
             nowhere = await client.post(
                 f"/ui/reports/{HUGE}/export/github", data={"csrf_token": csrf_of(page.text)}
             )

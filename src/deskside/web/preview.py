@@ -7,6 +7,7 @@ import asyncio
 import hmac
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,8 +87,9 @@ class PreviewResult:
 
 
 def parse_emails(raw: str, *, fold_plus: bool) -> list[str]:
-    """The addresses in ``raw`` (comma- or space-separated), normalised; [] when none."""
-    return list(normalise_emails(raw.replace(" ", ",").split(","), fold_plus=fold_plus))
+    """The addresses in ``raw`` (separated by commas, semicolons or spaces, each maybe as
+    ``Name <address>``), normalised; [] when none."""
+    return list(normalise_emails(re.split(r"[\s,;<>]+", raw), fold_plus=fold_plus))
 
 
 def _desks(service: SidebarService) -> list[tuple[Protocol, bool]]:
