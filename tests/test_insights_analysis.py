@@ -178,3 +178,21 @@ async def test_reports_of_one_problem_meet_in_a_topic_however_they_arrive(store:
         assert topic_of[n] == topic_of[10 + n] == topic_of[20 + n], problems[n - 1]
     assert len(set(topic_of.values())) == 4
     assert "change password" in names[topic_of[4]]
+
+
+async def test_a_conversation_unlike_any_other_is_named_by_its_subject(store: Store) -> None:
+    """Its words are in no other conversation, so the topic has no distinctive terms to be
+    named by: it is named by the subject the customer wrote."""
+    repeated = "The CSV export is broken since Monday, it stops after 500 rows."
+    lone = conversation(9, "Wo finde ich meine Rechnungen vom letzten Jahr?")
+    lone["subject"] = "  Rechnungen   vom letzten Jahr "
+    analysis = Analysis(store, InsightsSettings())
+    await save(store, conversation(1, repeated), conversation(2, repeated), lone)
+    await analysis.update()
+    async with store.read() as session:
+        members = dict(
+            (await session.execute(select(TopicMember.conversation_id, TopicMember.topic_id))).all()
+        )
+        names = dict((await session.execute(select(Topic.id, Topic.name))).all())
+    assert names[members[9]] == "Rechnungen vom letzten Jahr"
+    assert "500 rows" in names[members[1]]  # named by its words, not by its subject ("Help")

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,14 @@ from deskside.insights.models import (
 )
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, finish_before_cancel, insert_for, take_lease
-from deskside.insights.topics import PATTERN_MIN_CUSTOMERS, Decisions, Item, TopicModel
+from deskside.insights.topics import (
+    PATTERN_MIN_CUSTOMERS,
+    UNNAMED,
+    Decisions,
+    Item,
+    TopicModel,
+)
+from deskside.insights.topics import Topic as ModelTopic
 
 __all__ = ["ANALYSIS_LEASE", "Analysis", "UnknownConversation", "UnknownTopic"]
 
@@ -297,6 +304,30 @@ class Analysis:
         await self._save_topics(None)
         return len(items)
 
+    @staticmethod
+    async def _first_subjects(
+        session: AsyncSession, model: TopicModel, topics: Mapping[int, ModelTopic]
+    ) -> dict[int, str]:
+        """For each topic the model could not name from its words (:data:`UNNAMED`), the
+        subject of its first conversation, shortened."""
+        unnamed = {topic_id for topic_id, topic in topics.items() if topic.name == UNNAMED}
+        first: dict[int, int] = {}
+        for conversation_id, topic_id in model.memberships().items():
+            if topic_id in unnamed and conversation_id < first.get(topic_id, conversation_id + 1):
+                first[topic_id] = conversation_id
+        if not first:
+            return {}
+        rows = await session.execute(
+            select(Conversation.id, Conversation.subject).where(Conversation.id.in_(first.values()))
+        )
+        subject_of = {cid: " ".join((subject or "").split()) for cid, subject in rows}
+        named = {topic_id: subject_of.get(cid, "") for topic_id, cid in first.items()}
+        return {
+            topic_id: subject if len(subject) <= 60 else subject[:59].rstrip() + "…"
+            for topic_id, subject in named.items()
+            if subject
+        }
+
     async def _items(self, session: AsyncSession, *where: Any) -> list[Item]:
         rows = await session.execute(
             select(
@@ -349,15 +380,17 @@ class Analysis:
         topics = {topic.id: topic for topic in model.topics()}
         async with self.store.session() as session:
             stored = {topic.id: topic for topic in await session.scalars(select(Topic))}
+            subjects = await self._first_subjects(session, model, topics)
             for topic_id in set(memberships.values()):
                 topic = topics.get(topic_id)
                 row = stored.get(topic_id)
                 if topic is None:
                     continue
+                name = subjects.get(topic_id) or topic.name
                 if row is None:
-                    session.add(Topic(id=topic_id, label=topic.label or "other", name=topic.name))
+                    session.add(Topic(id=topic_id, label=topic.label or "other", name=name))
                 elif not row.named_by_person:
-                    row.name, row.label = topic.name, topic.label or row.label
+                    row.name, row.label = name, topic.label or row.label
             await session.flush()
             if conversation_ids is None:
                 await session.execute(delete(TopicMember).where(TopicMember.pinned.is_(False)))

@@ -85,6 +85,7 @@ __all__ = [
     "BASELINE_WINDOW",
     "PATTERN_MIN_CUSTOMERS",
     "RECENT_WINDOW",
+    "UNNAMED",
     "Decisions",
     "Item",
     "Topic",
@@ -141,6 +142,10 @@ also make the names ("500 rows", "google calendar")."""
 MIN_DOCUMENT_FREQUENCY = 2
 """A term must occur in this many conversations to be in the vocabulary (rarer ones still count in
 a vector's length; they can never be shared)."""
+
+UNNAMED = "(no words)"
+"""The name of a topic none of whose words is in the vocabulary (a conversation unlike any
+other): whoever stores topics may name it otherwise, e.g. by its conversation's subject."""
 
 PATTERN_MIN_CUSTOMERS = 3
 """Distinct customers from which a topic is "a pattern" worth showing (``min_customers``)."""
@@ -869,7 +874,7 @@ class TopicModel:
                 Topic(
                     id=topic_id,
                     label=_majority(self._labels[r] for r in rows.tolist()),
-                    name=person or " · ".join(terms[:2]) or "(no words)",
+                    name=person or " · ".join(terms[:2]) or UNNAMED,
                     terms=tuple(terms),
                     named_by_person=person is not None,
                     conversation_ids=tuple(self._conversation_ids[rows].tolist()),
