@@ -437,7 +437,9 @@ def web_routes(
 
     # ── Insights ─────────────────────────────────────────────────────────────────────────────
 
-    async def insights_unavailable(request: Request, session: Session) -> Response | None:
+    def live_insights(request: Request, session: Session) -> InsightsService | Response:
+        """The insights service, or the page saying why there is none to use (off, or its
+        database not ready)."""
         if insights is None:
             return refusal(
                 request,
@@ -453,24 +455,42 @@ def web_routes(
                 503,
                 "The insights database is not available yet; reload in a moment.",
             )
-        return None
+        return insights
 
-    @router.get(UI_PREFIX + "/insights")
-    async def insights_view(request: Request, label: str | None = None) -> Response:
+    def viewing(request: Request) -> tuple[Session, InsightsService] | Response:
+        """A GET of an insights page: the session and the insights service, or the answer
+        instead (to the login, or :func:`live_insights`' refusal)."""
         session = auth_of(request).session(request)
         if session is None:
             return to_login(request)
-        refused = await insights_unavailable(request, session)
-        if refused is not None or insights is None:
-            return refused or redirect(request, UI_PREFIX + "/")
+        live = live_insights(request, session)
+        return live if isinstance(live, Response) else (session, live)
+
+    async def deciding(
+        request: Request,
+    ) -> tuple[Session, dict[str, str], InsightsService] | Response:
+        """A POST to an insights page: :func:`changing`, then :func:`live_insights`."""
+        checked = await changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        live = live_insights(request, session)
+        return live if isinstance(live, Response) else (session, form, live)
+
+    @router.get(UI_PREFIX + "/insights")
+    async def insights_view(request: Request, label: str | None = None) -> Response:
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
         chosen = label if label in (*LABELS, "unlabelled") else None
-        summary = await dashboard.overview(insights.store)
-        rows = await dashboard.conversations(insights.store, label=chosen)
-        topics = await dashboard.topics(insights.store, await insights.trends())
+        summary = await dashboard.overview(live.store)
+        rows = await dashboard.conversations(live.store, label=chosen)
+        topics = await dashboard.topics(live.store, await live.trends())
         changed = None  # the relabelled conversation, as the page names it
         relabelled = row_id(request.query_params.get("relabelled", ""))
         if relabelled is not None:
-            number = await dashboard.conversation_number(insights.store, relabelled)
+            number = await dashboard.conversation_number(live.store, relabelled)
             changed = _conversation_ref(number, relabelled)
         return page(
             request,
@@ -491,13 +511,10 @@ def web_routes(
 
     @router.post(UI_PREFIX + "/insights/conversations/{conversation_id}/label")
     async def relabel_view(request: Request, conversation_id: str) -> Response:
-        checked = await changing(request)
-        if isinstance(checked, Response):
-            return checked
-        session, form = checked
-        refused = await insights_unavailable(request, session)
-        if refused is not None or insights is None:
-            return refused or redirect(request, UI_PREFIX + "/")
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, form, live = decided
         from deskside.insights.analysis import UnknownConversation
 
         shown = form.get("filter")
@@ -507,7 +524,7 @@ def web_routes(
         try:
             if conversation is None:
                 raise UnknownConversation(conversation_id)
-            label = await insights.analysis.relabel(conversation, form.get("label", ""))
+            label = await live.analysis.relabel(conversation, form.get("label", ""))
         except UnknownConversation:
             message = f"There is no conversation {conversation_id}."
             return refusal(request, session, 404, message, back=back)
@@ -521,14 +538,12 @@ def web_routes(
     @router.get(UI_PREFIX + "/topics")
     async def topics_view(request: Request) -> Response:
         """Every topic, by label (Insights lists the first ten)."""
-        session = auth_of(request).session(request)
-        if session is None:
-            return to_login(request)
-        refused = await insights_unavailable(request, session)
-        if refused is not None or insights is None:
-            return refused or redirect(request, UI_PREFIX + "/")
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
         by_label: dict[str, list[Any]] = {label: [] for label in LABELS}
-        for topic in await dashboard.topics(insights.store, await insights.trends()):
+        for topic in await dashboard.topics(live.store, await live.trends()):
             by_label.setdefault(topic.label, []).append(topic)
         return page(
             request,
@@ -541,22 +556,20 @@ def web_routes(
 
     @router.get(UI_PREFIX + "/topics/{topic_id}")
     async def topic_view(request: Request, topic_id: str) -> Response:
-        session = auth_of(request).session(request)
-        if session is None:
-            return to_login(request)
-        refused = await insights_unavailable(request, session)
-        if refused is not None or insights is None:
-            return refused or redirect(request, UI_PREFIX + "/")
-        trending = await insights.trends()
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
+        trending = await live.trends()
         wanted = row_id(topic_id)
-        found = await dashboard.topics(insights.store, trending, ids=[wanted]) if wanted else []
+        found = await dashboard.topics(live.store, trending, ids=[wanted]) if wanted else []
         if not found:
             return no_topic(request, session, topic_id)
         topic = found[0]
-        siblings = await dashboard.topics(insights.store, trending, label=topic.label)
+        siblings = await dashboard.topics(live.store, trending, label=topic.label)
         report = None
         if topic.label in reporting.REPORT_KINDS:
-            report = await _report(topic.id, trending)
+            report = await _report(live, topic.id, trending)
         return page(
             request,
             "topic.html",
@@ -565,22 +578,23 @@ def web_routes(
             active="insights",
             topic=topic,
             report=report,
-            conversations=await dashboard.conversations(insights.store, topic=topic.id, limit=1000),
+            conversations=await dashboard.conversations(live.store, topic=topic.id, limit=1000),
             merge_targets=[t for t in siblings if t.id != topic.id],
             done=request.query_params.get("done"),
         )
 
-    async def _report(topic_id: int, trending: dict[int, str]) -> reporting.Report | None:
+    async def _report(
+        live: InsightsService, topic_id: int, trending: dict[int, str]
+    ) -> reporting.Report | None:
         """The topic's report, with plans and revenue when ``[insights.reports]`` says how
         to find them (through this server's own sources and cache)."""
-        assert insights is not None
         facts: reporting.CustomerFacts | None = None
         try:
             facts = reporting.CustomerFacts(settings, service=service)
         except ValueError:
             log.warning("ui: [insights.reports] plan or revenue_cents is not a valid expression")
         found = await reporting.build_reports(
-            insights.store,
+            live.store,
             facts=facts if facts is not None and facts.configured else None,
             trending=trending,
             topic_ids=[topic_id],
@@ -592,16 +606,13 @@ def web_routes(
         return refusal(request, session, 404, message, back=("/topics", "All topics"))
 
     async def topic_action(request: Request, topic_id: str, action: str) -> Response:
-        checked = await changing(request)
-        if isinstance(checked, Response):
-            return checked
-        session, form = checked
-        refused = await insights_unavailable(request, session)
-        if refused is not None or insights is None:
-            return refused or redirect(request, UI_PREFIX + "/")
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, form, live = decided
         from deskside.insights.analysis import UnknownTopic
 
-        analysis = insights.analysis
+        analysis = live.analysis
         topic = row_id(topic_id)
         target, done = topic, action
         try:
@@ -643,20 +654,18 @@ def web_routes(
 
     @router.get(UI_PREFIX + "/connection")
     async def connection_view(request: Request) -> Response:
-        session = auth_of(request).session(request)
-        if session is None:
-            return to_login(request)
-        refused = await insights_unavailable(request, session)
-        if refused is not None or insights is None:
-            return refused or redirect(request, UI_PREFIX + "/")
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
         return page(
             request,
             "connection.html",
             session=session,
             title="Help Scout connection",
             active="connection",
-            state=await connection.connection_state(insights.store),
-            importing=insights.last_import,
+            state=await connection.connection_state(live.store),
+            importing=live.last_import,
             import_choices=IMPORT_CHOICES,
             oauth=settings.insights.helpscout.mode == "oauth",
             config_problems=config_problems(settings.insights),
@@ -668,13 +677,10 @@ def web_routes(
     async def connection_action(request: Request, action: str) -> Response:
         """``connect`` (to Help Scout's authorisation page), ``disconnect``, ``mailboxes``
         (the selection), ``refresh`` (the mailbox list from Help Scout) or ``import``."""
-        checked = await changing(request)
-        if isinstance(checked, Response):
-            return checked
-        session, form = checked
-        refused = await insights_unavailable(request, session)
-        if refused is not None or insights is None:
-            return refused or redirect(request, UI_PREFIX + "/")
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, form, live = decided
         failed = partial(
             refusal,
             request,
@@ -683,7 +689,7 @@ def web_routes(
             active="connection",
             back=("/connection", "Back to the Help Scout connection"),
         )
-        store, options = insights.store, settings.insights
+        store, options = live.store, settings.insights
         done, problem = action, ""
         try:
             if action == "connect":
@@ -705,7 +711,7 @@ def web_routes(
                 if since not in IMPORT_CHOICES:
                     return failed(400, "Choose how far back to import.")
                 again = form.get("again") == "1"
-                if not insights.start_import(parse_since(since), again=again):
+                if not live.start_import(parse_since(since), again=again):
                     problem = "an import is already running"
             else:
                 return failed(404, f"No such action: {action}.")
@@ -720,13 +726,11 @@ def web_routes(
 
     @router.get(UI_PREFIX + "/reports")
     async def reports_view(request: Request) -> Response:
-        session = auth_of(request).session(request)
-        if session is None:
-            return to_login(request)
-        refused = await insights_unavailable(request, session)
-        if refused is not None or insights is None:
-            return refused or redirect(request, UI_PREFIX + "/")
-        found = await reporting.build_reports(insights.store, trending=await insights.trends())
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
+        found = await reporting.build_reports(live.store, trending=await live.trends())
         return page(
             request,
             "reports.html",
@@ -748,13 +752,10 @@ def web_routes(
     @router.post(UI_PREFIX + "/reports/{topic_id}/export/github")
     async def export_view(request: Request, topic_id: str) -> Response:
         """Open the topic's GitHub issue, or update the one opened before."""
-        checked = await changing(request)
-        if isinstance(checked, Response):
-            return checked
-        session, _form = checked
-        refused = await insights_unavailable(request, session)
-        if refused is not None or insights is None:
-            return refused or redirect(request, UI_PREFIX + "/")
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, _form, live = decided
         options = settings.insights.reports
         token = github_token()
         failed = partial(
@@ -770,7 +771,7 @@ def web_routes(
         topic = row_id(topic_id)
         found = (
             await reporting.build_reports(
-                insights.store, trending=await insights.trends(), topic_ids=[topic]
+                live.store, trending=await live.trends(), topic_ids=[topic]
             )
             if topic is not None
             else []
@@ -781,7 +782,7 @@ def web_routes(
             async with reporting.GitHubIssues(
                 options.github_repository, token, options.github_api_url
             ) as github:
-                result = await github.export(insights.store, found[0])
+                result = await github.export(live.store, found[0])
         except reporting.GitHubError as exc:
             return failed(502, f"GitHub refused the export: {exc}")
         query = urlencode({"exported": str(topic), "issue": result.url})
