@@ -40,7 +40,6 @@ from deskside.insights.backfill import (
     sync_mailboxes,
 )
 from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
-from deskside.insights.crypto import Cipher
 from deskside.insights.helpscout_api import (
     PROVIDER,
     STATE_LIFETIME,
@@ -48,6 +47,7 @@ from deskside.insights.helpscout_api import (
     DisconnectReport,
     HelpScoutAPI,
     HelpScoutError,
+    config_problems,
     iso_utc,
     webhook_secrets,
 )
@@ -141,16 +141,7 @@ def connect(
 
 def _require_credentials(settings: InsightsSettings) -> None:
     """Refuse before any browser or network step: no key or no app credentials."""
-    problems = []
-    try:
-        Cipher.from_settings(settings)
-    except ConfigError as exc:
-        problems += exc.problems
-    if settings.helpscout.client_id is None or settings.helpscout.client_secret is None:
-        problems.append(
-            "insights.helpscout.client_id and client_secret are not set: they are your Help "
-            "Scout app's App ID and App Secret (Your Profile → My Apps)"
-        )
+    problems = config_problems(settings)
     if problems:
         report_config_error(ConfigError(problems))
 
