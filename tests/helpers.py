@@ -1,5 +1,6 @@
-"""Shared test utilities: an independent signer, the demo app on a temporary SQLite file, and a
-small HTML tree to assert on what an agent's browser would build.
+"""Shared test utilities: an independent signer, the demo app on a temporary SQLite file, what
+the Schemathesis tests share, and a small HTML tree to assert on what an agent's browser would
+build.
 
 The signer here is deliberately written from the vendors' descriptions (protocols.md), not
 with deskside's code, so a mistake in :mod:`deskside.signing` cannot hide in both.
@@ -12,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -22,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
 from deskside.config import Settings, load_settings
 from deskside.demo import (
@@ -198,6 +201,32 @@ def helpscout_request(*emails: str, **extra: Any) -> dict[str, Any]:
         "user": {"id": 9, "fname": "Ann", "lname": "Agent", "role": "owner"},
         "mailbox": {"id": 87654, "email": "help@yourapp.example"},
     } | extra
+
+
+# ── Schemathesis ─────────────────────────────────────────────────────────────────────────────
+
+TRACEBACK = re.compile(r'Traceback \(most recent call last\)|File "[^"\n]+", line \d+')
+"""A Python stack trace, which no answer may show."""
+
+FUZZING = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    # No "explain" phase: it traces every line, slowing lookups past the card deadline.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+)
+"""Hypothesis settings of the Schemathesis tests (add ``max_examples``): repeatable runs."""
+
+
+def strict_json(text: str) -> Any:
+    """``text`` as JSON without NaN or Infinity, and with no stack trace in it."""
+    assert not TRACEBACK.search(text), text[:2000]
+
+    def constant(name: str) -> Any:
+        raise AssertionError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=constant)
 
 
 # ── HTML as a browser would parse it ──────────────────────────────────────────────────────────

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.anyio
 
 TOKEN = "admin-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JSON = "application/json"
 
 
 def asking(conversation_id: int, text: str) -> dict[str, Any]:
@@ -38,6 +39,10 @@ async def test_the_api_is_private(tmp_path: Path, database: str) -> None:
             assert (await client.get(path, headers=wrong)).status_code == 401
         relabel = await client.post("/api/insights/conversations/1/label", json={"label": "bug"})
         assert relabel.status_code == 401
+        malformed = await client.post(  # refused before the body is read
+            "/api/insights/topics/1/rename", content=b"{", headers={"Content-Type": JSON}
+        )
+        assert malformed.status_code == 401
 
 
 async def test_labels_from_webhooks_and_an_agents_relabel(
@@ -221,3 +226,33 @@ async def test_ids_no_row_can_have_are_refused(
                     400,
                     {"error": "malformed request"},
                 ), path
+
+
+async def test_text_with_a_nul_character_is_refused(
+    tmp_path: Path, database: str, insights_url: str
+) -> None:
+    """PostgreSQL keeps no NUL character: a name or a label filter with one is a 400."""
+    settings = insights_settings(tmp_path, database, insights_url, admin_token=TOKEN)
+    async with serve(settings) as client:
+        for n, text in enumerate(LOGIN_BUG):
+            assert (await deliver(client, "convo.created", asking(55 + n, text))).is_success
+        async with opened(insights_url) as store:
+            await settled(store)
+        await client._transport.app.state.insights.analysis.update()  # type: ignore[attr-defined]
+        [before] = (await client.get("/api/insights/topics", headers=AUTH)).json()
+        asked = {
+            "/conversations?label=bug%00": None,
+            "/topics?label=%00": None,
+            f"/topics/{before['id']}/rename": {"name": "Blank\x00login"},
+            f"/topics/{before['id']}/split": {"conversation_ids": [55], "name": "\x00"},
+        }
+        for path, body in asked.items():
+            url = f"/api/insights{path}"
+            answer = await (
+                client.get(url, headers=AUTH)
+                if body is None
+                else client.post(url, json=body, headers=AUTH)
+            )
+            assert answer.status_code == 400, path
+            assert list(answer.json()) == ["error"], path
+        assert (await client.get("/api/insights/topics", headers=AUTH)).json() == [before]

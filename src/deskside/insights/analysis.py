@@ -203,7 +203,7 @@ class Analysis:
 
     async def rename_topic(self, topic_id: int, name: str) -> None:
         """A person's name for a topic; it replaces the generated one for good."""
-        name = " ".join(name.split())[:200]
+        name = _person_name(name)
         if not name:
             raise ValueError("the name is empty")
         async with self.store.session() as session:
@@ -229,7 +229,8 @@ class Analysis:
         self, topic_id: int, conversation_ids: Sequence[int], name: str | None = None
     ) -> int:
         """Move ``conversation_ids`` out of ``topic_id`` into a new topic, for good (they are
-        pinned there). The new topic's id."""
+        pinned there), named ``name`` unless that is blank. The new topic's id."""
+        name = _person_name(name or "")
         async with self.store.session() as session:
             source = await self._live_topic(session, topic_id)
             members = set(
@@ -549,6 +550,14 @@ class Analysis:
                 for example in read_examples_file(path)
             ]
         return self._file_examples
+
+
+def _person_name(name: str) -> str:
+    """A topic name a person gave, its whitespace collapsed, at most 200 characters (maybe
+    empty); ``ValueError`` for a NUL character, which PostgreSQL cannot store."""
+    if "\x00" in name:
+        raise ValueError("the name contains a NUL character")
+    return " ".join(name.split())[:200]
 
 
 async def _corrections(session: AsyncSession) -> tuple[int, Any]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
@@ -29,12 +29,14 @@ from deskside.insights.queries import (
     topic_summaries,
 )
 from deskside.insights.store import Store
-from deskside.web.auth import require_admin
+from deskside.web.auth import AdminRoute
 
 __all__ = ["API_PREFIX", "insights_api"]
 
 API_PREFIX = "/api/insights"
 T = TypeVar("T")
+Label = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+"""A label to filter by: any text but a NUL character, which PostgreSQL cannot compare."""
 
 
 class NotFound(HTTPError):
@@ -91,7 +93,7 @@ def insights_api(
 ) -> APIRouter:
     """The router; ``trends()`` gives the trending topics' notes by topic id. Callers need the
     admin token, or a web UI session (with its CSRF token for changes)."""
-    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_admin)], tags=["insights"])
+    router = APIRouter(prefix=API_PREFIX, route_class=AdminRoute, tags=["insights"])
 
     @router.get("/overview")
     async def overview(weeks: int = Query(12, ge=1, le=104)) -> Overview:
@@ -113,7 +115,7 @@ def insights_api(
 
     @router.get("/conversations")
     async def conversations(
-        label: str | None = None,
+        label: Label | None = None,
         topic: RowId | None = None,
         limit: int = Query(100, ge=1, le=1000),
     ) -> list[ConversationItem]:
@@ -141,7 +143,7 @@ def insights_api(
 
     @router.get("/topics")
     async def topics(
-        label: str | None = None,
+        label: Label | None = None,
         trending: bool = False,
         min_customers: int = Query(1, ge=1),
     ) -> list[TopicSummary]:

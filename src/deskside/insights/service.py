@@ -83,7 +83,9 @@ class InsightsService:
 
     async def start(self, *, wait_seconds: float = 5.0) -> None:
         """Open the store (waiting up to ``wait_seconds`` for it) and start the worker; a
-        database that is not there yet is retried in the background."""
+        database that is not there yet is retried in the background. Again after
+        :meth:`aclose` too (a test client may run the app's lifespan more than once)."""
+        self._stopping.clear()
         self._task = asyncio.create_task(self._open_then_work(), name="deskside-insights")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), wait_seconds)

@@ -18,10 +18,12 @@ import secrets
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,6 +39,7 @@ __all__ = [
     "CSRF_HEADER",
     "SESSION_COOKIE",
     "AdminAuth",
+    "AdminRoute",
     "Forbidden",
     "LoginLimiter",
     "PasswordHash",
@@ -394,6 +397,20 @@ async def require_admin(request: Request) -> None:
         submitted = (await read_form(request)).get(CSRF_FIELD)
     if not auth.csrf_valid(session, submitted):
         raise Forbidden("missing or wrong CSRF token: reload the page and try again")
+
+
+class AdminRoute(APIRoute):
+    """A FastAPI route that runs :func:`require_admin` before it reads the request's body, so
+    a caller without the token or a session is refused (401) whatever it sends."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def admitted(request: Request) -> Response:
+            await require_admin(request)
+            return await handler(request)
+
+        return admitted
 
 
 def _main() -> None:
