@@ -216,12 +216,7 @@ async def test_ids_no_row_can_have_are_refused(
                 f"/reports/{wrong}/export/github": {},
             }
             for path, body in asked.items():
-                url = f"/api/insights{path}"
-                answer = await (
-                    client.get(url, headers=AUTH)
-                    if body is None
-                    else client.post(url, json=body, headers=AUTH)
-                )
+                answer = await ask(client, path, body)
                 assert (answer.status_code, answer.json()) == (
                     400,
                     {"error": "malformed request"},
@@ -247,12 +242,15 @@ async def test_text_with_a_nul_character_is_refused(
             f"/topics/{before['id']}/split": {"conversation_ids": [55], "name": "\x00"},
         }
         for path, body in asked.items():
-            url = f"/api/insights{path}"
-            answer = await (
-                client.get(url, headers=AUTH)
-                if body is None
-                else client.post(url, json=body, headers=AUTH)
-            )
+            answer = await ask(client, path, body)
             assert answer.status_code == 400, path
             assert list(answer.json()) == ["error"], path
         assert (await client.get("/api/insights/topics", headers=AUTH)).json() == [before]
+
+
+async def ask(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
+    """GET ``/api/insights{path}`` when ``body`` is None, else POST it as JSON; with the token."""
+    url = f"/api/insights{path}"
+    if body is None:
+        return await client.get(url, headers=AUTH)
+    return await client.post(url, json=body, headers=AUTH)
