@@ -138,6 +138,20 @@ def test_corrections_change_later_predictions() -> None:
     assert classifier.predict_one("How do I change my password?").label == "question"
 
 
+def test_one_correction_teaches_its_own_words() -> None:
+    """Words no other example has (a product's name) count once an agent corrects a message
+    with them, though the vocabulary keeps only terms of two examples or more."""
+    before = Classifier.default().predict_one("Zorbix at reception")
+    classifier = Classifier()
+    correction = Example(
+        "Zorbix tablets at reception: please can we get this", "feature", "correction"
+    )
+    classifier.train([*load_shipped_examples(), correction])
+    after = classifier.predict_one("Zorbix at reception")
+    assert before.label != "feature"
+    assert (after.label, after.confidence > 0.9) == ("feature", True)
+
+
 def test_a_correction_of_a_shipped_example_wins() -> None:
     shipped = load_shipped_examples()
     victim = next(example for example in shipped if example.label == "feature")
