@@ -3,6 +3,8 @@ agent's relabel changes what it reports."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,16 @@ async def test_the_api_is_private(tmp_path: Path, database: str) -> None:
             "/api/insights/topics/1/rename", content=b"{", headers={"Content-Type": JSON}
         )
         assert malformed.status_code == 401
+        huge = json.dumps({"conversation_ids": [1] * 40_000}).encode()  # over 64 KiB
+
+        async def chunked() -> AsyncIterator[bytes]:  # no content-length to go by
+            yield huge
+
+        for body in (huge, chunked()):
+            answer = await client.post(
+                "/api/insights/topics/1/split", content=body, headers={**AUTH, "Content-Type": JSON}
+            )
+            assert (answer.status_code, list(answer.json())) == (413, ["error"])
 
 
 async def test_labels_from_webhooks_and_an_agents_relabel(

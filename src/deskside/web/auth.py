@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from deskside.errors import HTTPError, Unauthorized
+from deskside.protocols.base import read_body
 from deskside.signing import bearer_token, token_matches
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ LOGIN_COOKIE = "deskside_login"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 FORM_LIMIT = 64 * 1024
-"""The largest form body the UI reads."""
+"""The largest body the UI's forms and the insights API read (a larger API body is a 413)."""
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SCRYPT_N = 2**15
@@ -401,13 +402,16 @@ async def require_admin(request: Request) -> None:
 
 class AdminRoute(APIRoute):
     """A FastAPI route that runs :func:`require_admin` before it reads the request's body, so
-    a caller without the token or a session is refused (401) whatever it sends."""
+    a caller without the token or a session is refused (401) whatever it sends, and reads at
+    most :data:`FORM_LIMIT` bytes of it (413 beyond)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def admitted(request: Request) -> Response:
             await require_admin(request)
+            # Starlette serves a body it has already read (``_body``) to the handler's parsing.
+            request._body = await read_body(request, FORM_LIMIT)
             return await handler(request)
 
         return admitted
