@@ -413,6 +413,7 @@ async def test_setup_lists_what_to_paste(settings: Settings) -> None:
     assert {"https://deskside.test/helpscout", "hs-test-secret"} <= {
         e.attrs["data-copy"] for e in copy
     }
+    assert "every mailbox" not in {e.attrs["data-copy"] for e in copy}  # to read, not paste
     assert "app" in text and "ok" in text  # the source's check
 
 

@@ -164,6 +164,8 @@ class PasteValue:
     value: str
     secret: bool = False
     note: str | None = None
+    copy: bool = True
+    """Offer a copy button (not for a value that is only to be read)."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,8 @@ def desk_setups(
                 PasteValue(
                     "Mailbox ids",
                     ", ".join(str(m) for m in mailboxes) if mailboxes else "every mailbox",
-                    note=f"[helpdesks.{protocol.name}] mailboxes",
+                    note=f"[helpdesks.{protocol.name}] mailboxes: the ones answered for",
+                    copy=False,
                 )
             )
         if protocol.kind == "plain":
