@@ -307,13 +307,14 @@ class Analysis:
 
     @staticmethod
     async def _first_subjects(
-        session: AsyncSession, model: TopicModel, topics: Mapping[int, ModelTopic]
+        session: AsyncSession, memberships: Mapping[int, int], topics: Mapping[int, ModelTopic]
     ) -> dict[int, str]:
         """For each topic the model could not name from its words (:data:`UNNAMED`), the
-        subject of its first conversation, shortened."""
+        subject of its first conversation (``memberships``: every conversation's topic),
+        shortened."""
         unnamed = {topic_id for topic_id, topic in topics.items() if topic.name == UNNAMED}
         first: dict[int, int] = {}
-        for conversation_id, topic_id in model.memberships().items():
+        for conversation_id, topic_id in memberships.items():
             if topic_id in unnamed and conversation_id < first.get(topic_id, conversation_id + 1):
                 first[topic_id] = conversation_id
         if not first:
@@ -375,13 +376,14 @@ class Analysis:
         all); a person's pins and names are never overwritten."""
         model = self._model
         assert model is not None
-        memberships = model.memberships()
+        every = model.memberships()
+        memberships = every
         if conversation_ids is not None:
-            memberships = {c: t for c, t in memberships.items() if c in conversation_ids}
+            memberships = {c: t for c, t in every.items() if c in conversation_ids}
         topics = {topic.id: topic for topic in model.topics()}
         async with self.store.session() as session:
             stored = {topic.id: topic for topic in await session.scalars(select(Topic))}
-            subjects = await self._first_subjects(session, model, topics)
+            subjects = await self._first_subjects(session, every, topics)
             for topic_id in set(memberships.values()):
                 topic = topics.get(topic_id)
                 row = stored.get(topic_id)
