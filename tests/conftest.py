@@ -18,6 +18,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from deskside.sources.sql import async_url
+from services import PrivatePostgres, PrivateRedis, postgres_binaries, require
 
 POSTGRES_URL = os.environ.get(
     "DESKSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -76,12 +77,14 @@ def mysql_url() -> Iterator[str]:
     yield from _scratch_database("MariaDB/MySQL", MYSQL_URL)
 
 
-REDIS_URL = os.environ.get("DESKSIDE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Each parallel test process (pytest-xdist's gw0, gw1, …) empties a Redis database of its own.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = os.environ.get("DESKSIDE_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 - _WORKER % 16}")
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """An emptied Redis database (number 15 by default) for one test."""
+    """An emptied Redis database (number 15, 14, … by test process) for one test."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
@@ -133,3 +136,29 @@ def insights_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'insights.db'}"
     return str(request.getfixturevalue("fresh_postgres_url"))
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of this test's own, which the test may stop and start."""
+    binaries = postgres_binaries()
+    require("PostgreSQL", binaries is not None)
+    assert binaries is not None
+    server = PrivatePostgres(binaries)
+    try:
+        server.create()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis server of this test's own, which the test may stop and start."""
+    require("Redis", shutil.which("redis-server") is not None)
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,7 +1,7 @@
 """Real outages under load: PostgreSQL and Redis are stopped while requests keep coming.
 
-These stop and restart the machine's own services (as root, with the commands the machine
-documents), so they run only where that is possible and are skipped with the reason elsewhere.
+Each test stops and restarts a PostgreSQL or Redis server of its own (see ``services.py``), so
+the machine's shared servers, which other tests use at the same time, are never disturbed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from deskside.demo import create_demo_database
 from helpers import demo_settings, helpscout_request, post_helpscout, serve
-from services import can_restart, start_postgres, start_redis, stop_postgres, stop_redis
+from services import PrivatePostgres, PrivateRedis
 
 pytestmark = pytest.mark.anyio
 
@@ -97,9 +97,9 @@ def _assert_never_blank_and_on_time(answers: list[Answer]) -> None:
 
 
 async def test_postgres_stopped_under_load(
-    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    private_postgres: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    can_restart("pg_ctlcluster")
+    postgres_url = private_postgres.url
     await create_demo_database(postgres_url)
     settings = demo_settings(
         monkeypatch,
@@ -114,12 +114,12 @@ async def test_postgres_stopped_under_load(
     async with serve(settings) as client, _load(client) as load:
         await asyncio.sleep(1.5)
         outage_started = time.monotonic()
-        await asyncio.to_thread(stop_postgres)
+        await asyncio.to_thread(private_postgres.stop)
         try:
             await asyncio.sleep(3)
         finally:
             outage_ended = time.monotonic()
-            await asyncio.to_thread(start_postgres)
+            await asyncio.to_thread(private_postgres.start)
         recovered = None
         for _ in range(150):
             await asyncio.sleep(0.1)
@@ -137,9 +137,9 @@ async def test_postgres_stopped_under_load(
 
 
 async def test_redis_stopped_under_load(
-    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    private_redis: PrivateRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    can_restart("redis-server")
+    redis_url = private_redis.url
     settings = demo_settings(
         monkeypatch,
         tmp_path,
@@ -151,12 +151,12 @@ async def test_redis_stopped_under_load(
     async with serve(settings) as client, _load(client) as load:
         await asyncio.sleep(1)
         outage_started = time.monotonic()
-        await asyncio.to_thread(stop_redis)
+        await asyncio.to_thread(private_redis.stop)
         try:
             await asyncio.sleep(2)
         finally:
             outage_ended = time.monotonic()
-            await asyncio.to_thread(start_redis)
+            await asyncio.to_thread(private_redis.start)
         await asyncio.sleep(6)  # the cache tries Redis again 5 s after it failed
         import redis
 

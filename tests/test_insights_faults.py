@@ -11,7 +11,7 @@ import pytest
 
 from deskside.insights.models import Conversation, Event, Thread
 from deskside.server import create_app
-from services import can_restart, start_postgres, stop_postgres
+from services import PrivatePostgres
 from test_insights_webhooks import conversation, count, deliver, insights_settings, opened, settled
 
 pytestmark = pytest.mark.anyio
@@ -20,9 +20,9 @@ DELIVERIES = 600
 
 
 async def test_a_database_restart_during_a_burst_loses_and_duplicates_nothing(
-    tmp_path: Path, database: str, fresh_postgres_url: str
+    tmp_path: Path, database: str, private_postgres: PrivatePostgres
 ) -> None:
-    can_restart("pg_ctlcluster")
+    fresh_postgres_url = private_postgres.url
     app = create_app(insights_settings(tmp_path, database, fresh_postgres_url))
     refused: list[int] = []
 
@@ -43,9 +43,9 @@ async def test_a_database_restart_during_a_burst_loses_and_duplicates_nothing(
 
     async def restart_database() -> None:
         await asyncio.sleep(0.5)
-        await asyncio.to_thread(stop_postgres)
+        await asyncio.to_thread(private_postgres.stop)
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(start_postgres)
+        await asyncio.to_thread(private_postgres.start)
 
     async with (
         app.router.lifespan_context(app),
