@@ -102,7 +102,8 @@ class Analysis:
         self._fitted = self._grouped = 0
         """Conversations in topics at the last regrouping, and now."""
         self._fitted_at = time.monotonic()
-        self._leading = False
+        self.leading = False
+        """Whether this process holds the analysis lease, as of its last try to take it."""
         self._trends_saved_at = -_TRENDS_REUSE_SECONDS
         self._titles_read_at = -_TITLES_REUSE_SECONDS
 
@@ -137,11 +138,11 @@ class Analysis:
         holds the analysis lease; the lease is kept meanwhile, and afterwards until it
         expires or is released. Whether it ran."""
         if not await take_lease(self.store, ANALYSIS_LEASE, holder, _LEASE_SECONDS):
-            self._leading = False
+            self.leading = False
             return False
-        if not self._leading:  # taking over: another process may have grouped meanwhile
+        if not self.leading:  # taking over: another process may have grouped meanwhile
             self._grouped_with = None
-            self._leading = True
+            self.leading = True
 
         async def keep_lease() -> None:
             while True:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from deskside.errors import BadRequest, ConfigError, ServiceUnavailable
+from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
 from deskside.insights.backfill import import_conversations
 from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, webhook_secrets
@@ -32,7 +33,6 @@ __all__ = ["HELPSCOUT_WEBHOOK_PATH", "ImportState", "InsightsService"]
 
 log = logging.getLogger("deskside.insights")
 
-HELPSCOUT_WEBHOOK_PATH = "/webhooks/helpscout"
 _SECRETS_REUSE_SECONDS = 30.0
 _ANALYSIS_SECONDS = 5.0
 _STOP_SECONDS = 30
@@ -72,14 +72,18 @@ class InsightsService:
         self._task: asyncio.Task[None] | None = None
         self._import: asyncio.Task[None] | None = None
         self._holder = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.analysing = False
-        """Whether this process kept the analysis current the last time it tried."""
         self.last_import = ImportState(running=False)
         self._secrets: tuple[float, list[str]] = (-_SECRETS_REUSE_SECONDS, [])
 
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
+
+    @property
+    def analysing(self) -> bool:
+        """Whether this process holds the analysis lease: from the moment it takes it, not
+        only once its first pass is done."""
+        return self.analysis.leading
 
     async def start(self, *, wait_seconds: float = 5.0) -> None:
         """Open the store (waiting up to ``wait_seconds`` for it) and start the worker; a
@@ -108,6 +112,7 @@ class InsightsService:
         if self.analysing:  # for another process to take over at once
             with contextlib.suppress(Exception):
                 await release_lease(self.store, ANALYSIS_LEASE, self._holder)
+            self.analysis.leading = False
         await self.inbox.aclose()
         await self.store.aclose()
 
@@ -135,7 +140,7 @@ class InsightsService:
         process does."""
         while not self._stopping.is_set():
             try:
-                self.analysing = await self.analysis.update_unless_elsewhere(self._holder)
+                await self.analysis.update_unless_elsewhere(self._holder)
             except Exception:
                 log.exception("insights analysis failed; retrying")
             with contextlib.suppress(TimeoutError):
