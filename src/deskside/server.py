@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Hashable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 from fastapi import FastAPI, Request
@@ -35,9 +35,7 @@ from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
 from deskside.console import CONFIG_ENV
 from deskside.errors import BadRequest, HTTPError, SourceError, Unauthorized
-from deskside.insights.api import insights_api
-from deskside.insights.oauth_routes import oauth_routes
-from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH, InsightsService
+from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 from deskside.lookup import normalise_emails
 from deskside.protocols import Decline, Protocol, RawRequest
 from deskside.protocols.base import (
@@ -50,6 +48,9 @@ from deskside.service import LAYOUT_REUSE_SECONDS, SidebarService
 from deskside.signing import bearer_token, token_matches
 from deskside.sources.base import Source
 from deskside.web.routes import web_routes
+
+if TYPE_CHECKING:
+    from deskside.insights.service import InsightsService
 
 __all__ = ["MULTIPROC_ENV", "Readiness", "create_app", "create_app_from_env"]
 
@@ -64,7 +65,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def create_app(settings: Settings) -> FastAPI:
     """The app for ``settings``; sources connect lazily and close when the app stops."""
     service = SidebarService(settings)
-    insights = InsightsService(settings.insights) if settings.insights_enabled else None
+    insights = _insights_service(settings)
     readiness = Readiness(service, insights)
 
     @asynccontextmanager
@@ -184,17 +185,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     if insights is not None:
         app.state.insights = insights
-        app.add_api_route(
-            HELPSCOUT_WEBHOOK_PATH,
-            insights.receive_helpscout,
-            methods=["POST"],
-            include_in_schema=False,
+        _add_insights_routes(
+            app, settings, insights, api=bool(admin_tokens) or settings.admin.ui_enabled
         )
-        app.router.routes.extend(oauth_routes(settings, insights.store))
-        if admin_tokens or settings.admin.ui_enabled:
-            app.include_router(
-                insights_api(settings, insights.store, insights.analysis, trends=insights.trends)
-            )
 
     if settings.admin.ui_enabled:  # the web UI exists only with an admin password
         app.include_router(web_routes(settings, service, insights))
@@ -220,6 +213,39 @@ def create_app(settings: Settings) -> FastAPI:
             )
     app.add_middleware(_Observe, labels=labels)
     return app
+
+
+def _insights_service(settings: Settings) -> InsightsService | None:
+    """The insights service of a config with an ``[insights]`` table, else None.
+
+    The insights modules are imported here and in :func:`_add_insights_routes`, not at the top,
+    so that a sidebar-only process never loads scikit-learn, SciPy, alembic or lxml.
+    """
+    if not settings.insights_enabled:
+        return None
+    from deskside.insights.service import InsightsService
+
+    return InsightsService(settings.insights)
+
+
+def _add_insights_routes(
+    app: FastAPI, settings: Settings, insights: InsightsService, *, api: bool
+) -> None:
+    """Help Scout's webhook and OAuth callback and, with ``api``, the insights API."""
+    from deskside.insights.api import insights_api  # see _insights_service
+    from deskside.insights.oauth_routes import oauth_routes
+
+    app.add_api_route(
+        HELPSCOUT_WEBHOOK_PATH,
+        insights.receive_helpscout,
+        methods=["POST"],
+        include_in_schema=False,
+    )
+    app.router.routes.extend(oauth_routes(settings, insights.store))
+    if api:
+        app.include_router(
+            insights_api(settings, insights.store, insights.analysis, trends=insights.trends)
+        )
 
 
 def _endpoint(protocol: Protocol, service: SidebarService) -> Any:

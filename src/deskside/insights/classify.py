@@ -36,6 +36,7 @@ from sklearn.pipeline import FeatureUnion  # type: ignore[import-untyped]
 from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
 from deskside.insights.customer_text import message_text
+from deskside.insights.labels import LABEL_SYNONYMS, LABELS, canonical_label
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -57,35 +58,6 @@ __all__ = [
     "read_examples_file",
 ]
 
-LABELS: tuple[str, ...] = ("bug", "feature", "docs", "question", "other")
-"""Every label the classifier knows, in display order."""
-
-LABEL_SYNONYMS: Mapping[str, str] = {
-    "defect": "bug",
-    "bug report": "bug",
-    "regression": "bug",
-    "crash": "bug",
-    "problem": "bug",
-    "enhancement": "feature",
-    "feature request": "feature",
-    "improvement": "feature",
-    "suggestion": "feature",
-    "idea": "feature",
-    "request": "feature",
-    "documentation": "docs",
-    "doc": "docs",
-    "support": "question",
-    "how to": "question",
-    "howto": "question",
-    "usage": "question",
-    "help": "question",
-    "misc": "other",
-    "spam": "other",
-    "none": "other",
-}
-"""Labels other trackers use, and the label each one means here (matched case-insensitively,
-with ``-``/``_`` as spaces and a ``type:``/``kind/`` prefix ignored)."""
-
 Source = Literal["shipped", "file", "correction"]
 
 SOURCE_WEIGHTS: Mapping[str, float] = {"shipped": 1.0, "file": 1.0, "correction": 4.0}
@@ -104,26 +76,6 @@ _SVM_C = 0.5
 
 class ExamplesError(ValueError):
     """A labelled-examples file that cannot be used; the message names the file and the rows."""
-
-
-def canonical_label(raw: str) -> str:
-    """``raw`` as one of :data:`LABELS`, via :data:`LABEL_SYNONYMS` (``enhancement`` →
-    ``feature``, ``documentation`` → ``docs``, ``support`` → ``question``, …).
-
-    Raises ``ValueError`` naming the known labels when ``raw`` is none of them.
-    """
-    name = re.sub(r"[\s_-]+", " ", raw.strip().lower())
-    name = re.sub(r"^(type|kind|label|category)\s*[:/]\s*", "", name)
-    if name in LABELS:
-        return name
-    if name.endswith("s") and name[:-1] in LABELS:  # bugs, features, questions
-        return name[:-1]
-    if name in LABEL_SYNONYMS:
-        return LABEL_SYNONYMS[name]
-    synonyms = ", ".join(f"{k}→{v}" for k, v in LABEL_SYNONYMS.items())
-    raise ValueError(
-        f"unknown label {raw!r}: use one of {', '.join(LABELS)} (or a synonym: {synonyms})"
-    )
 
 
 @dataclass(frozen=True)

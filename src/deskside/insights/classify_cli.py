@@ -178,7 +178,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _labels(given: str) -> tuple[str, ...]:
-    from deskside.insights.classify import canonical_label
+    from deskside.insights.labels import canonical_label
 
     try:
         return tuple(dict.fromkeys(canonical_label(p) for p in given.split(",") if p.strip()))

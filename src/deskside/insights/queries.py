@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import String, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deskside.insights.classify import LABELS
+from deskside.insights.labels import LABELS
 from deskside.insights.models import (
     Classification,
     Conversation,

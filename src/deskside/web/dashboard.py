@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
-from deskside.insights.classify import LABELS
+from deskside.insights.labels import LABELS
 from deskside.insights.models import Conversation
 from deskside.insights.queries import (
     ConversationItem,

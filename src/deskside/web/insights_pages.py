@@ -1,0 +1,395 @@
+"""The web UI's insights pages under ``/ui/``: Insights (labels, the chart, relabelling),
+Topics (rename, merge, split), the Help Scout connection and Reports (with the GitHub export).
+
+Only a server with an ``[insights]`` table imports this module (it needs the insights stack);
+see :func:`deskside.web.routes.web_routes`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import partial
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from deskside.config import Settings
+from deskside.errors import ConfigError
+from deskside.insights import reports as reporting
+from deskside.insights.analysis import UnknownConversation, UnknownTopic
+from deskside.insights.backfill import parse_since
+from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, config_problems
+from deskside.insights.labels import LABELS
+from deskside.insights.models import row_id
+from deskside.insights.service import InsightsService
+from deskside.service import SidebarService
+from deskside.web import connection, dashboard
+from deskside.web.auth import Session, read_form_pairs
+from deskside.web.pages import UI_PREFIX, Pages, conversation_ref, safe_href
+
+__all__ = ["IMPORT_CHOICES", "insights_routes"]
+
+log = logging.getLogger("deskside.web")
+
+IMPORT_CHOICES = {"30d": "30 days", "90d": "90 days", "365d": "year"}
+"""How far back an import started from the Help Scout page reaches (``deskside import``
+takes any ``--since``)."""
+
+
+def insights_routes(
+    pages: Pages, settings: Settings, service: SidebarService, insights: InsightsService
+) -> APIRouter:
+    """The insights pages, for :func:`deskside.web.routes.web_routes` to include."""
+    page, refusal, redirect = pages.page, pages.refusal, pages.redirect
+    router = APIRouter(include_in_schema=False)
+
+    async def form_ids(request: Request, name: str) -> list[int]:
+        """The ids the form's ``name`` fields (ticked checkboxes) give; a value that can name
+        no row is left out, as if not ticked."""
+        found = [row_id(value) for key, value in await read_form_pairs(request) if key == name]
+        return [value for value in found if value is not None]
+
+    def live_insights(request: Request, session: Session) -> InsightsService | Response:
+        """The insights service, or the page saying why it cannot be used yet (its database
+        is not ready)."""
+        if not insights.ready:
+            return refusal(
+                request,
+                session,
+                503,
+                "The insights database is not available yet; reload in a moment.",
+            )
+        return insights
+
+    def viewing(request: Request) -> tuple[Session, InsightsService] | Response:
+        """A GET of an insights page: the session and the insights service, or the answer
+        instead (to the login, or :func:`live_insights`' refusal)."""
+        session = pages.auth_of(request).session(request)
+        if session is None:
+            return pages.to_login(request)
+        live = live_insights(request, session)
+        return live if isinstance(live, Response) else (session, live)
+
+    async def deciding(
+        request: Request,
+    ) -> tuple[Session, dict[str, str], InsightsService] | Response:
+        """A POST to an insights page: :func:`changing`, then :func:`live_insights`."""
+        checked = await pages.changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        live = live_insights(request, session)
+        return live if isinstance(live, Response) else (session, form, live)
+
+    @router.get(UI_PREFIX + "/insights")
+    async def insights_view(request: Request, label: str | None = None) -> Response:
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
+        chosen = label if label in (*LABELS, "unlabelled") else None
+        summary = await dashboard.overview(live.store)
+        rows = await dashboard.conversations(live.store, label=chosen)
+        topics = await dashboard.topics(live.store, await live.trends())
+        changed = None  # the relabelled conversation, as the page names it
+        relabelled = row_id(request.query_params.get("relabelled", ""))
+        if relabelled is not None:
+            number = await dashboard.conversation_number(live.store, relabelled)
+            changed = conversation_ref(number, relabelled)
+        return page(
+            request,
+            "insights.html",
+            session=session,
+            title="Insights",
+            active="insights",
+            overview=summary,
+            series=dashboard.SERIES,
+            conversations=rows,
+            label=chosen,
+            topics=topics[:10],
+            topic_count=len(topics),
+            topic_names={topic.id: topic.name for topic in topics},
+            changed=changed,
+            changed_label=request.query_params.get("label_now"),
+        )
+
+    @router.post(UI_PREFIX + "/insights/conversations/{conversation_id}/label")
+    async def relabel_view(request: Request, conversation_id: str) -> Response:
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, form, live = decided
+        shown = form.get("filter")
+        query = {"label": shown} if shown in (*LABELS, "unlabelled") else {}
+        back = ("/insights" + (f"?{urlencode(query)}" if query else ""), "Back to Insights")
+        conversation = row_id(conversation_id)
+        try:
+            if conversation is None:
+                raise UnknownConversation(conversation_id)
+            label = await live.analysis.relabel(conversation, form.get("label", ""))
+        except UnknownConversation:
+            message = f"There is no conversation {conversation_id}."
+            return refusal(request, session, 404, message, back=back)
+        except ValueError as exc:
+            return refusal(request, session, 400, str(exc), back=back)
+        query = {"relabelled": str(conversation), "label_now": label, **query}
+        return redirect(request, f"{UI_PREFIX}/insights?{urlencode(query)}#c{conversation}")
+
+    # ── Topics ───────────────────────────────────────────────────────────────────────────────
+
+    @router.get(UI_PREFIX + "/topics")
+    async def topics_view(request: Request) -> Response:
+        """Every topic, by label (Insights lists the first ten)."""
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
+        by_label: dict[str, list[Any]] = {label: [] for label in LABELS}
+        for topic in await dashboard.topics(live.store, await live.trends()):
+            by_label.setdefault(topic.label, []).append(topic)
+        return page(
+            request,
+            "topics.html",
+            session=session,
+            title="Topics",
+            active="insights",
+            by_label={label: found for label, found in by_label.items() if found},
+        )
+
+    @router.get(UI_PREFIX + "/topics/{topic_id}")
+    async def topic_view(request: Request, topic_id: str) -> Response:
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
+        trending = await live.trends()
+        wanted = row_id(topic_id)
+        found = await dashboard.topics(live.store, trending, ids=[wanted]) if wanted else []
+        if not found:
+            return no_topic(request, session, topic_id)
+        topic = found[0]
+        siblings = await dashboard.topics(live.store, trending, label=topic.label)
+        report = None
+        if topic.label in reporting.REPORT_KINDS:
+            report = await _report(live, topic.id, trending)
+        return page(
+            request,
+            "topic.html",
+            session=session,
+            title=topic.name,
+            active="insights",
+            topic=topic,
+            report=report,
+            conversations=await dashboard.conversations(live.store, topic=topic.id, limit=1000),
+            merge_targets=[t for t in siblings if t.id != topic.id],
+            done=request.query_params.get("done"),
+        )
+
+    async def _report(
+        live: InsightsService, topic_id: int, trending: dict[int, str]
+    ) -> reporting.Report | None:
+        """The topic's report, with plans and revenue when ``[insights.reports]`` says how
+        to find them (through this server's own sources and cache)."""
+        facts: reporting.CustomerFacts | None = None
+        try:
+            facts = reporting.CustomerFacts(settings, service=service)
+        except ValueError:
+            log.warning("ui: [insights.reports] plan or revenue_cents is not a valid expression")
+        found = await reporting.build_reports(
+            live.store,
+            facts=facts if facts is not None and facts.configured else None,
+            trending=trending,
+            topic_ids=[topic_id],
+        )
+        return found[0] if found else None
+
+    def no_topic(request: Request, session: Session, topic_id: str) -> Response:
+        message = f"There is no topic {topic_id} (any more)."
+        return refusal(request, session, 404, message, back=("/topics", "All topics"))
+
+    async def topic_action(request: Request, topic_id: str, action: str) -> Response:
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, form, live = decided
+        analysis = live.analysis
+        topic = row_id(topic_id)
+        target, done = topic, action
+        try:
+            if topic is None:
+                raise UnknownTopic(topic_id)
+            if action == "rename":
+                await analysis.rename_topic(topic, form.get("name", ""))
+            elif action == "merge":
+                target = row_id(form.get("into", ""))
+                if target is None:
+                    raise ValueError("choose the topic to merge into")
+                await analysis.merge_topics(topic, target)
+            else:
+                chosen = await form_ids(request, "conversation")
+                target = await analysis.split_topic(
+                    topic, chosen, form.get("name", "").strip() or None
+                )
+        except UnknownTopic:
+            return no_topic(request, session, topic_id)
+        except ValueError as exc:
+            back = (f"/topics/{topic}", "Back to the topic")
+            return refusal(request, session, 400, str(exc), back=back)
+        log.info("ui: topic %d: %s", topic, action)
+        return redirect(request, f"{UI_PREFIX}/topics/{target}?{urlencode({'done': done})}")
+
+    @router.post(UI_PREFIX + "/topics/{topic_id}/rename")
+    async def rename_view(request: Request, topic_id: str) -> Response:
+        return await topic_action(request, topic_id, "rename")
+
+    @router.post(UI_PREFIX + "/topics/{topic_id}/merge")
+    async def merge_view(request: Request, topic_id: str) -> Response:
+        return await topic_action(request, topic_id, "merge")
+
+    @router.post(UI_PREFIX + "/topics/{topic_id}/split")
+    async def split_view(request: Request, topic_id: str) -> Response:
+        return await topic_action(request, topic_id, "split")
+
+    # ── The Help Scout connection ────────────────────────────────────────────────────────────
+
+    @router.get(UI_PREFIX + "/connection")
+    async def connection_view(request: Request) -> Response:
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
+        return page(
+            request,
+            "connection.html",
+            session=session,
+            title="Help Scout connection",
+            active="connection",
+            state=await connection.connection_state(live.store),
+            importing=live.last_import,
+            import_choices=IMPORT_CHOICES,
+            oauth=settings.insights.helpscout.mode == "oauth",
+            config_problems=config_problems(settings.insights),
+            done=request.query_params.get("done"),
+            problem=request.query_params.get("problem"),
+        )
+
+    @router.post(UI_PREFIX + "/connection/{action}")
+    async def connection_action(request: Request, action: str) -> Response:
+        """``connect`` (to Help Scout's authorisation page), ``disconnect``, ``mailboxes``
+        (the selection), ``refresh`` (the mailbox list from Help Scout) or ``import``."""
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, form, live = decided
+        failed = partial(
+            refusal,
+            request,
+            session,
+            title="Help Scout connection",
+            active="connection",
+            back=("/connection", "Back to the Help Scout connection"),
+        )
+        store, options = live.store, settings.insights
+        done, problem = action, ""
+        try:
+            if action == "connect":
+                async with HelpScoutAPI(options, store) as api:
+                    target = await api.authorization_url()
+                return RedirectResponse(target, status_code=303, headers=pages.headers)
+            if action == "disconnect":
+                report = await connection.disconnect(options, store)
+                if report.webhook_deleted is False:
+                    problem = "the webhook could not be deleted: remove it in Help Scout"
+            elif action == "mailboxes":
+                chosen = await form_ids(request, "mailbox")
+                every = form.get("every") == "1" or not chosen
+                await connection.select_mailboxes(store, None if every else chosen)
+            elif action == "refresh":
+                await connection.refresh_mailboxes(options, store)
+            elif action == "import":
+                since = form.get("since", "")
+                if since not in IMPORT_CHOICES:
+                    return failed(400, "Choose how far back to import.")
+                again = form.get("again") == "1"
+                if not live.start_import(parse_since(since), again=again):
+                    problem = "an import is already running"
+            else:
+                return failed(404, f"No such action: {action}.")
+        except ConfigError as exc:
+            return failed(503, "; ".join(exc.problems))
+        except (HelpScoutError, ValueError) as exc:
+            return failed(502 if isinstance(exc, HelpScoutError) else 400, str(exc))
+        query = {"done": done, **({"problem": problem} if problem else {})}
+        return redirect(request, f"{UI_PREFIX}/connection?{urlencode(query)}")
+
+    # ── Reports ──────────────────────────────────────────────────────────────────────────────
+
+    @router.get(UI_PREFIX + "/reports")
+    async def reports_view(request: Request) -> Response:
+        viewed = viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
+        found = await reporting.build_reports(live.store, trending=await live.trends())
+        return page(
+            request,
+            "reports.html",
+            session=session,
+            title="Reports",
+            active="reports",
+            reports=found,
+            github=settings.insights.reports.github_repository if github_token() else None,
+            exported=request.query_params.get("exported"),
+            issue=safe_href(request.query_params.get("issue")),
+        )
+
+    def github_token() -> str:
+        configured = settings.insights.reports.github_token
+        if configured is not None:
+            return configured.get_secret_value()
+        return os.environ.get("GITHUB_TOKEN", "")
+
+    @router.post(UI_PREFIX + "/reports/{topic_id}/export/github")
+    async def export_view(request: Request, topic_id: str) -> Response:
+        """Open the topic's GitHub issue, or update the one opened before."""
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, _form, live = decided
+        options = settings.insights.reports
+        token = github_token()
+        failed = partial(
+            refusal,
+            request,
+            session,
+            title="Reports",
+            active="reports",
+            back=("/reports", "Back to Reports"),
+        )
+        if not options.github_repository or not token:
+            return failed(400, "Set [insights.reports] github_repository and github_token.")
+        topic = row_id(topic_id)
+        found = (
+            await reporting.build_reports(
+                live.store, trending=await live.trends(), topic_ids=[topic]
+            )
+            if topic is not None
+            else []
+        )
+        if not found:
+            return failed(404, f"No bug or feature report for topic {topic_id}.")
+        try:
+            async with reporting.GitHubIssues(
+                options.github_repository, token, options.github_api_url
+            ) as github:
+                result = await github.export(live.store, found[0])
+        except reporting.GitHubError as exc:
+            return failed(502, f"GitHub refused the export: {exc}")
+        query = urlencode({"exported": str(topic), "issue": result.url})
+        return redirect(request, f"{UI_PREFIX}/reports?{query}#topic-{topic}")
+
+    return router
