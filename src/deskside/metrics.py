@@ -13,12 +13,16 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "BREAKER_STATE",
     "CACHE_RESULTS",
+    "MULTIPROC_ENV",
     "REQUESTS",
     "REQUEST_SECONDS",
     "SIGNATURE_FAILURES",
     "SOURCE_ERRORS",
     "SOURCE_SECONDS",
 ]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Set (by ``deskside serve --workers N``, or by you): ``/metrics`` adds up every process."""
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
