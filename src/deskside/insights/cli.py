@@ -1,5 +1,10 @@
 """The insights commands that read and work the store: ``conversations``, ``events`` and
-``worker``."""
+``worker``.
+
+Like every insights command module, this one imports only light modules at the top; what a
+command needs (the store, SQLAlchemy, the worker) is imported when it runs, so that
+``deskside --help`` and the sidebar commands never load the insights stack.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,18 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
-from deskside.config import load_insights_settings
 from deskside.console import ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError
-from deskside.insights import queries
-from deskside.insights.settings import InsightsSettings
-from deskside.insights.store import Store, database_url
-from deskside.insights.worker import Worker
+
+if TYPE_CHECKING:
+    from deskside.insights import queries
+    from deskside.insights.settings import InsightsSettings
+    from deskside.insights.store import Store
 
 __all__ = ["DatabaseOption", "insights_context", "register", "run_with_store"]
 
@@ -42,6 +46,9 @@ def insights_context(
     config: str | Path | None, database: str | None
 ) -> tuple[InsightsSettings, Store]:
     """The ``[insights]`` settings of ``config`` (if that file exists) and an unopened store."""
+    from deskside.config import load_insights_settings
+    from deskside.insights.store import Store, database_url
+
     try:
         settings = load_insights_settings(config)
     except ConfigError as exc:
@@ -51,6 +58,7 @@ def insights_context(
 
 def run_with_store(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
     """Open ``store``, run ``work`` with it, close it; a database error exits with status 2."""
+    from sqlalchemy.exc import SQLAlchemyError
 
     async def main() -> T:
         try:
@@ -72,6 +80,8 @@ def conversations(
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
 ) -> None:
     """List the stored conversations (from webhooks and imports), newest first."""
+    from deskside.insights import queries
+
     _, store = insights_context(config, database)
 
     async def read(store: Store) -> list[queries.ConversationSummary]:
@@ -107,6 +117,8 @@ def events(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """The webhook inbox: counts by status, and the latest events with their errors."""
+    from deskside.insights import queries
+
     _, store = insights_context(config, database)
 
     async def read(store: Store) -> tuple[int, dict[str, int], list[queries.EventSummary]]:
@@ -144,6 +156,8 @@ def worker(
     ] = False,
 ) -> None:
     """Process stored webhook events (besides, or instead of, the server's own worker)."""
+    from deskside.insights.worker import Worker
+
     settings, store = insights_context(config, database)
     processor = Worker(store, attempts=settings.worker_attempts)
 

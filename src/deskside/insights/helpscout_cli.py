@@ -1,22 +1,18 @@
 """The Help Scout commands: ``connect helpscout``, ``disconnect helpscout``, ``mailboxes`` and
 ``import``. Add them with :func:`register`.
 
-Tokens, codes and secrets are never printed; the authorize URL (which holds only the app's
-id and a one-time ``state``) is.
+Tokens, codes and secrets are never printed. The Help Scout client, the store and the import
+are imported when a command runs, not with the CLI (see :mod:`deskside.insights.cli`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import html
 import json
-import webbrowser
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Annotated, Literal, TypeVar
-from urllib.parse import SplitResult, parse_qs, urlsplit
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from rich.progress import (
@@ -27,39 +23,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from sqlalchemy import delete, select
 
 from deskside.console import ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError
-from deskside.insights.backfill import (
-    ImportProgress,
-    ImportResult,
-    import_conversations,
-    parse_since,
-    selected_mailboxes,
-    sync_mailboxes,
-)
 from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
-from deskside.insights.helpscout_api import (
-    PROVIDER,
-    STATE_LIFETIME,
-    AuthorizationRefused,
-    DisconnectReport,
-    HelpScoutAPI,
-    HelpScoutError,
-    config_problems,
-    iso_utc,
-    webhook_secrets,
-)
-from deskside.insights.models import Connection, Mailbox
-from deskside.insights.settings import HelpScoutSettings, InsightsSettings
-from deskside.insights.store import Store
 
-__all__ = ["connect", "disconnect", "mailboxes", "register", "webhook_secrets"]
+if TYPE_CHECKING:
+    from deskside.insights.backfill import ImportProgress, ImportResult
+    from deskside.insights.helpscout_api import DisconnectReport
+    from deskside.insights.models import Mailbox
+    from deskside.insights.settings import InsightsSettings
+    from deskside.insights.store import Store
+
+__all__ = ["connect", "disconnect", "mailboxes", "register"]
 
 T = TypeVar("T")
 _DEFAULT_CONFIG = Path("deskside.toml")
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 ProviderArgument = Annotated[
     Literal["helpscout"], typer.Argument(help="The helpdesk to connect: helpscout.")
@@ -102,6 +81,10 @@ def connect(
 
     client_credentials mode: no browser; your own account's app id and secret.
     """
+    from deskside.insights.backfill import selected_mailboxes, sync_mailboxes
+    from deskside.insights.helpscout_api import HelpScoutAPI
+    from deskside.insights.helpscout_authorize import authorize
+
     del provider  # one choice for now
     settings, store = insights_context(config, database)
     if webhook_url is not None and not (
@@ -115,7 +98,7 @@ def connect(
             if settings.helpscout.mode == "client_credentials":
                 await api.connect_client_credentials()
             else:
-                await _authorize(api, settings.helpscout, open_browser=not no_browser)
+                await authorize(api, settings.helpscout, open_browser=not no_browser)
             found = await sync_mailboxes(store, api)
             webhook_id = None
             if webhook_url is not None:
@@ -141,150 +124,11 @@ def connect(
 
 def _require_credentials(settings: InsightsSettings) -> None:
     """Refuse before any browser or network step: no key or no app credentials."""
+    from deskside.insights.helpscout_api import config_problems
+
     problems = config_problems(settings)
     if problems:
         report_config_error(ConfigError(problems))
-
-
-async def _authorize(api: HelpScoutAPI, settings: HelpScoutSettings, *, open_browser: bool) -> None:
-    url = await api.authorization_url()
-    redirect = urlsplit(settings.redirect_url)
-    if redirect.scheme == "http" and redirect.hostname in _LOOPBACK_HOSTS:
-        async with _CallbackListener(redirect) as listener:
-            _show(url, open_browser)
-            err.print(f"Waiting for Help Scout to send the browser back to {settings.redirect_url}")
-            answer = await listener.wait(STATE_LIFETIME.total_seconds())
-            try:
-                code, state = _code_and_state(answer, None)
-                await api.complete_authorization(code, state)
-            except HelpScoutError as exc:
-                listener.respond(False, str(exc))
-                raise
-            listener.respond(True, "deskside is connected to Help Scout. You can close this tab.")
-        return
-    _show(url, open_browser)
-    pasted = typer.prompt(
-        "Paste the address Help Scout sent your browser to (or just its code)", err=True
-    )
-    own_state = parse_qs(urlsplit(url).query).get("state", [""])[0]
-    code, state = _code_and_state(_pasted_answer(pasted), own_state)
-    await api.complete_authorization(code, state)
-
-
-def _show(url: str, open_browser: bool) -> None:
-    err.print("Approve deskside in Help Scout at:")
-    out.print(url, markup=False, highlight=False)
-    if open_browser:
-        with contextlib.suppress(Exception):  # no browser here: the printed URL will do
-            webbrowser.open(url)
-
-
-def _pasted_answer(pasted: str) -> dict[str, str]:
-    text = pasted.strip()
-    if "code=" in text or "error=" in text:
-        query = urlsplit(text).query if "?" in text else text.lstrip("?")
-        return {key: values[0] for key, values in parse_qs(query).items()}
-    return {"code": text}
-
-
-def _code_and_state(answer: dict[str, str], own_state: str | None) -> tuple[str, str]:
-    """The code and state of Help Scout's redirect; a pasted bare code pairs with the state
-    this run created (``own_state``)."""
-    if "error" in answer:
-        raise AuthorizationRefused(f"Help Scout did not authorise deskside ({answer['error']})")
-    code = answer.get("code", "").strip()
-    state = answer.get("state") or own_state
-    if not code or not state:
-        raise AuthorizationRefused("Help Scout's answer has no code or no state")
-    return code, state
-
-
-class _CallbackListener:
-    """A one-shot HTTP listener on a loopback redirect URL: the first GET of its path with a
-    ``code`` or an ``error`` is the answer; the browser is told how it went."""
-
-    def __init__(self, redirect: SplitResult) -> None:
-        self._host = redirect.hostname or "127.0.0.1"
-        self._port = redirect.port or 80
-        self._path = redirect.path or "/"
-        self._server: asyncio.Server | None = None
-        self._answer: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
-        self._outcome: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
-        self._replied = asyncio.Event()
-
-    async def __aenter__(self) -> _CallbackListener:
-        try:
-            self._server = await asyncio.start_server(self._serve, self._host, self._port)
-        except OSError as exc:
-            raise HelpScoutError(
-                f"cannot listen on {self._host}:{self._port} for Help Scout's redirect "
-                f"({exc.strerror or exc}): free that port, or use --no-browser with a "
-                "redirect_url that is not on this machine"
-            ) from None
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if not self._outcome.done():
-            self._outcome.set_result((False, "deskside stopped waiting; try again."))
-        if self._answer.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._replied.wait(), 5)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def wait(self, seconds: float) -> dict[str, str]:
-        """The query of Help Scout's redirect."""
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._answer), seconds)
-        except TimeoutError:
-            raise AuthorizationRefused(
-                "no answer from Help Scout within 10 minutes: run `deskside connect helpscout` "
-                "again"
-            ) from None
-
-    def respond(self, ok: bool, message: str) -> None:
-        if not self._outcome.done():
-            self._outcome.set_result((ok, message))
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            method, target, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            parts = urlsplit(target)
-            answer = {key: values[0] for key, values in parse_qs(parts.query).items()}
-            if method != "GET" or parts.path != self._path or self._answer.done():
-                await _reply(writer, 404, "Not found.")
-            elif "code" not in answer and "error" not in answer:
-                await _reply(writer, 400, "This address is for Help Scout's redirect.")
-            else:
-                self._answer.set_result(answer)
-                ok, message = await asyncio.shield(self._outcome)
-                await _reply(writer, 200 if ok else 400, message)
-                self._replied.set()
-        except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-
-async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
-    body = (
-        "<!doctype html><meta charset=utf-8><title>deskside</title>"
-        f"<p style='font:16px system-ui;margin:3em'>{html.escape(message)}</p>"
-    ).encode()
-    writer.write(
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\nReferrer-Policy: no-referrer\r\n"
-        "Cache-Control: no-store\r\nConnection: close\r\n\r\n".encode()
-        + body
-    )
-    await writer.drain()
 
 
 # -- disconnect -------------------------------------------------------------------------------
@@ -299,6 +143,11 @@ def disconnect(
 
     Imports then refuse until you connect again.
     """
+    from sqlalchemy import delete
+
+    from deskside.insights.helpscout_api import PROVIDER, DisconnectReport, HelpScoutAPI
+    from deskside.insights.models import Connection
+
     del provider
     settings, store = insights_context(config, database)
 
@@ -355,6 +204,12 @@ def mailboxes(
     The list is refreshed from Help Scout when connected. --select or --all changes the
     selection.
     """
+    from sqlalchemy import select
+
+    from deskside.insights.backfill import sync_mailboxes
+    from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError
+    from deskside.insights.models import Mailbox
+
     if select_ids and select_all:
         fail("--select and --all: use one")
     settings, store = insights_context(config, database)
@@ -398,6 +253,9 @@ def mailboxes(
 
 
 async def _connected(store: Store) -> bool:
+    from deskside.insights.helpscout_api import PROVIDER
+    from deskside.insights.models import Connection
+
     async with store.read() as session:
         return await session.get(Connection, PROVIDER) is not None
 
@@ -440,6 +298,9 @@ def import_command(
 
     Nothing is stored twice; a finished import is not repeated unless --again.
     """
+    from deskside.insights.backfill import import_conversations, parse_since
+    from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, iso_utc
+
     try:
         moment = parse_since(since)
     except ValueError as exc:
@@ -510,6 +371,8 @@ def _progress_bar() -> Progress:
 
 def _run(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
     """:func:`run_with_store`, with Help Scout and configuration errors as clean failures."""
+    from deskside.insights.helpscout_api import HelpScoutError
+
     try:
         return run_with_store(store, work)
     except HelpScoutError as exc:

@@ -3,7 +3,8 @@ JSON, and exported to GitHub Issues.
 
 Add it to an app with :func:`register`. Each run first brings the labels, topics and trends
 up to date (:class:`~deskside.insights.analysis.Analysis`) unless a running server does that
-for the same store, then reads them from the store.
+for the same store, then reads them from the store. The insights stack (scikit-learn, NumPy)
+is imported when the command runs, not with the CLI.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich import box
@@ -21,22 +22,12 @@ from rich.text import Text
 
 from deskside.console import ConfigOption, err, fail, out
 from deskside.errors import ConfigError
-from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
 from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
-from deskside.insights.reports import (
-    CustomerFacts,
-    ExportResult,
-    GitHubError,
-    GitHubIssues,
-    Report,
-    build_reports,
-    to_csv,
-    to_json,
-    to_markdown,
-)
-from deskside.insights.settings import InsightsSettings
-from deskside.insights.store import Store, release_lease
-from deskside.render.markdown import escape_markdown
+
+if TYPE_CHECKING:
+    from deskside.insights.reports import CustomerFacts, ExportResult, GitHubIssues, Report
+    from deskside.insights.settings import InsightsSettings
+    from deskside.insights.store import Store
 
 __all__ = ["register", "reports"]
 
@@ -76,6 +67,10 @@ def reports(
 ) -> None:
     """Bug and feature topics as reports: customers, conversations, plans and revenue, when
     first and last seen; trending ones first."""
+    from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
+    from deskside.insights.reports import GitHubError, build_reports
+    from deskside.insights.store import release_lease
+
     settings, store = insights_context(config, database)
     github = _github(settings) if export == "github" else None
     facts = _customer_facts(config, settings)
@@ -124,6 +119,8 @@ def reports(
 
 
 def _github(settings: InsightsSettings) -> GitHubIssues:
+    from deskside.insights.reports import GitHubIssues
+
     reports = settings.reports
     if not reports.github_repository:
         fail('--export github: set \\[insights.reports] github_repository = "owner/name"')
@@ -145,6 +142,7 @@ def _customer_facts(config: Path, settings: InsightsSettings) -> CustomerFacts |
     if not (settings.reports.plan or settings.reports.revenue_cents) or not config.is_file():
         return None
     from deskside.config import load_settings
+    from deskside.insights.reports import CustomerFacts
 
     try:
         full = load_settings(config)
@@ -160,6 +158,9 @@ def _customer_facts(config: Path, settings: InsightsSettings) -> CustomerFacts |
 
 
 def _print(found: list[Report], output_format: str) -> None:
+    from deskside.insights.reports import to_csv, to_json, to_markdown
+    from deskside.render.markdown import escape_markdown
+
     if output_format == "json":
         typer.echo(to_json(found))
     elif output_format == "csv":
