@@ -1,4 +1,10 @@
-"""The ``deskside`` command: serve, demo, check, preview, sign."""
+"""The ``deskside`` command: serve, demo, check, preview, sign.
+
+Only light modules are imported at the top: each command imports what it needs (the config,
+the protocols, the server) when it runs. So ``deskside --help`` and ``deskside sign`` start
+at once, and so does every worker of ``deskside serve --workers N``, which imports this
+module again before it starts serving.
+"""
 
 from __future__ import annotations
 
@@ -14,26 +20,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import httpx
 import typer
-import uvicorn
 from rich.table import Table
 
-from deskside import __version__, demo, logs, signing
-from deskside.cache import build_cache
-from deskside.config import Settings, load_settings
+from deskside import __version__, logs, signing
 from deskside.console import CONFIG_ENV, ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError, SourceError
+from deskside.helpdesks import HELPDESKS
 from deskside.insights import classify_cli, helpscout_cli, reports_cli
 from deskside.insights import cli as insights_cli
-from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH
 from deskside.lookup import Lookup, normalise_emails
-from deskside.probe import probe as run_probe
-from deskside.protocols import PROTOCOLS, Protocol, RawRequest
-from deskside.server import MULTIPROC_ENV, create_app
-from deskside.service import Answer, SidebarService
+from deskside.metrics import MULTIPROC_ENV
+
+if TYPE_CHECKING:
+    from deskside.config import Settings
+    from deskside.protocols import Protocol, RawRequest
+    from deskside.service import Answer, SidebarService
 
 __all__ = ["app", "main"]
 
@@ -44,7 +48,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_KINDS = {protocol.kind: protocol for protocol in PROTOCOLS.values()}
+_KINDS = HELPDESKS  # kind → how it signs, without loading the protocols
+WORKER_HEALTHCHECK_SECONDS = 30
+"""How long ``serve --workers N`` waits for a worker to answer its supervisor's ping."""
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormatOption = Annotated[
     Literal["json", "text"],
@@ -80,6 +86,8 @@ def serve(
 
     On SIGTERM or Ctrl-C, requests in flight get up to 10 s to finish.
     """
+    import uvicorn
+
     settings = _load(config)
     os.environ[CONFIG_ENV] = str(config.resolve())
     log_config = logs.logging_config(log_format, log_level)
@@ -95,6 +103,9 @@ def serve(
             log_level=None,
             access_log=False,  # it logs query strings; the app logs its own access lines
             timeout_graceful_shutdown=10,
+            # A worker is replaced when it has not answered the supervisor's ping for this
+            # long; uvicorn's default (5 s) kills healthy workers starting on a busy host.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
 
 
@@ -133,6 +144,8 @@ def check(
 
 
 async def _check(settings: Settings, email: str | None) -> bool:
+    from deskside.service import SidebarService
+
     service = SidebarService(settings)
     ok = True
     try:
@@ -177,6 +190,8 @@ def preview(
     """Show what each helpdesk would receive for EMAIL, without a helpdesk."""
     extra_sources = None
     if use_demo:
+        from deskside import demo
+
         _prepare_demo()
         config, extra_sources = demo.demo_config_path(), demo.demo_extra_sources()
     settings = _load(config, extra_sources=extra_sources)
@@ -199,6 +214,8 @@ def preview(
 
 
 async def _preview(settings: Settings, email: str, desk: str) -> tuple[Answer, list[Protocol]]:
+    from deskside.service import SidebarService
+
     service = SidebarService(settings)
     try:
         protocols = _choose_desks(service, desk)
@@ -224,8 +241,9 @@ def _choose_desks(service: SidebarService, desk: str) -> list[Protocol]:
 
 def _unconfigured(kind: str) -> Protocol:
     """A protocol of ``kind`` for rendering only: it has no secret and serves nothing."""
-    protocol = _KINDS[kind]
-    config_class = next(c for c, p in PROTOCOLS.items() if p is protocol)
+    from deskside.protocols import PROTOCOLS
+
+    config_class, protocol = next((c, p) for c, p in PROTOCOLS.items() if p.kind == kind)
     return protocol(kind, config_class.model_construct(kind=kind, path="", secret=[]))
 
 
@@ -267,6 +285,8 @@ def probe_command(
     ] = None,
 ) -> None:
     """Call URL exactly as DESK would, check the answer against its protocol, print a verdict."""
+    from deskside.probe import probe as run_probe
+
     if desk not in _KINDS:
         fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
     report = asyncio.run(
@@ -315,6 +335,8 @@ def cache_clear(
     With a Redis cache this clears it for every worker and replica directly; the in-process
     cache lives inside the server, so it is cleared through ``--url`` (its admin endpoint).
     """
+    import httpx
+
     emails = normalise_emails([email], fold_plus=False)
     if not emails:
         fail(f"{email!r} is not an email address")
@@ -348,6 +370,8 @@ def cache_clear(
 
 
 async def _forget(cache_url: str, email: str) -> int:
+    from deskside.cache import build_cache
+
     cache = build_cache(cache_url)
     try:
         if not await cache.reachable():
@@ -367,7 +391,13 @@ def demo_command(
     and the web UI at /ui/ (admin password: $DESKSIDE_ADMIN_PASSWORD, generated when unset)."""
     import secrets as random_secrets
 
+    import uvicorn
     from pydantic import SecretStr
+
+    from deskside import demo
+    from deskside.insights import HELPSCOUT_WEBHOOK_PATH
+    from deskside.protocols import RawRequest
+    from deskside.server import create_app
 
     admin_env = "DESKSIDE_ADMIN_PASSWORD"
     password = os.environ.get(admin_env) or random_secrets.token_urlsafe(18)
@@ -449,6 +479,8 @@ reports_cli.register(app)
 
 def _prepare_demo() -> tuple[Path, dict[str, str]]:
     """Create the demo database and set the environment the demo config reads."""
+    from deskside import demo
+
     database = demo.data_dir() / "demo.sqlite3"
     url = f"sqlite:///{database}"
     asyncio.run(demo.create_demo_database(url))
@@ -491,6 +523,8 @@ def _print_answer(answer: Answer) -> None:
 
 
 def _load(path: Path, *, extra_sources: dict[str, Any] | None = None) -> Settings:
+    from deskside.config import load_settings
+
     try:
         return load_settings(path, extra_sources=extra_sources)
     except ConfigError as exc:
