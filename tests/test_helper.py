@@ -23,7 +23,9 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
+from deskside.cache import MemoryCache
 from deskside.config import Settings, load_settings
 from deskside.errors import Unauthorized
 from deskside.protocols.base import RawRequest
@@ -696,3 +698,86 @@ async def test_wrong_method_and_body_on_the_customer_info_route(
         "GET", f"/helper?{query}", content=b"x" * 200_000, headers=bearer(query)
     )
     assert huge.status_code == 413
+
+
+# ── Replays ───────────────────────────────────────────────────────────────────────────────────
+
+
+def cached_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, cache: str
+) -> Settings:
+    """The Helper settings with ``cache = …`` (``memory`` or a Redis URL) at the top."""
+    helper_settings(monkeypatch, tmp_path, database)
+    path = tmp_path / "deskside.toml"
+    path.write_text(f'cache = "{cache}"\n' + path.read_text(encoding="utf-8"), encoding="utf-8")
+    return load_settings(path)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def cache_url(request: pytest.FixtureRequest) -> str:
+    """Where the replay memory lives: in the process, or in a real (emptied) Redis."""
+    return "memory" if request.param == "memory" else str(request.getfixturevalue("redis_url"))
+
+
+async def test_a_replayed_request_is_refused_and_a_fresh_one_answered(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, cache_url: str
+) -> None:
+    def replays_counted() -> float:
+        labels = {"helpdesk": "helper", "reason": "replayed"}
+        return REGISTRY.get_sample_value("deskside_signature_failures_total", labels) or 0.0
+
+    counted = replays_counted()
+    stamp = now()
+    query = js_query("owner@acme.example", stamp)
+    async with serve(cached_settings(monkeypatch, tmp_path, database, cache_url)) as client:
+        first = await get_helper(client, query)
+        replayed = await get_helper(client, query)
+        fresh = await get_helper(client, js_query("owner@acme.example", stamp + 1))
+        # Written differently, the same signature is still the same request.
+        signature = helper_signature(HELPER_SECRET, query)
+        padded = await get_helper(client, query, {"Authorization": f"bearer  {signature} "})
+    assert first.status_code == 200, first.text
+    assert first.json()["customer"]["name"] == "Olivia Owner"
+    assert (replayed.status_code, replayed.json()) == (401, {"error": "invalid signature"})
+    assert fresh.status_code == 200, fresh.text
+    assert padded.status_code == 401
+    assert replays_counted() - counted == 2  # for the metrics, apart from forged signatures
+
+
+async def test_a_refused_request_does_not_use_up_its_query(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    query = js_query("owner@acme.example")
+    async with serve(helper_settings(monkeypatch, tmp_path, database)) as client:
+        forged = await get_helper(client, query, bearer(query, "a guessed secret"))
+        genuine = await get_helper(client, query)
+    assert forged.status_code == 401
+    assert genuine.status_code == 200, genuine.text
+
+
+async def test_replays_are_refused_across_replicas_sharing_redis(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, redis_url: str
+) -> None:
+    settings = cached_settings(monkeypatch, tmp_path, database, redis_url)
+    query = js_query("owner@acme.example")
+    async with serve(settings) as one, serve(settings) as other:
+        first = await get_helper(one, query)
+        replayed = await get_helper(other, query)
+        elsewhere = await get_helper(other, js_query("hr@acme.example"))
+    assert first.status_code == 200, first.text
+    assert replayed.status_code == 401
+    assert elsewhere.status_code == 200, elsewhere.text
+
+
+async def test_two_helper_endpoints_remember_their_own_requests() -> None:
+    config = vector_protocol().config
+    one, other = Helper("helper", config), Helper("helper_eu", config)
+    query = f"email=user%40example.com&timestamp={now()}"
+    request = raw_get(query, f"Bearer {helper_signature(VECTOR_SECRET, query)}")
+    seen = MemoryCache()
+    for protocol in (one, other):
+        protocol.verify(request)
+        await protocol.refuse_replay(request, seen)
+    with pytest.raises(Unauthorized) as refused:
+        await other.refuse_replay(request, seen)
+    assert refused.value.code == "replayed"

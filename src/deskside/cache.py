@@ -5,6 +5,9 @@ An entry is a source's records for one set of addresses and the time they were f
 resolver decides whether it is fresh, stale-but-usable or too old. Every entry is indexed by
 each of its addresses, so one customer can be forgotten (``deskside cache clear``). A cache
 never raises: a Redis that is down or slow is replaced by the in-process cache, with a warning.
+
+A cache also remembers *claims*: keys used once for a while, such as the signed requests a
+helpdesk may not send twice (:meth:`Cache.claim`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import contextlib
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -62,6 +66,10 @@ class Cache(Protocol):
     async def acquire(self, key: str, seconds: float) -> Lock | None:
         """A lock on ``key`` across processes, or None when another holds it."""
 
+    async def claim(self, key: str, seconds: float) -> bool:
+        """Remember ``key`` for ``seconds``; False when it is remembered already (claimed
+        before, by this process or, with Redis, by any other)."""
+
     def healthy(self) -> bool:
         """False while the cache is falling back (Redis unreachable)."""
 
@@ -83,13 +91,17 @@ class _NoLock:
 
 
 class MemoryCache:
-    """Entries in this process, each with its own lifetime, at most ``max_entries`` of them."""
+    """Entries in this process, each with its own lifetime, at most ``max_entries`` of them,
+    and at most ``max_claims`` live claims (past that, the oldest is forgotten first)."""
 
     name = "memory"
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+    def __init__(self, max_entries: int = 10_000, max_claims: int = 100_000) -> None:
         self._entries: TLRUCache[str, tuple[CacheEntry, float]] = TLRUCache(
             maxsize=max_entries, ttu=lambda _key, value, now: now + value[1], timer=time.monotonic
+        )
+        self._claims: TLRUCache[str, float] = TLRUCache(
+            maxsize=max_claims, ttu=lambda _key, seconds, now: now + seconds, timer=time.monotonic
         )
         self._keys_by_email: dict[str, set[str]] = {}
 
@@ -116,6 +128,13 @@ class MemoryCache:
 
     async def acquire(self, key: str, seconds: float) -> Lock | None:
         return _NoLock()
+
+    async def claim(self, key: str, seconds: float) -> bool:
+        if key in self._claims:
+            return False
+        if seconds > 0:
+            self._claims[key] = seconds
+        return True
 
     def healthy(self) -> bool:
         return True
@@ -214,6 +233,18 @@ class RedisCache:
             self._failed(exc)
             return _NoLock()
         return _RedisLock(lock) if acquired else None
+
+    async def claim(self, key: str, seconds: float) -> bool:
+        if not self._available():
+            return await self._fallback.claim(key, seconds)
+        try:
+            created = await self._redis.set(
+                f"{self._PREFIX}claim:{key}", b"1", nx=True, ex=max(1, math.ceil(seconds))
+            )
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return await self._fallback.claim(key, seconds)
+        return bool(created)
 
     def healthy(self) -> bool:
         return self._available()

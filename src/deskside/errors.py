@@ -16,7 +16,9 @@ __all__ = [
     "UnauthorizedCode",
 ]
 
-UnauthorizedCode = Literal["missing", "malformed", "wrong_encoding", "mismatch", "expired", "token"]
+UnauthorizedCode = Literal[
+    "missing", "malformed", "wrong_encoding", "mismatch", "expired", "replayed", "token"
+]
 """Why a request was refused, as counted in ``deskside_signature_failures_total{reason}``:
 
 - ``missing``: no signature (or no credentials at all);
@@ -25,6 +27,7 @@ UnauthorizedCode = Literal["missing", "malformed", "wrong_encoding", "mismatch",
   base64): usually the wrong helpdesk kind;
 - ``mismatch``: a well-formed signature that no configured secret produces;
 - ``expired``: a signed timestamp outside the replay window;
+- ``replayed``: a signed request answered before, sent again within its window;
 - ``token``: a bearer token (admin, widget identity, generic endpoint) that matches none.
 """
 UNAUTHORIZED_CODES: tuple[UnauthorizedCode, ...] = get_args(UnauthorizedCode)

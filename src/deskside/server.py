@@ -261,6 +261,7 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
             headers={key.lower(): value for key, value in request.headers.items()},
         )
         protocol.verify(raw)  # Unauthorized: logged and counted by the app's error handler
+        await protocol.refuse_replay(raw, service.resolver.cache)
         try:
             lookup = protocol.parse(raw, fold_plus=fold_plus)
         except Decline as decline:

@@ -21,6 +21,7 @@ from deskside.resolve import Profile
 from deskside.signing import Scheme, sign, verify
 
 if TYPE_CHECKING:
+    from deskside.cache import Cache
     from deskside.service import SidebarService
 
 __all__ = ["Decline", "ErrorAnswer", "HelpdeskConfig", "Protocol", "RawRequest", "openapi_route"]
@@ -116,6 +117,12 @@ class Protocol(ABC):
             request.body,
             request.headers.get(self.signature_header),
         )
+
+    async def refuse_replay(self, request: RawRequest, seen: Cache) -> None:
+        """After :meth:`verify`: raise :class:`~deskside.errors.Unauthorized` for a request that
+        must not be answered twice, remembering the others in ``seen``. By default any request
+        may come again (a helpdesk that signs no time may resend)."""
+        return None
 
     @classmethod
     def _signed_json(cls, secret: str, document: Mapping[str, Any]) -> RawRequest:

@@ -7,6 +7,7 @@ deskside for a widget identity (``POST <path>/identity``) so the secret never re
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -38,6 +39,7 @@ from deskside.resolve import Profile
 from deskside.signing import Scheme, bearer_token, sign, token_matches, verify
 
 if TYPE_CHECKING:
+    from deskside.cache import Cache
     from deskside.service import SidebarService
 
 __all__ = ["Helper", "HelperAnswer", "HelperConfig", "HelperIdentity", "widget_identity"]
@@ -157,15 +159,25 @@ class Helper(Protocol):
                 code="malformed" if header.strip() else "missing",
             )
         verify(self.scheme, self.config.secrets(), request.query, signature)
-        timestamp = _first(_query(request), "timestamp") or ""
-        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-            raise Unauthorized("timestamp missing or not a number of seconds", code="malformed")
-        skew = abs(time.time() - int(timestamp))
+        skew = abs(time.time() - _timestamp(request))
         if skew > self.config.replay_window_seconds:
             raise Unauthorized(
                 f"timestamp {skew:.0f} s away from now, outside the replay window of "
                 f"{self.config.replay_window_seconds} s (replayed request, or a clock is wrong)",
                 code="expired",
+            )
+
+    async def refuse_replay(self, request: RawRequest, seen: Cache) -> None:
+        """A verified query is answered once: ``seen`` remembers it until its timestamp leaves
+        the window (the key is the query itself, which the signature covers, so a signature
+        written another way is the same request)."""
+        window = self.config.replay_window_seconds
+        remaining = _timestamp(request) + window - time.time()
+        digest = hashlib.sha256(request.query).hexdigest()
+        if not await seen.claim(f"replay:{self.name}:{digest}", remaining + 1):
+            raise Unauthorized(
+                f"this signed request was answered before (a replay within the {window} s window)",
+                code="replayed",
             )
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
@@ -279,6 +291,14 @@ def widget_identity(
             metadata["value"] = customer["value"]
         identity["customerMetadata"] = metadata
     return identity
+
+
+def _timestamp(request: RawRequest) -> int:
+    """The request's ``timestamp`` (Unix seconds); Unauthorized when it is not one."""
+    timestamp = _first(_query(request), "timestamp") or ""
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise Unauthorized("timestamp missing or not a number of seconds", code="malformed")
+    return int(timestamp)
 
 
 def _query(request: RawRequest) -> dict[str, list[str]]:
