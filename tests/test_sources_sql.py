@@ -21,6 +21,7 @@ from deskside.demo import create_demo_database, demo_rows
 from deskside.errors import SourceError
 from deskside.expressions import Expression, normalise_record
 from deskside.lookup import Lookup, normalise_emails
+from deskside.sources.base import SourceQueryError
 from deskside.sources.sql import SqlSource, SqlSourceConfig, async_url
 from fake_http import unused_port
 
@@ -209,6 +210,49 @@ class TestSqlSource:
     async def test_check_passes_when_reachable(self, demo_db: DemoDatabase) -> None:
         async with sql_source(demo_db.url) as source:
             await source.check()
+        query = "select name from users where lower(email) = :email"
+        async with sql_source(demo_db.url, query) as source:
+            await source.check()
+
+    @pytest.mark.parametrize(
+        ("query", "mentioned"),
+        [
+            ("selec name from users where email in :emails", "selec"),
+            ("select * from no_such_table where email in :emails", "no_such_table"),
+            ("select no_such_column from users where email in :emails", "no_such_column"),
+        ],
+    )
+    async def test_check_runs_the_query(
+        self, demo_db: DemoDatabase, query: str, mentioned: str
+    ) -> None:
+        async with sql_source(demo_db.url, query) as source:
+            with pytest.raises(SourceQueryError) as caught:
+                await source.check()
+
+        assert mentioned in str(caught.value)
+        assert caught.value.key == "query"
+
+    async def test_addresses_never_appear_in_errors(self, demo_db: DemoDatabase) -> None:
+        """Some databases quote bound values in their messages (MariaDB quotes the query near a
+        syntax error, cut at 80 characters); those messages end up in logs."""
+        address = "private.person@customer.example"
+        queries = [
+            "select * from users where id = :email",
+            "selec * from users where email = :email",
+            "selec * from users where name = 'a longer literal than most' or email = :email",
+            "select * from users where email in :emails and no_such_column = 1",
+        ]
+        messages = []
+        for query in queries:
+            async with sql_source(demo_db.url, query) as source:
+                try:
+                    await source.fetch(Lookup(emails=(address, "second@customer.example")))
+                except SourceError as exc:
+                    messages.append(str(exc))
+
+        assert len(messages) >= 3, messages
+        for message in messages:
+            assert "private" not in message and "second@" not in message, message
 
     async def test_unreachable_database_is_a_source_error(
         self, backend: str, tmp_path: Path

@@ -9,12 +9,25 @@ from pydantic import Field
 
 from deskside.breaker import CircuitBreaker
 from deskside.configtypes import ConfigModel
+from deskside.errors import SourceError
 from deskside.lookup import Lookup
 
-__all__ = ["Record", "Source", "SourceConfig"]
+__all__ = ["CHECK_LOOKUP", "Record", "Source", "SourceConfig", "SourceQueryError"]
 
 Record = dict[str, Any]
 """One row or object a source found: column/key names to values."""
+
+CHECK_LOOKUP = Lookup(emails=("check@deskside.invalid",))
+"""What a check looks up: an address no customer has (``.invalid`` is reserved, RFC 2606)."""
+
+
+class SourceQueryError(SourceError):
+    """The source was reached but refused what its config asks of it (a query with a syntax
+    error, a missing table or column): a mistake in the config key ``key``, e.g. ``query``."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class SourceConfig(ConfigModel):
@@ -57,7 +70,10 @@ class Source(ABC):
         """Every record for ``lookup.emails``; ``[]`` when there is none."""
 
     async def check(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
-        """Raise if the source cannot be reached; used by ``deskside check`` and ``/readyz``."""
+        """Raise :class:`~deskside.errors.SourceError` if the source could not answer a lookup:
+        reach it and, where that is cheap, run what a lookup runs for :data:`CHECK_LOOKUP`
+        (raising :class:`SourceQueryError` when what the config asks is refused). Used by
+        ``deskside check`` and ``/readyz``, which bound how long it may take."""
 
     async def aclose(self) -> None:  # noqa: B027
         """Release connections; called once when the server stops."""
