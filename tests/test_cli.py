@@ -274,3 +274,51 @@ def test_serve_starts_on_a_valid_config_and_answers(tmp_path: Path) -> None:
     assert health.json()["status"] == "ok"
     assert process.returncode in (0, -15)
     assert "tt-secret" not in stderr
+
+
+# ── Help ────────────────────────────────────────────────────────────────────────────────────
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and sub-command, as the words that invoke it."""
+    import typer.main
+
+    paths: list[list[str]] = [[]]
+    pending = [([], typer.main.get_command(app))]
+    while pending:
+        words, group = pending.pop()
+        for name, command in getattr(group, "commands", {}).items():
+            paths.append([*words, name])
+            pending.append(([*words, name], command))
+    return paths
+
+
+@pytest.mark.parametrize("words", _command_paths(), ids=lambda words: " ".join(words) or "-")
+def test_help_shows_no_value_for_flags(words: list[str]) -> None:
+    result = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    assert "Default:  " not in result.output  # a [table] name eaten by Rich markup
+    assert "``" not in result.output
+
+
+def test_help_names_config_tables_and_every_helpdesk() -> None:
+    from deskside.protocols import PROTOCOLS
+
+    serve = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert "Default: [server] host." in serve.output
+    assert "Default: [server] port." in serve.output
+    preview = " ".join(
+        runner.invoke(app, ["preview", "--help"], env={"COLUMNS": "200"}).output.split()
+    )
+    for protocol in PROTOCOLS.values():
+        assert protocol.kind in preview
+
+
+def test_conversations_refuse_a_sqlite_database_in_a_missing_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    result = runner.invoke(app, ["conversations", "--database", f"sqlite:///{missing}/x.db"])
+    assert result.exit_code == 2, result.output
+    assert str(missing) in " ".join(result.stderr.split())
+    assert "does not exist" in result.stderr
+    assert not missing.exists()

@@ -23,10 +23,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from deskside import __version__, logs, signing
-from deskside.console import CONFIG_ENV, ConfigOption, err, fail, out, report_config_error
+from deskside.console import (
+    CONFIG_ENV,
+    CommandGroup,
+    ConfigOption,
+    err,
+    fail,
+    out,
+    report_config_error,
+)
 from deskside.errors import ConfigError, SourceError
 from deskside.helpdesks import HELPDESKS
 from deskside.insights import classify_cli, helpscout_cli, reports_cli
@@ -47,6 +56,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=CommandGroup,
 )
 _KINDS = HELPDESKS  # kind → how it signs, without loading the protocols
 WORKER_HEALTHCHECK_SECONDS = 30
@@ -76,8 +86,8 @@ def _version(
 @app.command()
 def serve(
     config: ConfigOption = Path("deskside.toml"),
-    host: Annotated[str | None, typer.Option(help="Default: [server] host.")] = None,
-    port: Annotated[int | None, typer.Option(help="Default: [server] port.")] = None,
+    host: Annotated[str | None, typer.Option(help="Default: \\[server] host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: \\[server] port.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     log_level: LogLevelOption = "info",
     log_format: LogFormatOption = "json",
@@ -177,12 +187,14 @@ async def _check(settings: Settings, email: str | None) -> bool:
 
 @app.command()
 def preview(
-    email: Annotated[str, typer.Argument(help="The customer's address.")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The customer's address.")],
     config: ConfigOption = Path("deskside.toml"),
     desk: Annotated[
-        str, typer.Option(help="A helpdesk name or kind (helpscout, therethere), or all.")
+        str, typer.Option(help=f"A helpdesk name or kind ({', '.join(_KINDS)}), or all.")
     ] = "all",
-    raw: Annotated[bool, typer.Option(help="Print exactly the JSON each helpdesk gets.")] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print exactly the JSON each helpdesk gets.")
+    ] = False,
     use_demo: Annotated[
         bool, typer.Option("--demo", help="Use the demo database and config.")
     ] = False,
@@ -253,7 +265,9 @@ def sign(
     secret: Annotated[str, typer.Option(envvar="DESKSIDE_SIGN_SECRET", help="The shared secret.")],
     file: Annotated[
         str,
-        typer.Argument(help="The body to sign (for helper: the query string); - for stdin."),
+        typer.Argument(
+            metavar="FILE", help="The body to sign (for helper: the query string); - for stdin."
+        ),
     ] = "-",
 ) -> None:
     """Print the signature header value for a request, to test an endpoint with curl."""
@@ -270,7 +284,10 @@ def sign(
 
 @app.command(name="probe")
 def probe_command(
-    url: Annotated[str, typer.Argument(help="The endpoint, e.g. https://deskside.example/plain.")],
+    url: Annotated[
+        str,
+        typer.Argument(metavar="URL", help="The endpoint, e.g. https://deskside.example/plain."),
+    ],
     desk: Annotated[str, typer.Option(help=f"Act as this helpdesk: {', '.join(_KINDS)}.")],
     secret: Annotated[str, typer.Option(envvar="DESKSIDE_PROBE_SECRET", help="The shared secret.")],
     email: Annotated[str, typer.Option(help="The customer to ask about.")] = "test@example.com",
@@ -300,7 +317,7 @@ def probe_command(
             card_keys=card_key,
         )
     )
-    out.print(f"[bold]{report.title}[/] → {report.request_line}", markup=True)
+    out.print(f"[bold]{report.title}[/] → {escape(report.request_line)}", markup=True)
     for finding in report.findings:
         mark = "[green]✓[/]" if finding.ok else "[red]✗[/]"
         out.print(f"  {mark} ", end="", markup=True)
@@ -313,13 +330,15 @@ def probe_command(
     raise typer.Exit(0 if report.ok else 1)
 
 
-cache_app = typer.Typer(help="The cache of source answers.", no_args_is_help=True)
+cache_app = typer.Typer(help="The cache of source answers.", no_args_is_help=True, cls=CommandGroup)
 app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("clear")
 def cache_clear(
-    email: Annotated[str, typer.Argument(help="The customer whose cached answers to drop.")],
+    email: Annotated[
+        str, typer.Argument(metavar="EMAIL", help="The customer whose cached answers to drop.")
+    ],
     config: ConfigOption = Path("deskside.toml"),
     url: Annotated[
         str | None,
@@ -333,7 +352,7 @@ def cache_clear(
     """Forget every cached answer about EMAIL, e.g. after a plan change.
 
     With a Redis cache this clears it for every worker and replica directly; the in-process
-    cache lives inside the server, so it is cleared through ``--url`` (its admin endpoint).
+    cache lives inside the server, so it is cleared through --url (its admin endpoint).
     """
     import httpx
 
@@ -366,7 +385,7 @@ def cache_clear(
                 "--url https://your-deskside (its admin endpoint; needs [admin] token)"
             )
         dropped = asyncio.run(_forget(cache_url, emails[0]))
-    out.print(f"[green]✓[/] dropped {dropped} cached answer(s) about {emails[0]}")
+    out.print(f"[green]✓[/] dropped {dropped} cached answer(s) about {escape(emails[0])}")
 
 
 async def _forget(cache_url: str, email: str) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
+from rich.markup import escape
 
 from deskside.console import ConfigOption, err, fail
 from deskside.insights.cli import DatabaseOption, insights_context
@@ -216,7 +217,7 @@ def _article_titles(api_key: str, base_url: str) -> list[str]:
     try:
         titles = asyncio.run(fetch_article_titles(api_key, base_url=base_url))
     except DocsAPIError as exc:
-        err.print(f"[yellow]![/] {exc}; classifying without article titles.")
+        err.print(f"[yellow]![/] {escape(str(exc))}; classifying without article titles.")
         return []
     err.print(f"{len(titles)} Help Scout Docs article titles.", highlight=False)
     return titles

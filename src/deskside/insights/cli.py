@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from deskside.console import ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError
@@ -53,7 +54,30 @@ def insights_context(
         settings = load_insights_settings(config)
     except ConfigError as exc:
         report_config_error(exc)
-    return settings, Store(database_url(database, settings))
+    try:
+        url = database_url(database, settings)
+        _refuse_a_missing_folder(url)
+        return settings, Store(url)
+    except ValueError as exc:
+        fail(f"insights database: {exc}")
+
+
+def _refuse_a_missing_folder(url: str) -> None:
+    """Exit with status 2 when ``url`` is an SQLite file in a folder that does not exist: the
+    path is most likely mistyped."""
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    path = parsed.database or ""
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or path in ("", ":memory:")
+        or path.startswith("file:")
+    ):
+        return
+    folder = Path(path).parent
+    if not folder.is_dir():
+        fail(f"insights database {path}: the folder {folder} does not exist; create it first")
 
 
 def run_with_store(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -97,8 +121,8 @@ def conversations(
         table.add_row(
             str(item.id),
             str(item.number or ""),
-            item.subject,
-            item.customer or "",
+            Text(item.subject),
+            Text(item.customer or ""),
             str(item.messages),
             item.status or "",
         )
@@ -143,7 +167,7 @@ def events(
             event.status,
             str(event.attempts),
             f"{event.received_at:%Y-%m-%d %H:%M:%S}",
-            event.last_error or "",
+            Text(event.last_error or ""),
         )
     out.print(table)
 

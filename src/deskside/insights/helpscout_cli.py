@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from deskside.console import ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError
@@ -40,9 +42,7 @@ __all__ = ["connect", "disconnect", "mailboxes", "register"]
 T = TypeVar("T")
 _DEFAULT_CONFIG = Path("deskside.toml")
 
-ProviderArgument = Annotated[
-    Literal["helpscout"], typer.Argument(help="The helpdesk to connect: helpscout.")
-]
+ProviderArgument = Annotated[Literal["helpscout"], typer.Argument(help="The helpdesk: helpscout.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -237,7 +237,7 @@ def mailboxes(
 
     found, problem = _run(store, work)
     if problem:
-        err.print(f"[yellow]![/] showing the stored list; Help Scout: {problem}", markup=True)
+        err.print(f"[yellow]![/] showing the stored list; Help Scout: {escape(problem)}")
     if as_json:
         rows = [
             {"id": m.id, "name": m.name, "email": m.email, "selected": m.selected} for m in found
@@ -263,7 +263,9 @@ async def _connected(store: Store) -> bool:
 def _print_mailboxes(found: list[Mailbox]) -> None:
     table = Table("id", "name", "email", "selected", title="Help Scout mailboxes")
     for mailbox in found:
-        table.add_row(str(mailbox.id), mailbox.name, mailbox.email or "", "✓" * mailbox.selected)
+        table.add_row(
+            str(mailbox.id), Text(mailbox.name), Text(mailbox.email or ""), "✓" * mailbox.selected
+        )
     out.print(table)
 
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -115,7 +114,7 @@ def reports(
             Text(f"{verb} #{result.number} {result.url}  (topic {report.topic_id}: {report.title})")
         )
     if outcome.export_error is not None:
-        fail(escape(outcome.export_error))
+        fail(outcome.export_error)
 
 
 def _github(settings: InsightsSettings) -> GitHubIssues:
@@ -123,18 +122,18 @@ def _github(settings: InsightsSettings) -> GitHubIssues:
 
     reports = settings.reports
     if not reports.github_repository:
-        fail('--export github: set \\[insights.reports] github_repository = "owner/name"')
+        fail('--export github: set [insights.reports] github_repository = "owner/name"')
     token = (
         reports.github_token.get_secret_value()
         if reports.github_token is not None
         else os.environ.get("GITHUB_TOKEN", "")
     )
     if not token.strip():
-        fail('--export github: set \\[insights.reports] github_token = "env:GITHUB_TOKEN"')
+        fail('--export github: set [insights.reports] github_token = "env:GITHUB_TOKEN"')
     try:
         return GitHubIssues(reports.github_repository, token, reports.github_api_url)
     except ValueError as exc:
-        fail(escape(f"--export github: {exc}"))
+        fail(f"--export github: {exc}")
 
 
 def _customer_facts(config: Path, settings: InsightsSettings) -> CustomerFacts | None:
@@ -154,7 +153,7 @@ def _customer_facts(config: Path, settings: InsightsSettings) -> CustomerFacts |
     try:
         return CustomerFacts(full)
     except ValueError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
 
 
 def _print(found: list[Report], output_format: str) -> None:
