@@ -30,7 +30,9 @@ __all__ = [
     "Classification",
     "Connection",
     "Conversation",
+    "ConversationTombstone",
     "Customer",
+    "CustomerTombstone",
     "Event",
     "ImportCursor",
     "LabelledExample",
@@ -111,6 +113,10 @@ class Customer(Base):
     first_name: Mapped[str | None] = mapped_column(String(200))
     last_name: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    modified_at: Mapped[datetime | None]
+    """When Help Scout last changed the copy stored: a ``customer.*`` body's ``updatedAt``, or
+    for the copy a conversation embeds, that conversation's ``userUpdatedAt``. An older copy
+    never overwrites a newer one."""
 
 
 class Conversation(Base):
@@ -150,6 +156,28 @@ class Thread(Base):
     author_email: Mapped[str | None] = mapped_column(String(320))
     text: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime | None]
+
+
+class ConversationTombstone(Base):
+    """A conversation Help Scout deleted (or merged into another): no copy of it older than
+    ``deleted_at`` is stored again."""
+
+    __tablename__ = "conversation_tombstones"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    deleted_at: Mapped[datetime] = mapped_column()
+    """When the deletion reached deskside (the delivery's ``received_at``), or the newest
+    copy stored before it if that is later: Help Scout deleted it no later than this."""
+
+
+class CustomerTombstone(Base):
+    """A customer Help Scout deleted: no copy of them, nor a conversation of theirs, older
+    than ``deleted_at`` is stored again."""
+
+    __tablename__ = "customer_tombstones"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    deleted_at: Mapped[datetime] = mapped_column()
 
 
 class Event(Base):
