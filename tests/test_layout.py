@@ -392,7 +392,7 @@ def test_a_template_written_as_a_value_gets_a_helpful_error(tmp_path: Path) -> N
     card = '\n[[card.fields]]\nlabel = "Plan"\nvalue = "{{ app.plan }}"\n'
     (problem,) = config_problems(tmp_path, card)
     assert "deskside.toml:9" in problem
-    assert "card.fields.0.value" in problem
+    assert "card.fields[0].value" in problem
     assert "write `app.plan`, not `{{ app.plan }}`" in problem
 
 
@@ -410,7 +410,7 @@ def test_the_helpful_error_names_the_expression_that_was_written(tmp_path: Path)
         ('[[card.fields]]\nlabel = "A"\ntype = "markdown"\nvalue = "x"\n', "markdown field"),
         ('[[card.fields]]\nlabel = "A"\nvalue = "app.plan =="\n', "invalid expression"),
         ('[card]\ntitle = "{{ app.company "\n', "invalid template"),
-        ('[[card.fields]]\nlabel = "A"\nvalue = "x"\ntype = "money"\n', "card.fields.0.type"),
+        ('[[card.fields]]\nlabel = "A"\nvalue = "x"\ntype = "money"\n', "card.fields[0].type"),
         ('[[card.fields]]\nlabel = "A"\nvalu = "x"\n', "did you mean `value`"),
         ('[card]\neach = "billing"\n', "names no source"),
         ('[card]\ncurrency = "usd"\n', "card.currency"),

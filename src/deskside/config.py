@@ -23,6 +23,7 @@ from deskside.errors import ConfigError
 from deskside.insights.settings import HelpScoutSettings, InsightsSettings
 from deskside.layout import CardLayout
 from deskside.protocols import AnyHelpdeskConfig
+from deskside.references import BUILT_IN_NAMES, Location, Problem, unknown_names
 from deskside.sources import AnySourceConfig
 
 __all__ = [
@@ -30,12 +31,15 @@ __all__ = [
     "LookupSettings",
     "ServerSettings",
     "Settings",
+    "config_location",
     "load_insights_settings",
     "load_settings",
 ]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_RESERVED = frozenset({"now", "today", "email", "emails", "helpdesk", "records"})
+_HEADER = re.compile(r"^\[(\[)?\s*([^\]]+?)\s*\]\]?")
+_KEY = re.compile(r"^([A-Za-z0-9_\-.\"' ]+?)\s*=")
+_RESERVED = BUILT_IN_NAMES
 
 
 class LookupSettings(ConfigModel):
@@ -104,6 +108,10 @@ class Settings(ConfigModel):
     cache: Annotated[Secret, AfterValidator(_cache_url)] = SecretStr("memory")
     """``memory`` (in each process) or ``redis://…`` (shared by every worker and replica)."""
     sources: dict[str, AnySourceConfig]
+    optional_sources: list[str] = []
+    """Names that expressions may read though no ``[sources.NAME]`` of this file defines them
+    (they then see nothing), e.g. a source only some deployments add; any other undefined name
+    is a mistake."""
     card: CardLayout = CardLayout()
     helpdesks: dict[str, AnyHelpdeskConfig] = {}
     lookup: LookupSettings = LookupSettings()
@@ -131,7 +139,7 @@ class Settings(ConfigModel):
     def _consistent(self) -> Settings:
         if not self.sources:
             raise ValueError("add at least one [sources.NAME] table")
-        for name in [*self.sources, *self.helpdesks]:
+        for name in [*self.sources, *self.optional_sources, *self.helpdesks]:
             if not _NAME.match(name) or name in _RESERVED:
                 raise ValueError(
                     f"{name!r} cannot be a name: use lower-case letters, digits and _ "
@@ -157,7 +165,8 @@ class Settings(ConfigModel):
 
 
 def load_settings(path: str | Path, *, extra_sources: dict[str, Any] | None = None) -> Settings:
-    """The validated config at ``path``; raises :class:`ConfigError` listing every problem.
+    """The validated config at ``path``; raises :class:`ConfigError` listing every problem,
+    names that expressions and templates read but no source defines included.
 
     ``extra_sources`` adds ``[sources.NAME]`` tables (the demo adds Stripe when it has a key).
     """
@@ -166,9 +175,42 @@ def load_settings(path: str | Path, *, extra_sources: dict[str, Any] | None = No
     if extra_sources:
         document["sources"] = {**document.get("sources", {}), **extra_sources}
     try:
-        return Settings.model_validate(document, context={"base_dir": path.resolve().parent})
+        settings = Settings.model_validate(document, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
         raise ConfigError([_describe(path, text, error) for error in exc.errors()]) from None
+    problems = _reference_problems(settings)
+    if problems:
+        raise ConfigError([_place(path, text, p.location, p.message) for p in problems])
+    return settings
+
+
+def config_location(path: Path, location: Location) -> str:
+    """``file:line: key.path`` of ``location`` in the config at ``path`` (best effort)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    line = _find_line(text, list(location))
+    return f"{path}:{line}: {_key_path(location)}" if line else f"{path}: {_key_path(location)}"
+
+
+def _reference_problems(settings: Settings) -> list[Problem]:
+    """Names the expressions and templates read that nothing defines; Plain sections that no
+    ``[[card.sections]]`` has."""
+    reports = settings.insights.reports
+    strings: dict[Location, str | None] = {
+        ("insights", "reports", "plan"): reports.plan,
+        ("insights", "reports", "revenue_cents"): reports.revenue_cents,
+    }
+    extra = {location: text for location, text in strings.items() if text}
+    sources = [*settings.sources, *settings.optional_sources]
+    problems = unknown_names(settings, sources, extra_expressions=extra)
+    for name, helpdesk in settings.helpdesks.items():
+        problems += [
+            Problem(("helpdesks", name, *problem.location), problem.message)
+            for problem in helpdesk.card_problems(settings.card)
+        ]
+    return problems
 
 
 def load_insights_settings(path: str | Path | None) -> InsightsSettings:
@@ -205,20 +247,32 @@ def _read(path: Path) -> tuple[str, dict[str, Any]]:
 def _describe(path: Path, text: str, error: Any) -> str:
     """One line: ``file:line: key.path: what is wrong — how to fix it``."""
     location = _clean_location(error["loc"])
-    key = ".".join(str(part) for part in location)
-    line = _find_line(text, location)
-    where = f"{path}:{line}" if line else str(path)
     message = str(error["msg"]).removeprefix("Value error, ")
     kind = error["type"]
     if kind == "missing":
-        table = ".".join(str(p) for p in location[:-1]) or "the top level"
-        message = f"required: add `{location[-1]} = …` to [{table}]"
+        table = f"to [{_key_path(location[:-1])}]" if location[:-1] else "at the top level"
+        message = f"required: add `{location[-1]} = …` {table}"
     elif kind == "extra_forbidden":
         close = difflib.get_close_matches(str(location[-1]), _known_keys(), n=1)
         message = "unknown key" + (f": did you mean `{close[0]}`?" if close else "; remove it")
     elif kind == "union_tag_invalid":
         message = f"unknown kind: {message}"
-    return f"{where}: {key or '(top level)'}: {message}" if key else f"{where}: {message}"
+    return _place(path, text, location, message)
+
+
+def _place(path: Path, text: str, location: Location | list[str | int], message: str) -> str:
+    """``file:line: key.path: message`` (without what is unknown)."""
+    line = _find_line(text, list(location))
+    where = f"{path}:{line}" if line else str(path)
+    return f"{where}: {_key_path(location)}: {message}" if location else f"{where}: {message}"
+
+
+def _key_path(location: Location | list[str | int]) -> str:
+    """``card.fields[2].value``."""
+    return "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" if index else str(part)
+        for index, part in enumerate(location)
+    )
 
 
 def _clean_location(loc: tuple[Any, ...]) -> list[str | int]:
@@ -257,22 +311,51 @@ def _known_keys() -> list[str]:
 
 
 def _find_line(text: str, location: list[str | int]) -> int | None:
-    """The line that holds ``location`` (or its table, for a missing key), best effort."""
-    keys = [str(p) for p in location if isinstance(p, str)]
-    table_hits: dict[str, int] = {}
-    current = ""
-    best: int | None = None
+    """The line that holds ``location`` (or else its nearest table), best effort: array
+    tables (``[[card.fields]]``) are counted, multi-line strings skipped."""
+    best: tuple[int, int] | None = None  # (depth, line) of the nearest enclosing table or key
+    current: list[str | int] = []
+    arrays: dict[tuple[str | int, ...], int] = {}  # each array table's latest index
+    in_string = ""
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
-        if header:
-            current = ".".join(p.strip().strip('"') for p in header.group(1).split("."))
-            table_hits[current] = number
-            wanted = ".".join(keys)
-            if current == wanted or (best is None and wanted.startswith(current + ".")):
-                best = number
+        if in_string:
+            in_string = "" if in_string in line else in_string
             continue
-        key = re.match(r'^"?([A-Za-z0-9_-]+)"?\s*=', line)
-        if key and keys and ".".join(filter(None, [current, key.group(1)])) == ".".join(keys):
-            return number
-    return best
+        header = _HEADER.match(line)
+        key = None if header else _KEY.match(line)
+        if header:
+            current = _table_path(header.group(2), is_array=bool(header.group(1)), arrays=arrays)
+            path = current
+        elif key:
+            path = [*current, *(part.strip().strip("\"'") for part in key.group(1).split("."))]
+            for quotes in ('"""', "'''"):
+                if line.count(quotes) == 1:
+                    in_string = quotes
+        else:
+            continue
+        if path != location[: len(path)]:
+            continue
+        if key and all(isinstance(part, int) for part in location[len(path) :]):
+            return number  # the key, or an item of the array it holds
+        if best is None or len(path) > best[0]:
+            best = (len(path), number)
+    return best[1] if best else None
+
+
+def _table_path(
+    header: str, *, is_array: bool, arrays: dict[tuple[str | int, ...], int]
+) -> list[str | int]:
+    """The key path of a table header, with the index of every array table in it."""
+    path: list[str | int] = []
+    names = [part.strip().strip("\"'") for part in header.split(".")]
+    for position, name in enumerate(names):
+        path.append(name)
+        last = position == len(names) - 1
+        if last and is_array:
+            index = arrays.get(tuple(path), -1) + 1
+            arrays[tuple(path)] = index
+            path.append(index)
+        elif tuple(path) in arrays:
+            path.append(arrays[tuple(path)])
+    return path

@@ -22,6 +22,8 @@ from deskside.signing import Scheme, sign, verify
 
 if TYPE_CHECKING:
     from deskside.cache import Cache
+    from deskside.layout import CardLayout
+    from deskside.references import Problem
     from deskside.service import SidebarService
 
 __all__ = ["Decline", "ErrorAnswer", "HelpdeskConfig", "Protocol", "RawRequest", "openapi_route"]
@@ -67,6 +69,10 @@ class HelpdeskConfig(ConfigModel):
 
     def secrets(self) -> list[str]:
         return [secret.get_secret_value() for secret in self.secret]
+
+    def card_problems(self, card: CardLayout) -> list[Problem]:
+        """Keys of this table naming what ``[card]`` lacks, located within the table."""
+        return []
 
 
 class Protocol(ABC):

@@ -6,6 +6,7 @@ it — because Plain treats a missing key as an error and caches that for five m
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Hashable, Sequence
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel
 from deskside.errors import BadRequest
 from deskside.expressions import encodable
+from deskside.layout import CardLayout
 from deskside.lookup import Lookup
 from deskside.protocols.base import (
     HelpdeskConfig,
@@ -27,6 +29,7 @@ from deskside.protocols.base import (
     parse_json_object,
     schema_problems,
 )
+from deskside.references import Problem
 from deskside.render import plain as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
@@ -53,6 +56,22 @@ class PlainConfig(HelpdeskConfig):
     """How long Plain may cache a card (``timeToLiveSeconds``)."""
     cards: dict[str, PlainCard] = {"customer": PlainCard()}
     """Card keys as configured in Plain → what each shows."""
+
+    def card_problems(self, card: CardLayout) -> list[Problem]:
+        """Section names that no ``[[card.sections]]`` title has (any name may be meant for a
+        templated title)."""
+        titles = [str(section.title) for section in card.sections]
+        if any("{" in title for title in titles):
+            return []
+        problems = []
+        for key, shown in self.cards.items():
+            for index, name in enumerate(shown.sections):
+                if name not in titles:
+                    close = difflib.get_close_matches(name, titles, n=1)
+                    hint = f"did you mean `{close[0]}`?" if close else f"titles: {titles}"
+                    message = f"no [[card.sections]] has the title {name!r}: {hint}"
+                    problems.append(Problem(("cards", key, "sections", index), message))
+        return problems
 
 
 # The answer's shape, for ``deskside probe`` and the OpenAPI schema: every component is a
