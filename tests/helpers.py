@@ -15,6 +15,7 @@ import hmac
 import json
 import re
 import sqlite3
+import unicodedata
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -227,6 +228,23 @@ def strict_json(text: str) -> Any:
         raise AssertionError(f"{name} is not JSON")
 
     return json.loads(text, parse_constant=constant)
+
+
+# ── Text as an agent reads it (protocols.md §6.5) ─────────────────────────────────────────────
+
+_BIDI_MARKS = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
+_BREAKS = frozenset("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def readable(text: str) -> str:
+    """``text`` as an agent reads it in a sidebar: control characters and bidi marks gone, line
+    breaks and tabs as spaces, each run of white space one space, no space at either end."""
+    kept = (
+        " " if c in _BREAKS else c
+        for c in text
+        if c in _BREAKS or (unicodedata.category(c) != "Cc" and ord(c) not in _BIDI_MARKS)
+    )
+    return " ".join("".join(kept).split())
 
 
 # ── HTML as a browser would parse it ──────────────────────────────────────────────────────────

@@ -19,6 +19,7 @@ from helpers import (
     helpscout_request,
     make_demo_database,
     post_helpscout,
+    readable,
     serve,
 )
 
@@ -297,15 +298,18 @@ async def test_injected_customer_data_never_becomes_markup(
     )
     settings = demo_settings(monkeypatch, tmp_path, database)
     tree = await sidebar_html(settings, helpscout_request("victim@evil.example"))
-    assert titles(tree) == [payload]
-    assert muted(tree) == [f"{payload} · {payload}"]
-    shown = values(tree)
-    assert shown["Subscription"] == payload.replace("_", " ")  # the demo's own template
-    assert shown["Stripe customer"] == payload
+    # The customer's text exactly as an agent reads it: no control or bidi character, and
+    # white space is the browser's to lay out.
+    text = readable(payload)
+    assert [readable(title) for title in titles(tree)] == [text]
+    assert [readable(line) for line in muted(tree)] == [f"{text} · {text}"]
+    shown = {label: readable(value) for label, value in values(tree).items()}
+    assert shown["Subscription"] == readable(payload.replace("_", " "))  # the demo's template
+    assert shown["Stripe customer"] == text
     # The author's **bold** around each module is the only formatting in the sidebar; line
     # breaks in a markdown value become spaces.
     (bold,) = tree.find_all("strong")
-    assert bold.text().split() == payload.split()
+    assert readable(bold.text()) == text
     assert not tree.find_all("em") and not tree.find_all("code")
     stripe = [a.attrs["href"] for a in tree.find_all("a") if a.text() == "Stripe dashboard"]
     assert stripe and stripe[0].startswith("https://dashboard.stripe.com/customers/")

@@ -15,7 +15,7 @@ from deskside.card import Color, FieldType, Sidebar
 from deskside.config import load_settings
 from deskside.errors import ConfigError
 from deskside.expressions import normalise_record
-from deskside.layout import MAX_CARDS, CardLayout, build_sidebar
+from deskside.layout import MAX_CARDS, CardLayout, LeftOut, build_sidebar
 from deskside.lookup import Lookup
 from deskside.render.format import display
 from deskside.resolve import Profile, SourceResult
@@ -47,6 +47,15 @@ def build(
     layout = CardLayout.model_validate(card)
     sidebar = build_sidebar(layout, profile(records, **kwargs), now=NOW, problems=problems)
     return sidebar, problems
+
+
+def failures(problems: list[str]) -> list[str]:
+    """The problems that are failures, not notes of pieces left out for missing data."""
+    return [problem for problem in problems if not isinstance(problem, LeftOut)]
+
+
+def left_out(problems: list[str]) -> list[str]:
+    return [problem for problem in problems if isinstance(problem, LeftOut)]
 
 
 def shown(sidebar: Sidebar) -> dict[str, str]:
@@ -157,7 +166,7 @@ def test_a_value_that_is_not_of_its_type_is_left_out_and_reported(type_: str, ra
 
 
 @pytest.mark.parametrize("empty", [None, "", "   ", "\n"])
-def test_empty_values_are_left_out_silently(empty: Any) -> None:
+def test_empty_values_are_left_out_and_missing_ones_say_so(empty: Any) -> None:
     card = {
         "fields": [
             {"label": "Empty", "value": "app.empty"},
@@ -170,8 +179,20 @@ def test_empty_values_are_left_out_silently(empty: Any) -> None:
         ]
     }
     sidebar, problems = build(card, {"app": [{"empty": empty, "zero": 0, "off": False}]})
-    assert problems == []
+    assert failures(problems) == []
     assert shown(sidebar) == {"Zero": "0", "False": "No"}
+    missing = [
+        "field 'Missing' left out: app.no_such_column is empty",
+        "field 'Missing source' left out: billing is empty",
+    ]
+    if empty is None:  # a NULL is missing; an empty string is just empty
+        missing = [
+            "field 'Empty' left out: app.empty is empty",
+            "field 'Empty number' left out: app.empty is empty",
+            *missing,
+            "field 'Template' left out: app.empty is empty",
+        ]
+    assert sorted(problems) == sorted(missing)
 
 
 def test_failing_conditions_hide_their_piece_and_are_reported() -> None:
@@ -278,8 +299,9 @@ def test_links_other_than_http_and_mailto_are_dropped() -> None:
         ("Mail", "mailto:owner@acme.example"),
         ("Admin", "https://admin.example/7"),
     ]
-    assert len(problems) == 2
-    assert any("javascript:" in p for p in problems)
+    assert len(failures(problems)) == 2
+    assert any("javascript:" in p for p in failures(problems))
+    assert left_out(problems) == ["link 'Empty' left out: app.nothing is empty"]
 
 
 def test_markdown_template_escapes_every_placeholder() -> None:
@@ -303,6 +325,7 @@ def test_markdown_template_keeps_the_authors_formatting() -> None:
     )
     card = {"fields": [{"label": "Modules", "type": "markdown", "template": template}]}
     sidebar, _ = build(card, {"app": [{"modules": "payroll,time_off"}]})
+    assert sidebar.cards[0].fields[0].value == "*payroll*\\, *time\\_off*"  # spaces kept
     tree = parse_html(MarkdownIt("commonmark").render(str(sidebar.cards[0].fields[0].value)))
     assert [em.text() for em in tree.find_all("em")] == ["payroll", "time_off"]
 
@@ -339,6 +362,173 @@ def test_without_each_the_first_source_makes_the_cards_and_their_number_is_cappe
 def test_an_empty_title_falls_back_to_the_address() -> None:
     sidebar, _ = build({"title": "{{ app.company }}"}, {"app": [{"company": None}]})
     assert sidebar.cards[0].title == "owner@acme.example"
+
+
+# ── Missing values ────────────────────────────────────────────────────────────────────────────
+
+NULLS = {"company": "Acme HR", "seats": 42, "seat_limit": None, "name": None, "mail": None}
+
+
+def test_a_value_built_from_a_missing_one_is_left_out_not_none() -> None:
+    card = {
+        "fields": [
+            {"label": "Seats", "value": "app.seats ~ ' / ' ~ app.seat_limit"},
+            {"label": "Limit", "value": "app.seat_limit | default(0)"},
+            {"label": "Name", "value": "app.name or 'n/a'"},
+            {"label": "Seats of", "template": "{{ app.seats }} of {{ app.seat_limit }}"},
+            {"label": "Got", "value": "app.get('seat_limit') ~ ' seats'"},
+            {"label": "Per seat", "type": "number", "value": "app.seats / app.seat_limit"},
+        ],
+    }
+    sidebar, problems = build(card, {"app": [NULLS]})
+    assert shown(sidebar) == {"Limit": "0", "Name": "n/a"}
+    assert failures(problems) == []
+    assert problems == [
+        "field 'Seats' left out: app.seat_limit is empty",
+        "field 'Seats of' left out: app.seat_limit is empty",
+        "field 'Got' left out: app.get() is empty",
+        "field 'Per seat' left out: app.seat_limit is empty",
+    ]
+
+
+def test_links_badges_sections_and_titles_that_show_a_missing_value_are_left_out() -> None:
+    card = {
+        "title": "{{ app.company }} ({{ app.name }})",
+        "subtitle": "{{ app.name }}",
+        "badges": [{"text": "{{ app.name }} seats"}, {"text": "Seats {{ app.seats }}"}],
+        "links": [
+            {"label": "Search", "url": "https://s.example/?q={{ app.name | urlencode }}"},
+            {"label": "Mail", "url": "mailto:{{ app.mail }}"},
+            {"label": "Admin", "url": "https://admin.example/{{ app.seats }}"},
+        ],
+        "sections": [
+            {"title": "{{ app.name }}", "fields": [{"label": "A", "value": "app.seats"}]},
+            {"title": "Seats", "fields": [{"label": "B", "value": "app.seats"}]},
+        ],
+    }
+    sidebar, problems = build(card, {"app": [NULLS]})
+    (only,) = sidebar.cards
+    assert (only.title, only.subtitle) == ("owner@acme.example", None)
+    assert [badge.text for badge in only.badges] == ["Seats 42"]
+    assert [(link.label, link.url) for link in only.links] == [
+        ("Admin", "https://admin.example/42")
+    ]
+    assert [section.title for section in only.sections] == ["Seats"]
+    assert failures(problems) == []
+    assert problems == [
+        "title left out: app.name is empty",
+        "subtitle left out: app.name is empty",
+        "badge '{{ app.name }} seats' left out: app.name is empty",
+        "link 'Search' left out: app.name is empty",
+        "link 'Mail' left out: app.mail is empty",
+        "section '{{ app.name }}' left out: app.name is empty",
+    ]
+
+
+def test_conditions_may_test_missing_values_but_not_compute_with_them() -> None:
+    card = {
+        "badges": [
+            {"text": "Named", "when": "app.name"},
+            {"text": "Unnamed", "when": "not app.name"},
+            {"text": "No limit", "when": "app.seat_limit is none"},
+            {"text": "Over", "when": "app.seats > app.seat_limit"},
+        ]
+    }
+    sidebar, problems = build(card, {"app": [NULLS]})
+    assert [badge.text for badge in sidebar.cards[0].badges] == ["Unnamed", "No limit"]
+    assert problems == ["badge 'Over' left out: app.seat_limit is empty"]
+    assert failures(problems) == []
+
+
+# ── Customer text as agents read it ──────────────────────────────────────────────────────────
+
+
+def test_control_and_bidi_characters_never_reach_the_card() -> None:
+    card = {
+        "title": "{{ app.company }}",
+        "badges": [{"text": "{{ app.plan }}"}],
+        "fields": [
+            {"label": "Notes", "value": "app.notes"},
+            {"label": "Plan", "type": "markdown", "template": "**{{ app.plan }}**"},
+        ],
+        "links": [{"label": "{{ app.company }}", "url": "https://a.example/"}],
+    }
+    record = {
+        "company": "Acme\x00 \u202eHR\u202c\u2066x\u2069\u200f",
+        "plan": "Pro\x1b[31m\x07\u0085plus",
+        "notes": "line one\r\nline two\u2028three\tfour\x00\x9b",
+    }
+    sidebar, problems = build(card, {"app": [record]})
+    assert problems == []
+    (only,) = sidebar.cards
+    assert only.title == "Acme HRx"
+    assert [badge.text for badge in only.badges] == ["Pro[31m plus"]
+    assert [link.label for link in only.links] == ["Acme HRx"]
+    notes, plan = only.fields
+    assert notes.value == "line one\nline two\nthree four"  # line breaks kept in values
+    assert plan.value == "**Pro\\[31m plus**"
+
+
+def test_long_values_are_cut_to_max_value_length() -> None:
+    card = {
+        "max_value_length": 40,
+        "title": "{{ app.long }}",
+        "fields": [
+            {"label": "Long", "value": "app.long"},
+            {"label": "Site", "type": "url", "value": "'https://a.example/' ~ app.path"},
+            {"label": "Code", "type": "markdown", "template": "`x` {{ app.slashes }}"},
+        ],
+    }
+    record = {"long": "word " * 20_000, "slashes": "\\" * 500, "path": "a" * 3000}
+    sidebar, problems = build(card, {"app": [record]})
+    (only,) = sidebar.cards
+    assert only.title == "word " * 7 + "word…"
+    assert len(only.title) <= 40
+    long, code = only.fields
+    assert long.value == only.title
+    assert len(str(code.value)) <= 160 and str(code.value).endswith("\\\\…")  # whole escapes
+    assert problems == ["field 'Site' left out: its value is longer than 2,048 characters"]
+    assert failures(problems) == []
+
+
+@pytest.mark.parametrize(
+    ("type_", "raw", "expected"),
+    [
+        ("number", "42", "42"),
+        ("number", " 1,234.50 ", "1,234.5"),
+        ("currency", "1,234.50", "$1,234.50"),
+        ("currency", "42", "$42.00"),
+        ("text", "1,234.50", "1,234.50"),
+        ("text", "42", "42"),
+    ],
+)
+def test_numbers_stored_as_text(type_: str, raw: str, expected: str) -> None:
+    card = {"fields": [{"label": "N", "type": type_, "value": "app.n"}]}
+    sidebar, problems = build(card, {"app": [{"n": raw}]})
+    assert problems == []
+    (field,) = sidebar.cards[0].fields
+    assert isinstance(field.value, str) == (type_ == "text")
+    assert display(field) == expected
+
+
+def test_an_answer_too_large_drops_trailing_pieces_with_a_note() -> None:
+    card = {
+        "each": "app",
+        "title": "{{ app.company }}",
+        "fields": [{"label": f"F{n}", "value": "app.text"} for n in range(30)],
+    }
+    rows = [{"company": f"Company {n}", "text": "<&>" * 200} for n in range(MAX_CARDS)]
+    sidebar, problems = build(card, {"app": rows})
+    assert problems == []
+    assert sidebar.notes == ("… more not shown",)
+    assert 1 <= len(sidebar.cards) < MAX_CARDS
+    kept = [field.label for c in sidebar.cards for field in c.fields]
+    assert kept == [f"F{n}" for n in range(30)] * (len(kept) // 30) + [
+        f"F{n}" for n in range(len(kept) % 30)
+    ]
+    card["fields"] = card["fields"][:5]
+    small, _ = build(card, {"app": [row | {"text": "<&>" * 20} for row in rows]})
+    assert small.notes == () and [len(c.fields) for c in small.cards] == [5] * MAX_CARDS
 
 
 def test_nobody_found_gives_no_cards_and_failed_sources_give_notes() -> None:

@@ -128,7 +128,12 @@ def walk(components: list[Any] | None) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def texts(components: list[Any] | None) -> list[str]:
-    return [body["text"] for kind, body in walk(components) if kind == "componentText"]
+    """What every text component shows: plain text as it is, markdown as rendered."""
+    return [
+        body["plainText"] if kind == "componentPlainText" else shown(body["text"])[1]
+        for kind, body in walk(components)
+        if kind in ("componentPlainText", "componentText")
+    ]
 
 
 # ── Markdown as Plain would show it ───────────────────────────────────────────────────────────
@@ -327,25 +332,25 @@ async def test_no_card_keys_is_an_empty_answer(client: httpx.AsyncClient) -> Non
 
 
 def rows(components: list[Any] | None) -> dict[str, list[dict[str, Any]]]:
-    """Each row's label (unescaped) → its aside components."""
+    """Each row's label → its aside components."""
     found = {}
     for kind, body in walk(components):
         if kind == "componentRow":
             (label,) = body["rowMainContent"]
-            found[shown(label["componentText"]["text"])[1]] = body["rowAsideContent"]
+            found[label["componentPlainText"]["plainText"]] = body["rowAsideContent"]
     return found
 
 
 def aside_text(aside: list[dict[str, Any]]) -> str:
-    return shown(aside[0]["componentText"]["text"])[1]
+    return aside[0]["componentPlainText"]["plainText"]
 
 
 async def test_account_card_shows_title_badges_rows_and_the_account_section(
     client: httpx.AsyncClient,
 ) -> None:
     account = (await cards(client, "owner@acme.example", ["account"]))["account"]["components"]
-    first = account[0]["componentText"]
-    assert (first["text"], first["textSize"]) == ("Acme HR", "L")
+    first = account[0]["componentPlainText"]
+    assert (first["plainText"], first["plainTextSize"]) == ("Acme HR", "L")
     badges = [body for kind, body in walk(account) if kind == "componentBadge"]
     assert [(b["badgeLabel"], b["badgeColor"]) for b in badges] == [
         ("Pro", "BLUE"),
@@ -356,7 +361,7 @@ async def test_account_card_shows_title_badges_rows_and_the_account_section(
     assert aside_text(found["Employees"]) == "42 / 50"
     assert aside_text(found["MRR"]) == "$249.00"
     assert aside_text(found["Email"]) == "owner@acme.example"
-    headings = [shown(t)[1] for t in texts(account)]
+    headings = texts(account)
     assert "Account" in headings and "Billing" not in headings
     assert "Subscription" not in found
     links = [body for kind, body in walk(account) if kind == "componentLinkButton"]
@@ -373,7 +378,7 @@ async def test_billing_card_shows_the_billing_section_only_with_a_copy_button(
     client: httpx.AsyncClient,
 ) -> None:
     billing = (await cards(client, "owner@acme.example", ["billing"]))["billing"]["components"]
-    headings = [shown(t)[1] for t in texts(billing)]
+    headings = texts(billing)
     assert headings[0] == "Billing"
     assert "Acme HR" not in headings and "Account" not in headings
     assert not [kind for kind, _ in walk(billing) if kind == "componentBadge"]
@@ -398,7 +403,7 @@ async def test_several_accounts_each_get_a_heading(
         answer = await cards(client, "pat@initech.example", ["account", "billing"])
     for key in ("account", "billing"):
         components = answer[key]["components"]
-        headings = [shown(t)[1] for t in texts(components)]
+        headings = texts(components)
         assert "Initech" in headings and "Initrode" in headings
         assert any(kind == "componentDivider" for kind, _ in walk(components))
     copies = [
@@ -428,21 +433,19 @@ async def test_badges_use_only_plains_colours(
     assert set(badges.values()) <= BADGE_COLORS
 
 
-async def test_injection_payloads_are_markdown_escaped(client: httpx.AsyncClient) -> None:
+async def test_injection_payloads_are_plain_text(client: httpx.AsyncClient) -> None:
     answer = await cards(client, "mallory@evil.example", ["account", "billing"])
     components = [c for card in answer.values() for c in card["components"]]
-    all_texts = texts(components)
-    assert shown(all_texts[0])[1] == MALLORY_COMPANY
-    assert shown(all_texts[1])[1] == f"{MALLORY_NAME} · owner"
-    modules = rows(components)["Modules"][0]["componentText"]["text"]
-    for text in all_texts:
-        tags, _ = shown(text)
-        allowed = {"p", "strong"} if text == modules else {"p"}  # the author's **bold** only
-        assert tags <= allowed, (text, tags)
-    for _kind, body in walk(components):
-        for value in body.values():
-            if isinstance(value, str):
-                assert "javascript:" not in value.lower(), value
+    plain = [body["plainText"] for kind, body in walk(components) if kind == "componentPlainText"]
+    assert plain[:2] == [MALLORY_COMPANY, f"{MALLORY_NAME} · owner"]  # as it is, no backslash
+    assert all("\\" not in text for text in plain), plain
+    # Markdown is only the author's: the Modules field, whose **bold** is the only formatting.
+    (modules,) = [body["text"] for kind, body in walk(components) if kind == "componentText"]
+    assert modules == rows(components)["Modules"][0]["componentText"]["text"]
+    assert shown(modules) == ({"p", "strong"}, "payroll")
+    for kind, body in walk(components):
+        if kind == "componentLinkButton":
+            assert body["linkButtonUrl"].startswith("https://"), body
 
 
 # ── Sources that fail or hang ─────────────────────────────────────────────────────────────────
@@ -467,9 +470,9 @@ async def test_a_failing_source_adds_a_warning_and_every_key_still_comes_back(
     answer = {card["key"]: card for card in response.json()["cards"]}
     assert list(answer) == ["account", "billing", "x"]
     for key in ("account", "billing"):
-        last = answer[key]["components"][-1]["componentText"]
-        assert last["textColor"] == "WARNING"
-        assert shown(last["text"])[1] == "CRM unavailable"
+        last = answer[key]["components"][-1]["componentPlainText"]
+        assert last["plainTextColor"] == "WARNING"
+        assert last["plainText"] == "CRM unavailable"
         assert answer[key]["timeToLiveSeconds"] <= 60  # ask again soon
     assert answer["x"]["components"] is None
 
@@ -487,8 +490,8 @@ async def test_when_the_main_source_fails_the_cards_say_so(
     assert list(answer) == ["account", "billing", "x"]
     for key in ("account", "billing"):
         (only,) = answer[key]["components"]
-        assert only["componentText"]["textColor"] == "WARNING"
-        assert shown(only["componentText"]["text"])[1] == "App database unavailable"
+        assert only["componentPlainText"]["plainTextColor"] == "WARNING"
+        assert only["componentPlainText"]["plainText"] == "App database unavailable"
     assert answer["x"]["components"] is None
 
 
@@ -513,8 +516,8 @@ url = "{server.url("/crm/{email}")}"
     assert elapsed < 3
     answer = {card["key"]: card for card in response.json()["cards"]}
     assert list(answer) == ["billing", "account", "x"]
-    assert "CRM unavailable" in [shown(t)[1] for t in texts(answer["account"]["components"])]
-    assert "Acme HR" in [shown(t)[1] for t in texts(answer["account"]["components"])]
+    assert "CRM unavailable" in texts(answer["account"]["components"])
+    assert "Acme HR" in texts(answer["account"]["components"])
 
 
 # ── Malformed requests ────────────────────────────────────────────────────────────────────────

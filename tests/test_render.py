@@ -1,4 +1,5 @@
-"""Renderers: display strings, Help Scout HTML and There There rows from a neutral Sidebar."""
+"""Renderers: display strings, Help Scout HTML, There There rows, Plain components and Helper
+metadata from a neutral Sidebar; and how much of one an answer holds."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import pytest
 from markdown_it import MarkdownIt
 
 from deskside.card import Badge, Card, Color, Field, FieldType, Link, Section, Sidebar
+from deskside.render.budget import ANSWER_BYTES, fit
 from deskside.render.format import display, json_number
+from deskside.render.helper import actions, metadata
 from deskside.render.helpscout import render_html
-from deskside.render.markdown import escape_markdown, markdown_to_html
+from deskside.render.markdown import escape_markdown, markdown_to_html, markdown_to_text
+from deskside.render.plain import card_components
 from deskside.render.therethere import render_rows
-from helpers import assert_harmless_html, parse_html
+from helpers import assert_harmless_html, parse_html, readable
 
 INJECTIONS = [
     "<script>alert(1)</script>",
@@ -222,15 +226,23 @@ def test_help_scout_html_escapes_customer_data(payload: str) -> None:
         assert set(a.attrs) == {"href", "target", "rel"} | (
             {"class"} if "class" in a.attrs else set()
         )
-    # The payload is shown as text, exactly.
-    assert tree.find_all("h4")[0].text() == payload
-    assert tree.find_all("span", "badge")[0].text() == payload
-    assert tree.find_all("p", "red")[0].text() == payload
-    assert any(e.text() == payload for e in tree.find_all("span", "c-sb-list-item__text"))
+    # The payload is shown as text, exactly as an agent reads it (without controls and bidi
+    # marks; white space is the browser's to lay out).
+    expected = readable(payload)
+    assert visible(tree.find_all("h4")[0].text()) == expected
+    assert visible(tree.find_all("span", "badge")[0].text()) == expected
+    assert visible(tree.find_all("p", "red")[0].text()) == expected
+    values = [visible(e.text()) for e in tree.find_all("span", "c-sb-list-item__text")]
+    assert values[0] == expected
     # Escaped markdown becomes text only: no element of its own.
     markdown_value = tree.find_all("span", "c-sb-list-item__text")[1]
     assert markdown_value.find_all() == []
-    assert markdown_value.text().split() == payload.split()
+    assert visible(markdown_value.text()) == expected
+
+
+def visible(text: str) -> str:
+    """What a browser shows of a text node: white space runs as one space."""
+    return " ".join(text.split())
 
 
 def test_markdown_links_to_scripts_are_not_rendered() -> None:
@@ -323,9 +335,201 @@ def test_there_there_markdown_rows_show_customer_data_as_text(payload: str) -> N
     rows = render_rows(Sidebar(cards=(card, Card(title="other")), notes=(payload,)))
     markdown_rows = [r for r in rows if r["type"] == "markdown" and r["value"] != "other"]
     assert len(markdown_rows) == 5
-    flat = " ".join(payload.replace("\r\n", "\n").replace("\n", " ").split(" "))
     for row in markdown_rows:
         tree = parse_html(rendered_markdown(row["value"]))
         assert [e.tag for e in tree.iter()] == ["p"], (row, rendered_markdown(row["value"]))
-        text = tree.text().strip()
-        assert " ".join(text.split()) == " ".join(flat.replace("\u2028", " ").split())
+        assert " ".join(tree.text().split()) == readable(payload)
+
+
+# ── Plain: plain text for data, markdown only where the author wrote it ──────────────────────
+
+
+def plain_components(sidebar: Sidebar) -> list[tuple[str, dict[str, Any]]]:
+    """Every component of the main card and all sections, depth first, as ``(type, body)``."""
+    titles = [s.title for card in sidebar.cards for s in card.sections]
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(components: list[dict[str, Any]]) -> None:
+        for component in components:
+            ((kind, body),) = component.items()
+            found.append((kind, body))
+            for key in ("rowMainContent", "rowAsideContent", "containerContent"):
+                walk(body.get(key, []))
+
+    walk(card_components(sidebar, main=True, sections=titles) or [])
+    return found
+
+
+def test_plain_shows_customer_values_as_plain_text_without_escapes() -> None:
+    components = plain_components(FULL)
+    plain = [body["plainText"] for kind, body in components if kind == "componentPlainText"]
+    markdown = [body["text"] for kind, body in components if kind == "componentText"]
+    assert markdown == ["**payroll**"]  # the only markdown is the markdown field's
+    assert plain[:2] == ["Acme HR", "Olivia Owner · owner"]
+    assert {"Employees", "42 / 50", "MRR", "$249.00", "Billing", "Plan", "Pro"} <= set(plain)
+    assert plain[-1] == "Billing API unavailable"
+    assert all("\\" not in text for text in plain)
+    sizes = {
+        (body["plainText"], body["plainTextSize"]) for k, body in components if "plainText" in body
+    }
+    assert {("Acme HR", "L"), ("Billing", "M"), ("42 / 50", "S")} <= sizes
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_plain_text_is_the_customer_data_exactly(payload: str) -> None:
+    components = plain_components(injected_sidebar(payload))
+    plain = [body["plainText"] for kind, body in components if kind == "componentPlainText"]
+    expected = readable(payload)
+    assert " ".join(plain[0].split()) == expected  # the title, as it is
+    assert any(" ".join(text.split()) == expected for text in plain[1:])
+    for kind, body in components:
+        if kind == "componentText":  # the markdown field only: escaped data renders as text
+            assert " ".join(parse_html(rendered_markdown(body["text"])).text().split()) == expected
+
+
+# ── Helper: plain text ────────────────────────────────────────────────────────────────────────
+
+
+def test_helper_metadata_shows_markdown_fields_as_their_plain_text() -> None:
+    card = Card(
+        title="Acme",
+        fields=(
+            Field(label="Modules", value=r"**payroll** · **time\-off**", type=FieldType.MARKDOWN),
+            Field(
+                label="Note",
+                value=r"Likes email\. Uses A\/B tests \(50\% off\)",
+                type=FieldType.MARKDOWN,
+            ),
+            Field(
+                label="Docs",
+                value="See [the guide](https://docs.example/g) now",
+                type=FieldType.MARKDOWN,
+            ),
+            Field(label="Seats", value=42, type=FieldType.NUMBER),
+            Field(label="Raw", value="**kept** as written"),
+        ),
+    )
+    facts = metadata(Sidebar(cards=(card,)))
+    assert facts == {
+        "Account": "Acme",
+        "Modules": "payroll · time-off",
+        "Note": "Likes email. Uses A/B tests (50% off)",
+        "Docs": "See the guide (https://docs.example/g) now",
+        "Seats": 42,
+        "Raw": "**kept** as written",
+    }
+
+
+@pytest.mark.parametrize(
+    ("markdown", "text"),
+    [
+        ("**bold** and *em* and `code`", "bold and em and code"),
+        ("[https://a.example](https://a.example)", "https://a.example"),
+        ("[owner@a.example](mailto:owner@a.example)", "owner@a.example"),
+        ("[a](javascript:alert(1))", "[a](javascript:alert(1))"),
+        ("line one  \nline two", "line one\nline two"),
+        (r"\*not em\* \[x\]", "*not em* [x]"),
+        ("<b>raw</b>", "<b>raw</b>"),
+    ],
+)
+def test_markdown_as_plain_text(markdown: str, text: str) -> None:
+    assert markdown_to_text(markdown) == text
+
+
+# ── There There row names ─────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_there_there_names_from_data_cannot_become_markdown(payload: str) -> None:
+    card = Card(
+        title="Acme",
+        links=(Link(label=f"Search {payload}", url="https://s.example/"),),
+        fields=(Field(label=f"{payload} seats", value=3, type=FieldType.NUMBER),),
+    )
+    rows = render_rows(Sidebar(cards=(card,)))
+    for row in rows[1:]:
+        tree = parse_html(rendered_markdown(row["name"]))
+        assert [e.tag for e in tree.iter()] == ["p"], row
+    expected = readable(payload)
+    names = [" ".join(parse_html(rendered_markdown(r["name"])).text().split()) for r in rows]
+    assert names == ["Account", f"{expected} seats".strip(), f"Search {expected}".strip()]
+
+
+def test_there_there_names_that_read_the_same_as_markdown_are_left_as_written() -> None:
+    labels = ["Seats used", "MRR (Stripe)", "Plan: Pro", "time_off", "50% off"]
+    card = Card(title="Acme", fields=tuple(Field(label=label, value=1) for label in labels))
+    assert [row["name"] for row in render_rows(Sidebar(cards=(card,)))] == ["Account", *labels]
+
+
+# ── The neutral card, and the size of every answer ────────────────────────────────────────────
+
+
+def test_the_card_model_holds_no_control_or_bidi_character() -> None:
+    card = Card(
+        title="Acme\x00 \u202eHR\u202c",
+        badges=(Badge(text="Pro\x1b[1m"),),
+        fields=(Field(label="Notes\t1", value="one\r\ntwo\x00\u2066three\u2069"),),
+        links=(Link(label="a\u200fb", url="https://a.example/"),),
+    )
+    assert card.title == "Acme HR"
+    assert card.badges[0].text == "Pro[1m"
+    assert (card.fields[0].label, card.fields[0].value) == ("Notes 1", "one\ntwothree")
+    assert card.links[0].label == "ab"
+    assert Sidebar(notes=("a\nb",)).notes == ("a b",)
+
+
+WORST_TEXT = "&\"'<>\\`[](){}*_#🚀Ř" * 40  # every character the renderers escape or widen
+
+
+def worst_card(n: int) -> Card:
+    def value(i: int) -> str:
+        return WORST_TEXT[i % 7 :][:500]
+
+    fields = [
+        Field(
+            label=value(i)[:40],
+            value=value(i) if type_ is FieldType.TEXT else f"https://x.example/{value(i)}",
+            type=type_,
+            copyable=i % 2 == 0,
+        )
+        for i, type_ in enumerate([FieldType.TEXT, FieldType.URL] * 20)
+    ]
+    markdown = "[a](https://b.example) **c** " * 16
+    fields.append(Field(label="Md", value=markdown, type=FieldType.MARKDOWN))
+    links = tuple(Link(label=value(i), url=f"https://x.example/{i}") for i in range(10))
+    section = Section(title=value(n), fields=tuple(fields[:10]), links=links[:3])
+    return Card(
+        title=f"{n} {value(n)}",
+        subtitle=value(n + 1),
+        badges=(Badge(text=value(n)[:60]),) * 5,
+        fields=tuple(fields),
+        links=links,
+        sections=(section,) * 4,
+    )
+
+
+def test_what_fits_in_an_answer_stays_under_64_kib_in_every_format() -> None:
+    cards, cut = fit([worst_card(n) for n in range(10)])
+    assert cut and cards
+    sidebar = Sidebar(
+        emails=tuple(f"{'x' * 300}{n}@a.example" for n in range(20)),
+        cards=cards,
+        notes=("… more not shown",),
+    )
+    titles = [section.title for card in cards for section in card.sections]
+    answers = {
+        "helpscout": {"html": render_html(sidebar)},
+        "therethere": {"data": render_rows(sidebar)},
+        "plain": {
+            "cards": [
+                {"key": "k", "components": card_components(sidebar, main=True, sections=titles)}
+            ]
+        },
+        "helper": {"customer": {"metadata": metadata(sidebar), "actions": actions(sidebar)}},
+        "card": sidebar.model_dump(mode="json"),
+    }
+    for desk, answer in answers.items():
+        size = len(json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode())
+        assert size < ANSWER_BYTES, (desk, size)
+    # Far from empty: the bound is not met by showing nothing.
+    assert len(json.dumps(answers["helpscout"]).encode()) > ANSWER_BYTES / 4

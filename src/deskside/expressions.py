@@ -5,48 +5,217 @@ Two kinds of config strings exist. *Expressions* (``value``, ``when``) compute a
 labels and URLs) are text with ``{{ … }}`` placeholders. Neither escapes anything: escaping
 is the renderers' job, for their own target, except in markdown templates, whose placeholders
 are escaped as markdown so customer data can never become a link or formatting.
+
+A value that is not there — a NULL column, an unknown key, a source with no record — is
+:class:`Missing`. It shows as nothing, never as ``None``; inside :func:`missing_values` every
+missing value that was *shown* (as text, in ``~``, through a filter) is recorded, so the piece
+that showed it can be left out instead of showing ``None / None`` or ``?q=``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from typing import Any
 
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.environment import TemplateExpression
+from jinja2.filters import do_urlencode
+from jinja2.nodes import Concat
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
+from deskside.card import one_line
 from deskside.render.markdown import escape_markdown
 
 __all__ = [
     "Expression",
     "MarkdownTemplate",
+    "Missing",
     "Scope",
     "TextTemplate",
     "encodable",
+    "missing_values",
     "normalise_record",
 ]
 
 log = logging.getLogger(__name__)
 
-_ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
-# A NULL column shows nothing, not "None", in text built from a template.
-_TEXT_ENV = ImmutableSandboxedEnvironment(
-    undefined=ChainableUndefined,
-    autoescape=False,
-    finalize=lambda value: "" if value is None else value,
-)
+_SHOWN_MISSING: ContextVar[_Shown | None] = ContextVar("deskside_shown_missing", default=None)
+
+
+class _Shown:
+    """The missing values shown while evaluating one piece, named after the variables of
+    ``context`` they belong to (``app.seat_limit``)."""
+
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self.context = context
+        self.names: list[str] = []
+
+    def add(self, name: str) -> None:
+        if name not in self.names:
+            self.names.append(name)
+
+    def name(self, obj: Any, key: Any) -> str:
+        if obj is missing:
+            return str(key)
+        for variable, value in self.context.items():
+            if value is obj:
+                return f"{variable}.{key}" if isinstance(key, str) else f"{variable}[{key!r}]"
+            if isinstance(value, Mapping) and variable == "records":
+                for source, rows in value.items():
+                    if rows is obj:
+                        return f"records.{source}[{key!r}]"
+        return str(key)
+
+
+@contextmanager
+def missing_values(context: Mapping[str, Any]) -> Iterator[list[str]]:
+    """Record, in the list this yields, the name of every missing value shown while the block
+    evaluates expressions or templates over ``context`` (``["app.seat_limit"]``)."""
+    shown = _Shown(context)
+    token = _SHOWN_MISSING.set(shown)
+    try:
+        yield shown.names
+    finally:
+        _SHOWN_MISSING.reset(token)
+
+
+def _record(value: Any) -> None:
+    """Note that ``value`` (None or undefined) was shown, when :func:`missing_values` listens."""
+    shown = _SHOWN_MISSING.get()
+    if shown is None:
+        return
+    if isinstance(value, Undefined):
+        shown.add(shown.name(value._undefined_obj, value._undefined_name))
+    else:
+        shown.add("a value")
+
+
+class Missing(ChainableUndefined):
+    """A value that is not there: a NULL column, an unknown key or name, a call that gave None.
+
+    It is false, empty and equal to None. Shown as text it is ``""`` and recorded (see
+    :func:`missing_values`); testing it (``when = "app.x"``, ``app.x or 'n/a'``,
+    ``app.x | default(0)``, ``app.x is none``) records nothing. Computing with it
+    (``app.x + 1``) raises :class:`~jinja2.UndefinedError` saying which value is empty.
+    """
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        _record(self)
+        return ""
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, Undefined)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(None)
+
+    @property
+    def _undefined_message(self) -> str:
+        if self._undefined_hint:
+            return self._undefined_hint
+        _record(self)
+        shown = _SHOWN_MISSING.get()
+        if shown is None:
+            return f"{self._undefined_name} is empty"
+        return f"{shown.name(self._undefined_obj, self._undefined_name)} is empty"
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja's code generator, with ``a ~ b`` joined by :meth:`_Environment.join_text`."""
+
+    def visit_Concat(self, node: Concat, frame: Frame) -> None:
+        self.write("environment.join_text((")
+        for argument in node.nodes:
+            self.visit(argument, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox where a None (a NULL column, a call that returned nothing) is
+    :class:`Missing`, and where None shows as nothing in ``~`` and ``urlencode``."""
+
+    code_generator_class = _CodeGenerator
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(undefined=Missing, autoescape=False, **options)
+        self.tests["none"] = lambda value: value is None or isinstance(value, Missing)
+        self.filters["urlencode"] = _urlencode
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        value = super().getattr(obj, attribute)
+        return self.undefined(obj=obj, name=attribute) if value is None else value
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        value = super().getitem(obj, argument)
+        return self.undefined(obj=obj, name=argument) if value is None else value
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        value = super().call(context, obj, *args, **kwargs)
+        if value is None:  # app.get('x'): named after the method and its record
+            owner = getattr(obj, "__self__", missing)
+            return self.undefined(obj=owner, name=f"{getattr(obj, '__name__', 'call')}()")
+        return value
+
+    @staticmethod
+    def join_text(values: Iterable[Any]) -> str:
+        """``a ~ b ~ c``: each value as text, None as nothing (and recorded)."""
+        return "".join(_shown_as_text(value) for value in values)
+
+
+def _shown_as_text(value: Any) -> str:
+    if value is None:
+        _record(None)
+        return ""
+    return str(value)
+
+
+def _urlencode(value: Any) -> str:
+    if value is None or isinstance(value, Undefined):
+        _record(value)
+        return ""
+    return do_urlencode(value)
+
+
+def _finalize_text(value: Any) -> Any:
+    """What ``{{ value }}`` shows in a text template: None as nothing (and recorded)."""
+    if value is None:
+        _record(None)
+        return ""
+    return value
+
+
+_ENV = _Environment()
+_TEXT_ENV = _Environment(finalize=_finalize_text)
 _SINGLE_PLACEHOLDER = re.compile(r"\s*\{\{\s*(.*?)\s*\}\}\s*", re.DOTALL)
-_MARKDOWN_ENV = ImmutableSandboxedEnvironment(
-    undefined=ChainableUndefined,
-    autoescape=False,
-    finalize=lambda value: escape_markdown("" if value is None else str(value)),
-)
+_MARKDOWN_ENV = _Environment(finalize=lambda value: _markdown_text(_shown_as_text(value)))
+
+
+def _markdown_text(text: str) -> str:
+    """A placeholder's value in markdown: one line without control or bidi characters, every
+    punctuation character escaped. An end that such a character hid is trimmed (``**x \u202e**``
+    is bold; ``**x **`` would not be); white space the value has at its ends is kept."""
+    line = one_line(text)
+    if text and not text[0].isspace():
+        line = line.lstrip()
+    if text and not text[-1].isspace():
+        line = line.rstrip()
+    return escape_markdown(line)
 
 
 class _Compiled:
@@ -89,15 +258,24 @@ class Expression(_Compiled):
                 f"not `{{{{ {example} }}}}`"
             )
         try:
-            self._compiled = _ENV.compile_expression(source, undefined_to_none=True)
+            self._compiled = _ENV.compile_expression(source, undefined_to_none=False)
         except TemplateSyntaxError as exc:
             raise ValueError(f"invalid expression {source!r}: {exc.message}") from None
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
-        """The expression's value, ``None`` when undefined; raises what the expression raises."""
-        if isinstance(context, Scope):
-            return context.evaluate(self._compiled)
-        return self._compiled(**context)
+        """The expression's value, ``None`` when missing (a missing result is recorded as
+        shown, see :func:`missing_values`); raises what the expression raises."""
+        value = _evaluate(self._compiled, context)
+        if isinstance(value, Undefined):
+            _record(value)
+            return None
+        return value
+
+
+def _evaluate(expression: TemplateExpression, context: Mapping[str, Any]) -> Any:
+    if isinstance(context, Scope):
+        return context.evaluate(expression)
+    return expression(**context)
 
 
 class TextTemplate(_Compiled):
@@ -117,18 +295,19 @@ class TextTemplate(_Compiled):
         single = _SINGLE_PLACEHOLDER.fullmatch(source)
         self._single = None
         if single and not any(mark in single.group(1) for mark in ("{{", "}}", "{%", "{#")):
-            self._single = _ENV.compile_expression(single.group(1), undefined_to_none=True)
+            self._single = _ENV.compile_expression(single.group(1), undefined_to_none=False)
 
     def render(self, context: Mapping[str, Any]) -> str:
-        """The rendered text, stripped; raises what the template raises."""
+        """The rendered text, stripped; raises what the template raises. Missing values show
+        as nothing (and are recorded, see :func:`missing_values`)."""
         if self._constant is not None:
             return self._constant
         if self._single is not None:
-            if isinstance(context, Scope):
-                value = context.evaluate(self._single)
-            else:
-                value = self._single(**context)
-            return "" if value is None else self._finalize(str(value)).strip()
+            value = _evaluate(self._single, context)
+            if value is None or isinstance(value, Undefined):
+                _record(value)
+                return ""
+            return self._finalize(str(value)).strip()
         if isinstance(context, Scope):
             return context.render(self._template).strip()
         return self._template.render(**context).strip()
@@ -154,7 +333,7 @@ class MarkdownTemplate(TextTemplate):
 
     @staticmethod
     def _finalize(text: str) -> str:
-        return escape_markdown(text)
+        return _markdown_text(text)
 
 
 _SCOPE_TEMPLATE = _ENV.from_string("")
@@ -178,8 +357,7 @@ class Scope(Mapping[str, Any]):
             return expression(**self._variables)
         for _ in template.root_render_func(self._context):
             pass
-        value = self._context.vars.pop("result", None)
-        return None if isinstance(value, Undefined) else value
+        return self._context.vars.pop("result", None)
 
     def render(self, template: Template) -> str:
         """What ``template.render(**variables)`` returns, without a new render context."""

@@ -2,28 +2,68 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
+from jinja2 import UndefinedError
 from pydantic import Field as ConfigField
 from pydantic import PrivateAttr, model_validator
 
-from deskside.card import Badge, Card, Color, Field, FieldType, Link, Section, Sidebar, Value
+from deskside.card import (
+    Badge,
+    Card,
+    Color,
+    Field,
+    FieldType,
+    Link,
+    Section,
+    Sidebar,
+    Value,
+    one_line,
+    shorten,
+    text_lines,
+)
 from deskside.configtypes import ConfigModel
-from deskside.expressions import Expression, MarkdownTemplate, Scope, TextTemplate, is_blank
+from deskside.expressions import (
+    Expression,
+    MarkdownTemplate,
+    Scope,
+    TextTemplate,
+    is_blank,
+    missing_values,
+)
+from deskside.render.budget import MORE_NOT_SHOWN, fit
 from deskside.resolve import Profile
 
-__all__ = ["CardLayout", "build_sidebar", "expression_context"]
+__all__ = ["CardLayout", "LeftOut", "build_sidebar", "expression_context"]
 
 log = logging.getLogger(__name__)
 
 MAX_CARDS = 10
+MAX_URL_LENGTH = 2048
+"""Longer links and ``url`` values are left out: cut, they would lead somewhere else."""
 _LINK_SCHEMES = ("https://", "http://", "mailto:")
-_NOT_IN_URLS = frozenset(" \t\r\n\"'<>`")
+_NOT_IN_ADDRESSES = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+"""White space, control and bidi characters: refused in URLs and addresses, never removed."""
+_NOT_IN_URLS = re.compile(rf"[\"'<>`]|{_NOT_IN_ADDRESSES.pattern}")
 _LARGEST_NUMBER = Decimal("1e300")
+_MARKDOWN_ALLOWANCE = 4
+"""A markdown value may be this many times ``max_value_length``: its markup and escapes."""
+_T = TypeVar("_T")
+
+
+class LeftOut(str):
+    """A piece of the card left out because a value it shows is missing (or too long to show
+    whole): information for whoever previews a customer, not a failure of the config."""
+
+    __slots__ = ()
 
 
 class FieldLayout(ConfigModel):
@@ -85,6 +125,8 @@ class CardLayout(ConfigModel):
     title: TextTemplate = TextTemplate("{{ email }}")
     subtitle: TextTemplate | None = None
     currency: str = ConfigField(default="USD", pattern=r"^[A-Z]{3}$")
+    max_value_length: int = ConfigField(default=500, ge=20, le=10_000)
+    """Longer text is cut to this many characters, ending with "…"."""
     badges: list[BadgeLayout] = []
     fields: list[FieldLayout] = []
     links: list[LinkLayout] = []
@@ -98,8 +140,15 @@ def build_sidebar(
     now: datetime | None = None,
     problems: list[str] | None = None,
 ) -> Sidebar:
-    """The sidebar for ``profile``. Expressions that fail are logged and appended to
-    ``problems`` (when given), and the piece they belong to is left out."""
+    """The sidebar for ``profile``.
+
+    Expressions that fail are logged and appended to ``problems`` (when given), and the piece
+    they belong to is left out. A piece that shows a missing value is left out too, and
+    ``problems`` gets a :class:`LeftOut` line saying why (``field 'Seats' left out:
+    app.seat_limit is empty``). Text is one line without control or bidi characters (a
+    field's value keeps its line breaks), at most ``max_value_length`` characters; pieces past
+    what one answer can hold (:func:`~deskside.render.budget.fit`) are dropped with a note.
+    """
     builder = _Builder(layout, problems if problems is not None else [])
     return builder.sidebar(profile, now or datetime.now(UTC))
 
@@ -124,6 +173,7 @@ class _Builder:
     def __init__(self, layout: CardLayout, problems: list[str]) -> None:
         self.layout = layout
         self.problems = problems
+        self.limit = layout.max_value_length
 
     def sidebar(self, profile: Profile, now: datetime) -> Sidebar:
         notes = tuple(f"{label} unavailable" for label in profile.unavailable) + tuple(
@@ -136,18 +186,23 @@ class _Builder:
         each = self.layout.each or next(iter(profile.results))
         rows = profile.results[each].records[:MAX_CARDS] if each in profile.results else []
         contexts = [{**base, each: row} for row in rows] or [base]
-        cards = tuple(self.card(Scope(context)) for context in contexts)
+        cards, cut = fit(tuple(self.card(Scope(context)) for context in contexts))
+        if cut:
+            notes += (MORE_NOT_SHOWN,)
         return Sidebar(emails=emails, cards=cards, notes=notes)
 
     def card(self, context: Mapping[str, Any]) -> Card:
         layout = self.layout
+        title = self.text("title", layout.title, context)
+        subtitle = self.text("subtitle", layout.subtitle, context)
         return Card(
-            title=self.text(layout.title, context) or str(context["email"]),
-            subtitle=self.text(layout.subtitle, context) or None,
+            title=title or str(context["email"]),
+            subtitle=subtitle or None,
             badges=tuple(
                 Badge(text=text, color=badge.color)
                 for badge in layout.badges
-                if self.shown(badge.when, context) and (text := self.text(badge.text, context))
+                if self.shown(f"badge {badge.text.source!r}", badge.when, context)
+                and (text := self.text(f"badge {badge.text.source!r}", badge.text, context))
             ),
             fields=self.fields(layout.fields, context),
             links=self.links(layout.links, context),
@@ -157,12 +212,15 @@ class _Builder:
     def sections(self, context: Mapping[str, Any]) -> tuple[Section, ...]:
         built = []
         for layout in self.layout.sections:
-            if not self.shown(layout.when, context):
+            what = f"section {layout.title.source!r}"
+            if not self.shown(what, layout.when, context):
+                continue
+            title = self.text(what, layout.title, context)
+            if not title:
                 continue
             fields = self.fields(layout.fields, context)
             links = self.links(layout.links, context)
             if fields or links:
-                title = self.text(layout.title, context)
                 built.append(
                     Section(
                         title=title,
@@ -179,20 +237,28 @@ class _Builder:
     ) -> tuple[Field, ...]:
         built = []
         for layout in layouts:
-            if not self.shown(layout.when, context):
+            what = f"field {layout.label!r}"
+            if not self.shown(what, layout.when, context):
                 continue
-            raw = self.evaluate(layout, context)
+            raw = self.attempt(what, functools.partial(_evaluate, layout, context), context)
+            if isinstance(raw, str) and layout.type not in (FieldType.URL, FieldType.EMAIL):
+                raw = text_lines(raw).strip()  # URLs and addresses are refused, not changed
             if is_blank(raw):
                 continue
             try:
                 value = _coerce(raw, layout.type)
             except ValueError as exc:
-                self.problem(f"field {layout.label!r}", str(exc))
+                self.problem(what, str(exc))
                 continue
+            if isinstance(value, str):
+                shortened = self.shortened(what, value, layout.type)
+                if shortened is None:
+                    continue
+                value = shortened
             currency = layout.currency or self.layout.currency
             built.append(
                 Field(
-                    label=layout.label,
+                    label=shorten(one_line(layout.label), self.limit),
                     value=value,
                     type=layout.type,
                     currency=currency if layout.type is FieldType.CURRENCY else None,
@@ -201,56 +267,108 @@ class _Builder:
             )
         return tuple(built)
 
+    def shortened(self, what: str, value: str, type_: FieldType) -> str | None:
+        """``value`` cut to the length limit; None (and a note) for a URL or address too long
+        to cut."""
+        if type_ is FieldType.MARKDOWN:
+            return _shorten_markdown(value, self.limit * _MARKDOWN_ALLOWANCE)
+        if type_ in (FieldType.URL, FieldType.EMAIL):
+            limit = MAX_URL_LENGTH if type_ is FieldType.URL else self.limit
+            if len(value) > limit:
+                self.left_out(what, f"its value is longer than {limit:,} characters")
+                return None
+            return value
+        return shorten(value, self.limit)
+
     def links(self, layouts: Sequence[LinkLayout], context: Mapping[str, Any]) -> tuple[Link, ...]:
         built = []
         for layout in layouts:
-            if not self.shown(layout.when, context):
+            what = f"link {layout.label.source!r}"
+            if not self.shown(what, layout.when, context):
                 continue
-            url = self.text(layout.url, context)
-            label = self.text(layout.label, context)
-            if not url or not label:
+            url = (
+                self.attempt(what, functools.partial(layout.url.render, context), context) or ""
+            ).strip()
+            label = self.text(what, layout.label, context) if url else ""
+            if not label:
                 continue
-            if not url.lower().startswith(_LINK_SCHEMES) or any(c in _NOT_IN_URLS for c in url):
-                self.problem(
-                    f"link {layout.label}", f"{url[:80]!r} is not an http(s) or mailto URL"
-                )
+            if not url.lower().startswith(_LINK_SCHEMES) or _NOT_IN_URLS.search(url):
+                self.problem(what, f"{one_line(url[:80])!r} is not an http(s) or mailto URL")
+                continue
+            if len(url) > MAX_URL_LENGTH:
+                self.left_out(what, f"its URL is longer than {MAX_URL_LENGTH:,} characters")
                 continue
             built.append(Link(label=label, url=url))
         return tuple(built)
 
-    def evaluate(self, layout: FieldLayout, context: Mapping[str, Any]) -> Any:
-        try:
-            if layout._template is not None:
-                return layout._template.render(context)
-            assert layout.value is not None
-            return layout.value.evaluate(context)
-        except Exception as exc:
-            self.problem(f"field {layout.label!r}", f"{type(exc).__name__}: {exc}")
-            return None
-
-    def shown(self, when: Expression | None, context: Mapping[str, Any]) -> bool:
+    def shown(self, what: str, when: Expression | None, context: Mapping[str, Any]) -> bool:
+        """Whether ``when`` holds. Testing a missing value is fine (``when = "app.x"``);
+        computing with one (``app.x > 3``) leaves the piece out, with a note."""
         if when is None:
             return True
-        try:
-            return bool(when.evaluate(context))
-        except Exception as exc:
-            self.problem(f"condition {when.source!r}", f"{type(exc).__name__}: {exc}")
-            return False
+        with missing_values(context):
+            try:
+                return bool(when.evaluate(context))
+            except UndefinedError as exc:
+                self.left_out(what, str(exc))
+            except Exception as exc:
+                self.problem(f"condition {when.source!r}", f"{type(exc).__name__}: {exc}")
+        return False
 
-    def text(self, template: TextTemplate | None, context: Mapping[str, Any]) -> str:
+    def text(self, what: str, template: TextTemplate | None, context: Mapping[str, Any]) -> str:
+        """``template`` rendered as one shortened line; "" when it fails or shows a missing
+        value."""
         if template is None:
             return ""
-        try:
-            return template.render(context)
-        except Exception as exc:
-            self.problem(f"template {template.source!r}", f"{type(exc).__name__}: {exc}")
-            return ""
+        text = self.attempt(what, functools.partial(template.render, context), context)
+        return shorten(one_line(text).strip(), self.limit) if text else ""
+
+    def attempt(
+        self, what: str, compute: Callable[[], _T], context: Mapping[str, Any]
+    ) -> _T | None:
+        """What ``compute`` returns; None, with a note, when it fails or shows a missing value."""
+        with missing_values(context) as missing:
+            try:
+                result = compute()
+            except UndefinedError as exc:
+                self.left_out(what, str(exc))
+                return None
+            except Exception as exc:
+                self.problem(what, f"{type(exc).__name__}: {exc}")
+                return None
+        if missing:
+            self.left_out(
+                what, f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} empty"
+            )
+            return None
+        return result
+
+    def left_out(self, what: str, why: str) -> None:
+        """Note a piece left out for this customer's data; not logged (nothing failed)."""
+        self.problems.append(LeftOut(f"{what} left out: {why}"))
 
     def problem(self, where: str, detail: str) -> None:
         """Record what failed; the log names only the config piece, since ``detail`` may quote
         customer data (``problems`` goes to whoever ran ``check``/``preview`` for a customer)."""
         log.warning("card: %s failed for this customer (see deskside preview)", where)
         self.problems.append(f"{where}: {detail}")
+
+
+def _evaluate(layout: FieldLayout, context: Mapping[str, Any]) -> Any:
+    if layout._template is not None:
+        return layout._template.render(context)
+    assert layout.value is not None
+    return layout.value.evaluate(context)
+
+
+def _shorten_markdown(text: str, limit: int) -> str:
+    """Markdown cut to ``limit`` characters, never between a backslash and what it escapes."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:
+        cut = cut[:-1]
+    return cut.rstrip() + "…"
 
 
 def _as_of(fetched_at: float, now: datetime) -> str:
@@ -280,10 +398,10 @@ def _coerce(raw: Any, type_: FieldType) -> Value:
         return _boolean(raw)
     text = str(raw).strip()
     if type_ is FieldType.URL and (
-        not text.lower().startswith(_LINK_SCHEMES[:2]) or any(c in _NOT_IN_URLS for c in text)
+        not text.lower().startswith(_LINK_SCHEMES[:2]) or _NOT_IN_URLS.search(text)
     ):
         raise ValueError(f"{text[:80]!r} is not an http(s) URL")
-    if type_ is FieldType.EMAIL and ("@" not in text or any(c.isspace() for c in text)):
+    if type_ is FieldType.EMAIL and ("@" not in text or _NOT_IN_ADDRESSES.search(text)):
         raise ValueError(f"{text[:80]!r} is not an email address")
     return text
 

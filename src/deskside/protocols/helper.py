@@ -18,10 +18,10 @@ from pydantic import AfterValidator, BaseModel, Field, StrictFloat, StrictInt, S
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from deskside.card import Sidebar
+from deskside.card import Sidebar, one_line, shorten
 from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
-from deskside.expressions import Expression, TextTemplate, is_blank
+from deskside.expressions import Expression, TextTemplate, is_blank, missing_values
 from deskside.layout import expression_context
 from deskside.lookup import Lookup, normalise_emails
 from deskside.protocols.base import (
@@ -203,12 +203,16 @@ class Helper(Protocol):
         return customer
 
     def _name(self, sidebar: Sidebar, profile: Profile, context: Mapping[str, Any]) -> str:
+        """The ``name`` template as one clean line, or else the name the helpdesk sent or the
+        first card's title (also when the template shows a missing value)."""
         if self.config.name is not None:
-            try:
-                if name := self.config.name.render(context):
-                    return name
-            except Exception:  # noqa: S110 - a broken template falls back to the title
-                pass
+            with missing_values(context) as missing:
+                try:
+                    name = shorten(one_line(self.config.name.render(context)).strip(), 500)
+                except Exception:  # a broken template falls back to the title
+                    name = ""
+            if name and not missing:
+                return name
         return profile.lookup.name or sidebar.cards[0].title
 
     def _value(self, context: Mapping[str, Any]) -> int | None:

@@ -1,11 +1,16 @@
-"""Sidebar → Helper's ``customer`` object: typed ``metadata`` and link ``actions``."""
+"""Sidebar → Helper's ``customer`` object: typed ``metadata`` and link ``actions``.
+
+Helper shows metadata values as plain text and hands them to its AI: no markdown is rendered,
+so a ``markdown`` field is given as the plain text a reader would see (no ``**``, no escapes).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from deskside.card import Card, Link, Sidebar
+from deskside.card import Card, Field, FieldType, Link, Sidebar
 from deskside.render.format import json_value
+from deskside.render.markdown import markdown_to_text
 
 __all__ = ["actions", "metadata"]
 
@@ -38,12 +43,18 @@ def _card_facts(card: Card) -> dict[str, Any]:
         facts["About"] = card.subtitle
     if card.badges:
         facts["Status"] = [badge.text for badge in card.badges]
-    facts.update({field.label: json_value(field) for field in card.fields})
+    facts.update({field.label: _plain_value(field) for field in card.fields})
     for section in card.sections:
         if section.fields:
             key = section.title if section.title not in facts else f"{section.title} details"
-            facts[key] = {field.label: json_value(field) for field in section.fields}
+            facts[key] = {field.label: _plain_value(field) for field in section.fields}
     return facts
+
+
+def _plain_value(field: Field) -> bool | int | float | str:
+    if field.type is FieldType.MARKDOWN:
+        return markdown_to_text(str(field.value))
+    return json_value(field)
 
 
 def _links(card: Card) -> list[Link]:

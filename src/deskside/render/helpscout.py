@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jinja2 import ChainableUndefined, Environment, PackageLoader, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from deskside.card import Color, Field, FieldType, Sidebar
+from deskside.card import Color, Field, FieldType, Sidebar, text_lines
 from deskside.layout import expression_context
 from deskside.render.format import display
 from deskside.render.markdown import markdown_to_html
@@ -58,11 +59,23 @@ def render_html(sidebar: Sidebar) -> str:
     return _SIDEBAR.render(sidebar=sidebar).strip()
 
 
+def _shown(value: Any) -> Any:
+    """What ``{{ value }}`` shows in a user's template: nothing for None, text without control
+    or bidi characters (as in the built-in sidebar)."""
+    if value is None:
+        return ""
+    return text_lines(value) if type(value) is str else value
+
+
 def load_template(path: Path) -> Template:
     """A user's own template file, autoescaped and sandboxed like the built-in one."""
     # As in card templates, a missing value (no record for an unknown customer) is empty.
     env = SandboxedEnvironment(
-        autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=ChainableUndefined
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=ChainableUndefined,
+        finalize=_shown,
     )
     env.filters.update(_ENV.filters)
     return env.from_string(path.read_text(encoding="utf-8"))

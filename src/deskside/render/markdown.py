@@ -1,4 +1,5 @@
-"""Markdown for helpdesks that show it: escaping customer data, and turning it into safe HTML."""
+"""Markdown for helpdesks that show it: escaping customer data, turning it into safe HTML, and
+reading it as plain text for those that show none."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import functools
 import re
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
-__all__ = ["escape_markdown", "markdown_to_html"]
+__all__ = ["escape_markdown", "markdown_name", "markdown_to_html", "markdown_to_text"]
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of
 # them is the only way to be sure no value opens a link, emphasis, code span, HTML or list.
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")  # all str.splitlines()
 
 # "zero" preset: paragraphs, emphasis, links and backslash escapes only; raw HTML stays text.
 _MARKDOWN = MarkdownIt("zero", {"html": False, "linkify": False}).enable(
@@ -27,6 +29,11 @@ def _open_links_in_new_tab(self, tokens, idx, options, env):  # type: ignore[no-
 
 
 _MARKDOWN.add_render_rule("link_open", _open_links_in_new_tab)
+
+# The most a markdown viewer may make of a line: CommonMark with raw HTML.
+_COMMONMARK = MarkdownIt("commonmark", {"html": True})
+# What GitHub-flavoured viewers turn into links even without markdown syntax.
+_AUTOLINK = re.compile(r"://|www\.|@", re.IGNORECASE)
 
 
 def escape_markdown(text: str) -> str:
@@ -45,3 +52,52 @@ def markdown_to_html(source: str) -> str:
     if html.startswith("<p>") and html.endswith("</p>") and html.count("<p>") == 1:
         html = html[3:-4]
     return html
+
+
+@functools.lru_cache(maxsize=4096)
+def markdown_name(text: str) -> str:
+    """``text`` as it is when a markdown viewer shows it as it is (``Seats used``, ``MRR
+    (Stripe)``), else escaped: for a line that may be shown as markdown or as plain text."""
+    if _AUTOLINK.search(text) is None and _shows_as_is(text):
+        return text
+    return escape_markdown(text)
+
+
+def _shows_as_is(text: str) -> bool:
+    tokens = _COMMONMARK.parse(text)
+    if [token.type for token in tokens] != ["paragraph_open", "inline", "paragraph_close"]:
+        return False
+    children = tokens[1].children or []
+    return all(child.type == "text" for child in children) and (
+        "".join(child.content for child in children) == text
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def markdown_to_text(source: str) -> str:
+    """What a reader sees of ``source`` as plain text: no markup and no escapes; a link is its
+    label, followed by its URL in parentheses when that says more (``Docs (https://…)``)."""
+    paragraphs = [
+        _inline_text(token.children or [])
+        for token in _MARKDOWN.parse(source)
+        if token.type == "inline"
+    ]
+    return "\n".join(paragraph for paragraph in paragraphs if paragraph)
+
+
+def _inline_text(tokens: list[Token]) -> str:
+    parts: list[str] = []
+    links: list[tuple[str, int]] = []  # (href, where its label starts)
+    for token in tokens:
+        if token.type in ("text", "text_special", "code_inline"):
+            parts.append(token.content)
+        elif token.type in ("softbreak", "hardbreak"):
+            parts.append("\n")
+        elif token.type == "link_open":
+            links.append((str(token.attrs.get("href", "")), len(parts)))
+        elif token.type == "link_close" and links:
+            href, start = links.pop()
+            label = "".join(parts[start:]).strip()
+            if href and href not in (label, f"mailto:{label}"):
+                parts.append(f" ({href})" if label else href)
+    return "".join(parts).strip()

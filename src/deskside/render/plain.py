@@ -1,4 +1,9 @@
-"""Sidebar → Plain's customer-card components (single-key objects, protocols.md §5)."""
+"""Sidebar → Plain's customer-card components (single-key objects, protocols.md §5).
+
+Text from customer data (titles, labels, values, notes) is ``componentPlainText``, which Plain
+shows as it is; ``componentText`` (markdown) holds only a ``markdown`` field, the author's own
+markdown with the data inside it already escaped.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from typing import Any
 
 from deskside.card import Card, Color, Field, FieldType, Link, Section, Sidebar
 from deskside.render.format import display
-from deskside.render.markdown import escape_markdown
 
 __all__ = ["card_components", "message_components"]
 
@@ -48,13 +52,13 @@ def card_components(
 
 def message_components(messages: Sequence[str], *, color: str = "MUTED") -> list[Component]:
     """Short lines of text, e.g. "Billing unavailable"."""
-    return [_text(message, size="S", color=color) for message in messages]
+    return [_plain_text(message, size="S", color=color) for message in messages]
 
 
 def _heading(card: Card) -> list[Component]:
-    components = [_text(card.title, size="L")]
+    components = [_plain_text(card.title, size="L")]
     if card.subtitle:
-        components.append(_text(card.subtitle, size="S", color="MUTED"))
+        components.append(_plain_text(card.subtitle, size="S", color="MUTED"))
     components += [
         {"componentBadge": {"badgeLabel": b.text, "badgeColor": _BADGE_COLORS[b.color]}}
         for b in card.badges
@@ -64,7 +68,7 @@ def _heading(card: Card) -> list[Component]:
 
 def _section(section: Section, *, divided: bool) -> list[Component]:
     heading = [_divider()] if divided else []
-    return [*heading, _text(section.title, size="M"), *_facts(section.fields, section.links)]
+    return [*heading, _plain_text(section.title), *_facts(section.fields, section.links)]
 
 
 def _facts(fields: Sequence[Field], links: Sequence[Link]) -> list[Component]:
@@ -82,7 +86,7 @@ def _row(field: Field) -> Component:
     elif field.type is FieldType.URL:
         value = {"componentLinkButton": {"linkButtonLabel": "Open", "linkButtonUrl": field.value}}
     else:
-        value = _text(display(field), size="S")
+        value = _plain_text(display(field), size="S")
     aside = [value]
     if field.copyable:
         aside.append(
@@ -95,14 +99,17 @@ def _row(field: Field) -> Component:
         )
     return {
         "componentRow": {
-            "rowMainContent": [_text(field.label, size="S", color="MUTED")],
+            "rowMainContent": [_plain_text(field.label, size="S", color="MUTED")],
             "rowAsideContent": aside,
         }
     }
 
 
-def _text(text: str, *, size: str = "M", color: str = "NORMAL") -> Component:
-    return {"componentText": {"text": escape_markdown(text), "textSize": size, "textColor": color}}
+def _plain_text(text: str, *, size: str = "M", color: str = "NORMAL") -> Component:
+    """Text shown exactly as it is: no markdown, so nothing to escape."""
+    return {
+        "componentPlainText": {"plainText": text, "plainTextSize": size, "plainTextColor": color}
+    }
 
 
 def _divider() -> Component:

@@ -7,7 +7,7 @@ from typing import Any
 
 from deskside.card import Card, Field, FieldType, Link, Sidebar
 from deskside.render.format import display, json_number
-from deskside.render.markdown import escape_markdown
+from deskside.render.markdown import escape_markdown, markdown_name
 
 __all__ = ["render_rows"]
 
@@ -15,7 +15,9 @@ Row = dict[str, Any]
 
 
 def render_rows(sidebar: Sidebar) -> list[Row]:
-    """One row per fact. Unknown customers give ``[]``; text is always markdown-escaped."""
+    """One row per fact. Unknown customers give ``[]``. ``markdown`` values from customer data
+    are escaped; so is every row name that markdown would show differently (a link label, a
+    section title from data)."""
     if sidebar.message:
         return []
     rows: list[Row] = []
@@ -38,19 +40,19 @@ def _card_rows(card: Card) -> list[Row]:
 
 
 def _field(field: Field) -> Row:
-    value = field.value
+    value, name = field.value, markdown_name(field.label)
     match field.type:
         case FieldType.MARKDOWN:
-            return {"name": field.label, "value": str(value), "type": "markdown"}
+            return {"name": name, "value": str(value), "type": "markdown"}
         case FieldType.NUMBER:
-            return {"name": field.label, "value": json_number(value), "type": "numeric"}
+            return {"name": name, "value": json_number(value), "type": "numeric"}
         case FieldType.DATE if isinstance(value, date):
-            return {"name": field.label, "value": value.isoformat(), "type": "date"}
+            return {"name": name, "value": value.isoformat(), "type": "date"}
         case FieldType.DATETIME if isinstance(value, datetime):
             stamp = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-            return {"name": field.label, "value": stamp, "type": "date"}
+            return {"name": name, "value": stamp, "type": "date"}
         case FieldType.BOOLEAN:
-            return {"name": field.label, "value": bool(value), "type": "boolean"}
+            return {"name": name, "value": bool(value), "type": "boolean"}
         case FieldType.URL:
             return _url(field.label, str(value))
     return _text(field.label, display(field))
@@ -64,8 +66,8 @@ def _url(name: str, url: str) -> Row:
     """A ``url`` row; There There's ``url`` is http(s) only, so a mailto link shows its address."""
     if not url.startswith(("https://", "http://")):
         return _text(name, url.removeprefix("mailto:"))
-    return {"name": name, "value": url, "type": "url"}
+    return {"name": markdown_name(name), "value": url, "type": "url"}
 
 
 def _text(name: str, text: str) -> Row:
-    return {"name": name, "value": escape_markdown(text), "type": "markdown"}
+    return {"name": markdown_name(name), "value": escape_markdown(text), "type": "markdown"}
