@@ -33,6 +33,10 @@ __all__ = [
     "ConversationTombstone",
     "Customer",
     "CustomerTombstone",
+    "ErasedExport",
+    "ErasureAudit",
+    "ErasureKey",
+    "ErasureTombstone",
     "Event",
     "ImportCursor",
     "LabelledExample",
@@ -327,3 +331,57 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     holder: Mapped[str] = mapped_column(String(100))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class ErasureKey(Base):
+    """The random key of the erasure tombstones' HMAC-SHA256, made by the first erasure. It
+    lives with the tombstones: a new ``encryption_key`` must not let an erased person back."""
+
+    __tablename__ = "erasure_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    """Always 1: there is one key."""
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ErasureTombstone(Base):
+    """Someone erased on request: a keyed hash of their address, of a Help Scout customer id or
+    of a conversation id of theirs (never the value itself). What matches one is not stored
+    again, from a webhook or an import."""
+
+    __tablename__ = "erasure_tombstones"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Hex HMAC-SHA256 of ``email:<address>``, ``customer:<id>`` or ``conversation:<id>``."""
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ErasureAudit(Base):
+    """One erasure or purge: when, who, what and how many rows, never the erased data."""
+
+    __tablename__ = "erasure_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    """``cli``, ``api:token-<8 hex of its SHA-256>``, ``ui:admin`` or ``retention``."""
+    action: Mapped[str] = mapped_column(String(20), index=True)
+    """``forget``, ``retention`` or ``disconnect``."""
+    detail: Mapped[str] = mapped_column(String(200))
+    """What was asked, without whom: ``2 addresses``, ``older than 90 days``, …"""
+    rows: Mapped[int] = mapped_column(Integer)
+    """Rows removed or rewritten, in total."""
+    counts: Mapped[dict[str, Any]] = mapped_column()
+    """Rows by what they were (``conversations``, ``threads``, …)."""
+
+
+class ErasedExport(Base):
+    """An exported report (a GitHub issue) that named an erased conversation: the next export
+    rewrites it, even when no conversation of its topic is left."""
+
+    __tablename__ = "erased_exports"
+
+    topic_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    target: Mapped[str] = mapped_column(String(200), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
