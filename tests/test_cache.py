@@ -14,7 +14,8 @@ from decimal import Decimal
 
 import pytest
 
-from deskside.cache import Cache, CacheEntry, MemoryCache, RedisCache, build_cache
+from deskside.cache import Cache, CacheEntry, MemoryCache, build_cache
+from deskside.redis_cache import RedisCache
 
 pytestmark = pytest.mark.anyio
 

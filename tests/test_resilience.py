@@ -12,10 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from deskside.breaker import BreakerState, CircuitBreaker
-from deskside.cache import RedisCache
 from deskside.demo import create_demo_database
 from deskside.layout import CardLayout, build_sidebar
 from deskside.lookup import Lookup
+from deskside.redis_cache import RedisCache
 from deskside.resolve import Resolver
 from deskside.sources.http import HttpSource, HttpSourceConfig
 from deskside.sources.sql import SqlSource, SqlSourceConfig, async_url
