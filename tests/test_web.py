@@ -857,3 +857,46 @@ async def wait_for_import(insights: Any) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the import did not finish in 10 s")
+
+
+# ── Setup behind a proxy, and the server's own address ────────────────────────────────────────
+
+
+async def test_setup_shows_every_url_under_the_public_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    server = ADMIN + 'public_url = "https://deskside.example.com/"\n'
+    settings = demo_settings(monkeypatch, tmp_path, database, replace={"[server]\n": server})
+    async with browser(settings, base_url="http://127.0.0.1:8000") as client:
+        client.headers["X-Forwarded-Host"] = "attacker.example"  # no proxy is trusted
+        await log_in(client)
+        page = await client.get("/ui/setup")
+    text = parse_html(page.text).text()
+    copy = {e.attrs["data-copy"] for e in parse_html(page.text).iter() if "data-copy" in e.attrs}
+    for path in ("/helpscout", "/plain", "/helper/identity", "/webhooks/helpscout"):
+        assert f"https://deskside.example.com{path}" in copy, path
+    # Connect on the Help Scout page comes back to the server's callback
+    assert "https://deskside.example.com/insights/helpscout/callback" in copy
+    assert "deskside connect uses [insights.helpscout] redirect_url instead" in text
+    assert "127.0.0.1" not in " ".join(copy) and "attacker" not in text
+
+
+async def test_setup_without_insights_has_no_help_scout_app(sidebar_settings: Settings) -> None:
+    async with browser(sidebar_settings) as client:
+        await log_in(client)
+        text = parse_html((await client.get("/ui/setup")).text).text()
+    assert "https://deskside.test/helpscout" in text
+    assert "Redirection URL" not in text and "/webhooks/helpscout" not in text
+
+
+async def test_the_servers_address_leads_to_the_ui(
+    sidebar_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    async with browser(sidebar_settings) as client:
+        home = await client.get("/")
+    assert (home.status_code, home.headers["location"]) == (302, "/ui/")
+    without_ui = demo_settings(monkeypatch, tmp_path, database, replace=NO_INSIGHTS)
+    async with browser(without_ui) as client:
+        home = await client.get("/")
+    assert (home.status_code, home.json()) == (404, {"error": "Not Found"})

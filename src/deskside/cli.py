@@ -13,7 +13,6 @@ import json
 import logging
 import logging.config
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from deskside import __version__, logs, signing
+from deskside import __version__, demo_cli, logs, signing
 from deskside.console import (
     CONFIG_ENV,
     CommandGroup,
@@ -45,7 +44,7 @@ from deskside.metrics import MULTIPROC_ENV
 
 if TYPE_CHECKING:
     from deskside.config import Settings
-    from deskside.protocols import Protocol, RawRequest
+    from deskside.protocols import Protocol
     from deskside.service import Answer, SidebarService
 
 __all__ = ["app", "main"]
@@ -113,6 +112,7 @@ def serve(
             log_level=None,
             access_log=False,  # it logs query strings; the app logs its own access lines
             timeout_graceful_shutdown=10,
+            proxy_headers=False,  # [server] trusted_proxies decides, in the app
             # A worker is replaced when it has not answered the supervisor's ping for this
             # long; uvicorn's default (5 s) kills healthy workers starting on a busy host.
             timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
@@ -204,7 +204,7 @@ def preview(
     if use_demo:
         from deskside import demo
 
-        _prepare_demo()
+        demo.prepare_demo()
         config, extra_sources = demo.demo_config_path(), demo.demo_extra_sources()
     settings = _load(config, extra_sources=extra_sources)
     answer, protocols = asyncio.run(_preview(settings, email, desk))
@@ -400,122 +400,11 @@ async def _forget(cache_url: str, email: str) -> int:
         await cache.aclose()
 
 
-@app.command(name="demo")
-def demo_command(
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
-    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
-    log_format: LogFormatOption = "text",
-) -> None:
-    """Serve every helpdesk on a demo customer database, printing signed example requests,
-    and the web UI at /ui/ (admin password: $DESKSIDE_ADMIN_PASSWORD, generated when unset)."""
-    import secrets as random_secrets
-
-    import uvicorn
-    from pydantic import SecretStr
-
-    from deskside import demo
-    from deskside.insights import HELPSCOUT_WEBHOOK_PATH
-    from deskside.protocols import RawRequest
-    from deskside.server import create_app
-
-    admin_env = "DESKSIDE_ADMIN_PASSWORD"
-    password = os.environ.get(admin_env) or random_secrets.token_urlsafe(18)
-    if len(password) < 8:
-        fail(f"${admin_env} is shorter than 8 characters")
-    database, secrets = _prepare_demo()
-    settings = _load(demo.demo_config_path(), extra_sources=demo.demo_extra_sources())
-    settings = settings.model_copy(
-        update={
-            "server": settings.server.model_copy(update={"host": host, "port": port}),
-            "admin": settings.admin.model_copy(update={"password": SecretStr(password)}),
-        }
-    )
-    application = create_app(settings)
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
-    print(f"deskside demo: customer database {database}")
-    if "billing" in settings.sources:
-        print("Stripe: the billing source uses $STRIPE_API_KEY")
-    print()
-    examples = {"helpscout": "owner@acme.example", "therethere": "lapsed@globex.example"}
-    for protocol in application.state.service.protocols:
-        email = examples.get(protocol.kind, "owner@acme.example")
-        request = protocol.example_request(secrets[protocol.kind], [email])
-        env = demo.DEMO_SECRET_ENVS[protocol.kind]
-        print(f"# {protocol.title}: secret {secrets[protocol.kind]} (from ${env})")
-        print(_curl(base + protocol.path, request) + "\n")
-    identity = RawRequest(
-        method="POST",
-        body=b'{"email":"owner@acme.example"}',
-        query=b"",
-        headers={
-            "content-type": "application/json",
-            "authorization": f"Bearer {secrets['helper_identity']}",
-        },
-    )
-    print("# Helper widget identity, as your app's backend asks for it:")
-    print(_curl(f"{base}/helper/identity", identity) + "\n")
-    webhook = demo.example_webhook()
-    delivery = RawRequest(
-        method="POST",
-        body=webhook,
-        query=b"",
-        headers={
-            "content-type": "application/json",
-            "x-helpscout-event": "convo.created",
-            "x-helpscout-signature": signing.sign(
-                signing.Scheme.SHA1_BASE64, secrets["helpscout_webhook"], webhook
-            ),
-        },
-    )
-    print(
-        f"# Help Scout webhook: secret {secrets['helpscout_webhook']} (from "
-        f"${demo.DEMO_SECRET_ENVS['helpscout_webhook']}); then: deskside conversations"
-    )
-    print(_curl(base + HELPSCOUT_WEBHOOK_PATH, delivery) + "\n")
-    print("Other demo customers: pat@initech.example (two companies), mallory@evil.example")
-    print("(injection payloads, shown escaped), nobody@example.com (not found).")
-    print("Preview without a helpdesk: deskside preview owner@acme.example --demo\n")
-    shown = f"from ${admin_env}" if os.environ.get(admin_env) else password
-    print(f"Web UI: {base}/ui/ (admin password: {shown})\n")
-    sys.stdout.flush()
-    log_config = logs.logging_config(log_format, "info")
-    logging.config.dictConfig(log_config)
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_config=log_config,
-        log_level=None,
-        access_log=False,
-    )
-
-
+demo_cli.register(app)
 insights_cli.register(app)
 helpscout_cli.register(app)
 classify_cli.register(app)
 reports_cli.register(app)
-
-
-def _prepare_demo() -> tuple[Path, dict[str, str]]:
-    """Create the demo database and set the environment the demo config reads."""
-    from deskside import demo
-
-    database = demo.data_dir() / "demo.sqlite3"
-    url = f"sqlite:///{database}"
-    asyncio.run(demo.create_demo_database(url))
-    os.environ[demo.DEMO_DATABASE_ENV] = url
-    return database, demo.demo_secrets()
-
-
-def _curl(url: str, request: RawRequest) -> str:
-    """A shell command sending ``request`` to ``url`` exactly as the helpdesk would."""
-    parts = ["curl", "-sS", "-X", request.method]
-    parts.append(f"{url}?{request.query.decode()}" if request.query else url)
-    for name, value in request.headers.items():
-        parts += ["-H", f"{name}: {value}"]
-    if request.body:
-        parts += ["--data-binary", request.body.decode()]
-    return " ".join(shlex.quote(part) for part in parts)
 
 
 def _lookup(email: str, settings: Settings) -> Lookup:

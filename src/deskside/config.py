@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -23,6 +24,7 @@ from deskside.errors import ConfigError
 from deskside.insights.settings import HelpScoutSettings, InsightsSettings
 from deskside.layout import CardLayout
 from deskside.protocols import AnyHelpdeskConfig
+from deskside.proxy import normalise_public_url
 from deskside.references import BUILT_IN_NAMES, Location, Problem, unknown_names
 from deskside.sources import AnySourceConfig
 
@@ -55,6 +57,17 @@ class ServerSettings(ConfigModel):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     metrics_public: bool = True
     """Whether ``GET /metrics`` answers anyone; false: only with an ``[admin] token``."""
+    public_url: str | None = None
+    """The address people and helpdesks reach the server at (``https://deskside.example.com``),
+    shown on the Setup page and by the demo instead of the address a request came to."""
+    trusted_proxies: list[IPvAnyNetwork] = []
+    """Proxies (addresses or CIDR ranges) whose ``X-Forwarded-Proto``, ``-Host`` and ``-For``
+    headers are believed; from any other peer they are ignored."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_a_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_public_url(value)
 
 
 class AdminSettings(ConfigModel):

@@ -7,9 +7,11 @@ PostgreSQL or MySQL (the tests and benchmarks). Dates are relative to today, so 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,14 @@ from deskside.sources.sql import async_url
 __all__ = [
     "DEMO_DATABASE_ENV",
     "DEMO_SECRET_ENVS",
+    "DemoSecret",
     "create_demo_database",
     "data_dir",
     "demo_config_path",
     "demo_rows",
+    "demo_secrets",
     "example_webhook",
+    "prepare_demo",
 ]
 
 DEMO_DATABASE_ENV = "DESKSIDE_DEMO_DATABASE_URL"
@@ -247,13 +252,42 @@ def demo_extra_sources() -> dict[str, Any]:
     return {"billing": billing}
 
 
-def demo_secrets() -> dict[str, str]:
+@dataclass(frozen=True)
+class DemoSecret:
+    """A demo helpdesk's secret and where it came from."""
+
+    value: str
+    env: str
+    """The environment variable the demo config reads it from."""
+    given: bool
+    """Whether the variable was set before (else the value is new and random)."""
+
+    @property
+    def origin(self) -> str:
+        """Where the value came from, as the demo prints it."""
+        return f"from ${self.env}" if self.given else f"random; set ${self.env} to keep it"
+
+
+def demo_secrets() -> dict[str, DemoSecret]:
     """Each demo helpdesk's secret: from its environment variable, else a new random one
     (also put into the environment, where the demo config reads it)."""
     values = {}
     for desk, env in DEMO_SECRET_ENVS.items():
-        values[desk] = os.environ.setdefault(env, secrets.token_urlsafe(18))
+        given = bool(os.environ.get(env))
+        if not given:
+            os.environ[env] = secrets.token_urlsafe(18)
+        values[desk] = DemoSecret(os.environ[env], env, given)
     return values
+
+
+def prepare_demo() -> tuple[Path, dict[str, DemoSecret]]:
+    """(Re)create the demo database in :func:`data_dir` and set the environment the demo
+    config reads: the database's URL and every secret. The database's path, and the secrets."""
+    database = data_dir() / "demo.sqlite3"
+    url = f"sqlite:///{database}"
+    asyncio.run(create_demo_database(url))
+    os.environ[DEMO_DATABASE_ENV] = url
+    return database, demo_secrets()
 
 
 def example_webhook() -> bytes:

@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deskside import __version__, logs, metrics
@@ -45,10 +45,11 @@ from deskside.protocols.base import (
     parse_json_object,
     read_body,
 )
+from deskside.proxy import ForwardedHeaders
 from deskside.service import LAYOUT_REUSE_SECONDS, SidebarService
 from deskside.signing import bearer_token, token_matches
 from deskside.sources.base import Source
-from deskside.web.routes import web_routes
+from deskside.web.routes import UI_PREFIX, web_routes
 
 if TYPE_CHECKING:
     from deskside.insights.service import InsightsService
@@ -190,6 +191,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     if settings.admin.ui_enabled:  # the web UI exists only with an admin password
         app.include_router(web_routes(settings, service, insights))
+
+        @app.get("/", include_in_schema=False)
+        async def home(request: Request) -> RedirectResponse:
+            """Whoever opens the server's own address finds the web UI."""
+            root = request.scope.get("root_path", "")
+            return RedirectResponse(f"{root}{UI_PREFIX}/", status_code=302)
+
     for protocol in service.protocols:
         labels[protocol.path] = protocol.name
         app.add_api_route(
@@ -211,6 +219,8 @@ def create_app(settings: Settings) -> FastAPI:
                 **(route.openapi or {}),
             )
     app.add_middleware(_Observe, labels=labels)
+    if settings.server.trusted_proxies:  # outermost: the access line names the real client
+        app.add_middleware(ForwardedHeaders, trusted=settings.server.trusted_proxies)
     return app
 
 

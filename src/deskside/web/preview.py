@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deskside.errors import SourceError
+from deskside.insights.settings import HelpScoutSettings
 from deskside.lookup import Lookup, normalise_emails
 from deskside.probe import ProbeReport, probe
 from deskside.protocols import PROTOCOLS, Protocol
@@ -201,8 +202,8 @@ def _secret_values(label: str, secrets: list[str]) -> list[PasteValue]:
 def desk_setups(
     service: SidebarService, base_url: str, webhook: list[str] | None
 ) -> list[DeskSetup]:
-    """What to paste into each configured helpdesk; ``webhook``: the Help Scout webhook's
-    secrets when insights are on."""
+    """What to paste into each configured helpdesk, its URLs under ``base_url`` (the server's
+    public address); ``webhook``: the Help Scout webhook's secrets when insights are on."""
     base = base_url.rstrip("/")
     setups = []
     for protocol in service.protocols:
@@ -236,7 +237,7 @@ def desk_setups(
             )
         )
     if webhook is not None:
-        from deskside.insights.service import HELPSCOUT_WEBHOOK_PATH
+        from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 
         values = [PasteValue("Webhook URL", base + HELPSCOUT_WEBHOOK_PATH)]
         values += _secret_values("Webhook secret", webhook)
@@ -258,7 +259,29 @@ def desk_setups(
                 values=values,
             )
         )
+        helpscout = service.settings.insights.helpscout
+        if helpscout.mode == "oauth":
+            setups.append(_helpscout_app(base, helpscout))
     return setups
+
+
+def _helpscout_app(base: str, helpscout: HelpScoutSettings) -> DeskSetup:
+    """The Help Scout OAuth app's Redirection URL: this server's callback, where Connect on the
+    Help Scout page comes back to."""
+    from deskside.insights.oauth_routes import CALLBACK_PATH
+
+    url = base + CALLBACK_PATH
+    note = "Connect on the Help Scout page comes back here"
+    redirect = helpscout.redirect_url
+    if redirect != url:
+        note += f"; deskside connect uses [insights.helpscout] redirect_url instead: {redirect}"
+    return DeskSetup(
+        name="helpscout_app",
+        kind="helpscout_app",
+        title="Help Scout app (insights connection)",
+        where="Help Scout → Your Profile → My Apps → your app: the Redirection URL.",
+        values=[PasteValue("Redirection URL", url, note=note)],
+    )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from deskside.config import Settings
+from deskside.proxy import public_base_url
 from deskside.service import SidebarService
 from deskside.web.auth import CSRF_FIELD, Session, read_form
 from deskside.web.pages import STATIC_DIR, UI_PREFIX, Pages
@@ -212,7 +213,9 @@ def web_routes(
             session=session,
             title="Setup",
             active="setup",
-            desks=desk_setups(service, str(request.base_url), webhook),
+            desks=desk_setups(
+                service, public_base_url(request, settings.server.public_url), webhook
+            ),
             checks=await check_sources(service),
         )
 
