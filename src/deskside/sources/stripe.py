@@ -3,6 +3,9 @@
 Every address is looked up with the customers list's ``email`` filter, all at once; then every
 customer's subscriptions, all at once; then, in one call, the names of products whose prices
 have no nickname. Lists are paginated to the end. One record per subscription.
+
+The Stripe SDK is imported where a source uses it, not with this module: the config model is
+here too, and a config without a Stripe source should not load the SDK.
 """
 
 from __future__ import annotations
@@ -13,9 +16,8 @@ import random
 from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import stripe
 from cachetools import TTLCache
 from pydantic import Field, SecretStr, field_validator
 
@@ -23,6 +25,9 @@ from deskside.configtypes import Secret
 from deskside.errors import SourceError
 from deskside.lookup import Lookup
 from deskside.sources.base import Record, Source, SourceConfig
+
+if TYPE_CHECKING:
+    import stripe
 
 __all__ = ["StripeSource", "StripeSourceConfig", "describe_stripe_error", "monthly_cents"]
 
@@ -124,6 +129,8 @@ class StripeSource(Source):
     kind = "stripe"
 
     def __init__(self, name: str, config: StripeSourceConfig) -> None:
+        import stripe
+
         super().__init__(name, config)
         self._config = config
         self._http_client = stripe.HTTPXClient(timeout=config.timeout_seconds)
@@ -142,6 +149,8 @@ class StripeSource(Source):
         ``Stripe-Should-Retry``) is retried here, up to ``max_network_retries`` times with
         exponential backoff (or Stripe's ``Retry-After``, capped), inside the deadline.
         """
+        import stripe
+
         for attempt in itertools.count():
             try:
                 return await self._fetch(lookup)
@@ -165,6 +174,8 @@ class StripeSource(Source):
         return records
 
     async def check(self) -> None:
+        import stripe
+
         try:
             await self._client.v1.customers.list_async(params={"limit": 1})
         except stripe.StripeError as exc:
@@ -315,6 +326,8 @@ def _backoff_seconds(attempt: int, exc: stripe.RateLimitError) -> float:
 
 def describe_stripe_error(exc: stripe.StripeError) -> str:
     """A short, loggable description of ``exc``: never Stripe's message (it may echo the key)."""
+    import stripe
+
     status = f"HTTP {exc.http_status}" if exc.http_status else None
     if isinstance(exc, stripe.AuthenticationError):
         what = "Stripe rejected the API key"
