@@ -3,7 +3,10 @@ sidebar. Run in-process against real SQLite files, the real PostgreSQL and a sil
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -208,3 +211,125 @@ def test_a_plain_card_may_name_a_templated_section(tmp_path: Path, database: Pat
         '[helpdesks.plain.cards.company]\nsections = ["Acme"]\n',
     )
     assert check(config).exit_code == 0
+
+
+# ── Sources, for real ───────────────────────────────────────────────────────────────────────
+
+
+def test_a_valid_config_passes_without_an_email(tmp_path: Path, database: Path) -> None:
+    result = check(write_config(tmp_path, database, ""))
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("select nme from users where lower(email) in :emails", "no such column: nme"),
+        ("select * from user where lower(email) in :emails", "no such table: user"),
+        ("selec name from users where email = :email", 'near "selec": syntax error'),
+    ],
+)
+def test_every_query_runs_without_an_email(
+    tmp_path: Path, database: Path, query: str, message: str
+) -> None:
+    sources = SOURCES.replace(
+        "select name, company from users where lower(email) in :emails", query
+    )
+    config = write_config(tmp_path, database, "", sources=sources)
+    result = check(config)
+    assert result.exit_code == 1, result.output
+    output = one_line(result.stdout)
+    assert f"{config}:{line_of(config, 'query')}: sources.app.query:" in output, output
+    assert message in output
+    assert "check@deskside.invalid" not in result.output  # bound values are never printed
+
+
+@pytest.mark.postgres
+def test_queries_run_on_postgresql_with_every_address_bound(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    good = "select relname from pg_class where relname in :emails or relname = :email"
+    broken = "select no_such_column from pg_class where relname in :emails"
+    config = tmp_path / "deskside.toml"
+    config.write_text(
+        f'[sources.good]\nkind = "sql"\nurl = "{postgres_url}"\nquery = "{good}"\n\n'
+        f'[sources.broken]\nkind = "sql"\nurl = "{postgres_url}"\nquery = "{broken}"\n',
+        encoding="utf-8",
+    )
+    result = check(config)
+    assert result.exit_code == 1, result.output
+    output = one_line(result.stdout)
+    line = line_of(config, "query", occurrence=2)
+    assert f"{config}:{line}: sources.broken.query:" in output, output
+    assert 'column "no_such_column" does not exist' in output
+    assert "sources.good" not in output
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that accepts connections and never says a word: a database
+    behind a firewall that drops packets."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.05)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+def test_a_silent_source_times_out(tmp_path: Path, database: Path, silent_port: int) -> None:
+    silent = f"postgresql://nobody@127.0.0.1:{silent_port}/app"
+    sources = SOURCES.replace("sqlite:///{database}", silent, 1)
+    config = write_config(tmp_path, database, "", sources=sources)
+    result = check(config, "--timeout", "0.3")
+    assert result.exit_code == 1, result.output
+    output = one_line(result.stdout)
+    assert "timed out after 300 ms" in output, output
+
+
+def test_a_failed_lookup_exits_1(tmp_path: Path, database: Path) -> None:
+    config = write_config(tmp_path, database, '\n[[card.fields]]\nlabel = "N"\nvalue = "1 / 0"\n')
+    result = check(config, "--email", "ann@acme.example")
+    assert result.exit_code == 1, result.output
+    assert "ZeroDivisionError" in one_line(result.stdout)
+
+
+# ── Output that names the user's own things ─────────────────────────────────────────────────
+
+
+def test_bracketed_text_is_shown_as_written(tmp_path: Path, database: Path) -> None:
+    folder = tmp_path / "[prod]"
+    folder.mkdir()
+    config = write_config(folder, database, "")
+    result = check(config)
+    assert result.exit_code == 0, result.output
+    output = one_line(result.stdout)
+    assert f"{config}: valid" in output
+    assert "No [helpdesks] configured." in output
+
+
+def test_config_errors_keep_their_table_names(tmp_path: Path) -> None:
+    config = tmp_path / "deskside.toml"
+    config.write_text('[sources.app]\nkind = "sql"\nurl = "sqlite:///x.db"\n', encoding="utf-8")
+    result = check(config)
+    assert result.exit_code == 2, result.output
+    assert "add `query = …` to [sources.app]" in one_line(result.stderr)

@@ -15,7 +15,6 @@ import logging.config
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from deskside import __version__, demo_cli, logs, signing
 from deskside.console import (
@@ -35,7 +33,7 @@ from deskside.console import (
     out,
     report_config_error,
 )
-from deskside.errors import ConfigError, SourceError
+from deskside.errors import ConfigError
 from deskside.helpdesks import HELPDESKS
 from deskside.insights import classify_cli, helpscout_cli, reports_cli
 from deskside.insights import cli as insights_cli
@@ -145,44 +143,19 @@ def check(
     email: Annotated[
         str | None, typer.Option(help="Also look this customer up through every source.")
     ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds each source's check may take.")
+    ] = 5.0,
 ) -> None:
-    """Validate the config, connect to every source and (with --email) run a real lookup."""
+    """Validate the config, check every source (SQL: run its query) and, with --email, look up.
+
+    Exit status 0: all good; 1: a source or the lookup failed; 2: the config has mistakes.
+    """
+    from deskside import checks
+
     settings = _load(config)
-    out.print(f"[green]✓[/] {config}: valid")
-    ok = asyncio.run(_check(settings, email))
-    raise typer.Exit(0 if ok else 1)
-
-
-async def _check(settings: Settings, email: str | None) -> bool:
-    from deskside.service import SidebarService
-
-    service = SidebarService(settings)
-    ok = True
-    try:
-        table = Table("source", "kind", "connection", "time", title="Sources")
-        for name, source in service.resolver.sources.items():
-            started = time.perf_counter()
-            try:
-                await asyncio.wait_for(source.check(), timeout=10)
-                status = "[green]ok[/]"
-            except (SourceError, TimeoutError) as exc:
-                ok = False
-                status = f"[red]{exc or 'no answer within 10 s'}[/]"
-            table.add_row(name, source.kind, status, _ms(started))
-        out.print(table)
-        desks = Table("helpdesk", "kind", "path", "secrets", title="Helpdesks")
-        for protocol in service.protocols:
-            desks.add_row(
-                protocol.name, protocol.kind, protocol.path, str(len(protocol.config.secret))
-            )
-        out.print(desks if service.protocols else "[yellow]No [helpdesks] configured.[/]")
-        if email:
-            answer = await service.answer(_lookup(email, settings))
-            _print_answer(answer)
-            ok = ok and not answer.problems and all(r.ok for r in answer.profile.results.values())
-    finally:
-        await service.aclose()
-    return ok
+    lookup = _lookup(email, settings) if email else None
+    raise typer.Exit(0 if asyncio.run(checks.run(settings, config, lookup, timeout)) else 1)
 
 
 @app.command()
@@ -215,7 +188,9 @@ def preview(
         document: Any = next(iter(bodies.values())) if len(bodies) == 1 else bodies
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
         return
-    _print_answer(answer)
+    from deskside.checks import print_answer
+
+    print_answer(answer)
     for protocol in protocols:
         out.rule(f"{protocol.title} · {protocol.method} {protocol.path}")
         body = bodies[protocol.name]
@@ -414,22 +389,6 @@ def _lookup(email: str, settings: Settings) -> Lookup:
     return Lookup(emails=emails, context={"desk": "cli"})
 
 
-def _print_answer(answer: Answer) -> None:
-    table = Table(
-        "source",
-        "result",
-        "time",
-        "cache",
-        title=f"Lookup: {', '.join(answer.profile.lookup.emails)}",
-    )
-    for name, result in answer.profile.results.items():
-        found = f"{len(result.records)} record(s)" if result.ok else f"[red]{result.error}[/]"
-        table.add_row(name, found, f"{result.elapsed_ms:.0f} ms", "hit" if result.cached else "")
-    out.print(table)
-    for problem in answer.problems:
-        out.print(f"[yellow]card:[/] {problem}", markup=True)
-
-
 def _load(path: Path, *, extra_sources: dict[str, Any] | None = None) -> Settings:
     from deskside.config import load_settings
 
@@ -444,7 +403,3 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}")
-
-
-def _ms(started: float) -> str:
-    return f"{(time.perf_counter() - started) * 1000:.0f} ms"

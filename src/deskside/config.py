@@ -203,8 +203,7 @@ def config_location(path: Path, location: Location) -> str:
         text = path.read_text(encoding="utf-8")
     except OSError:
         text = ""
-    line = _find_line(text, list(location))
-    return f"{path}:{line}: {_key_path(location)}" if line else f"{path}: {_key_path(location)}"
+    return _where(path, text, location)
 
 
 def _reference_problems(settings: Settings) -> list[Problem]:
@@ -274,10 +273,15 @@ def _describe(path: Path, text: str, error: Any) -> str:
 
 
 def _place(path: Path, text: str, location: Location | list[str | int], message: str) -> str:
-    """``file:line: key.path: message`` (without what is unknown)."""
+    """``file:line: key.path: message``."""
+    return f"{_where(path, text, location)}: {message}"
+
+
+def _where(path: Path, text: str, location: Location | list[str | int]) -> str:
+    """``file:line: key.path``; without the line when it cannot be found."""
     line = _find_line(text, list(location))
     where = f"{path}:{line}" if line else str(path)
-    return f"{where}: {_key_path(location)}: {message}" if location else f"{where}: {message}"
+    return f"{where}: {_key_path(location)}" if location else where
 
 
 def _key_path(location: Location | list[str | int]) -> str:
