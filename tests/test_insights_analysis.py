@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from deskside.insights.analysis import Analysis, UnknownConversation
+from deskside.insights.changes import save_conversations
 from deskside.insights.models import Classification, LabelledExample, Topic, TopicMember
 from deskside.insights.normalise import conversation_record
 from deskside.insights.settings import InsightsSettings
-from deskside.insights.store import Store, database_url, save_conversations
+from deskside.insights.store import Store, database_url
 
 pytestmark = pytest.mark.anyio
 

@@ -4,6 +4,7 @@ mailbox selection."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -20,9 +21,11 @@ from deskside.insights.backfill import (
     sync_mailboxes,
 )
 from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutAPIError, NotConnected
+from deskside.insights.inbox import Inbox
 from deskside.insights.models import Conversation, Customer, ImportCursor, Mailbox, Thread, utcnow
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
+from deskside.insights.worker import Worker
 from fake_helpscout import (
     Dataset,
     FakeHelpScout,
@@ -195,6 +198,39 @@ async def test_again_refreshes_every_conversation_in_place(
         stored = await session.get(Conversation, changed["id"])
     assert stored is not None and stored.subject == "Renamed in Help Scout"
     await api.aclose()
+
+
+async def test_an_import_never_brings_back_what_was_deleted_unless_help_scout_changed_it(
+    small: FakeHelpScout, insights_url: str
+) -> None:
+    store = await Store(database_url(insights_url)).open()
+    try:
+        api = await connected(small, store)
+        since = utcnow() - EVERYTHING
+        await import_conversations(store, api, since)
+        gone, restored = small.dataset.conversations[3], small.dataset.conversations[8]
+        inbox = Inbox(store)  # Help Scout's webhook said both were deleted
+        for deleted in (gone, restored):
+            await inbox.accept("convo.deleted", json.dumps({"id": deleted["id"]}).encode())
+        await inbox.aclose()
+        await Worker(store).run_once()
+
+        again = await import_conversations(store, api, since, again=True)
+        assert again.deleted == 2
+        kept = [c for c in small.dataset.conversations if c not in (gone, restored)]
+        await assert_store_matches(store, small.dataset, kept)
+
+        restored["subject"] = "Restored in Help Scout"  # a change after the deletion
+        restored["userUpdatedAt"] = (utcnow() + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        last = await import_conversations(store, api, since, again=True)
+        assert last.deleted == 1
+        await assert_store_matches(store, small.dataset, [*kept, restored])
+        async with store.session() as session:
+            stored = await session.get(Conversation, restored["id"])
+        assert stored is not None and stored.subject == "Restored in Help Scout"
+        await api.aclose()
+    finally:
+        await store.aclose()
 
 
 async def test_since_and_the_selected_mailboxes_choose_what_is_imported(

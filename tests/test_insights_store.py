@@ -11,9 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
+from deskside.insights.changes import save_conversations
 from deskside.insights.models import Base, Conversation, Customer, Thread
 from deskside.insights.normalise import conversation_record, html_to_text
-from deskside.insights.store import Store, database_url, save_conversations
+from deskside.insights.store import Store, database_url
 
 pytestmark = pytest.mark.anyio
 
@@ -79,6 +80,7 @@ def test_a_conversation_document_becomes_rows() -> None:
         "email": "ann@example.com",
         "first_name": "Ann",
         "last_name": None,
+        "modified_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # the conversation's
     }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from typer.testing import CliRunner
 
 from deskside.cli import app as cli_app
@@ -134,6 +134,33 @@ async def opened(url: str) -> AsyncIterator[Store]:
 async def count(store: Store, model: Any, *where: Any) -> int:
     async with store.read() as session:
         return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+async def refuse_subjects(store: Store, prefix: str) -> None:
+    """Make the database refuse (a trigger) to store a conversation whose subject starts with
+    ``prefix``: a write that fails in the database, as a full disk or a constraint would."""
+    async with store.engine.begin() as connection:
+        if store.dialect == "postgresql":
+            await connection.execute(
+                text(
+                    "create function refuse() returns trigger language plpgsql as $$ begin "
+                    f"if new.subject like '{prefix}%' then raise exception 'refused'; end if; "
+                    "return new; end $$"
+                )
+            )
+            await connection.execute(
+                text(
+                    "create trigger refuse before insert or update on conversations "
+                    "for each row execute function refuse()"
+                )
+            )
+        else:
+            await connection.execute(
+                text(
+                    "create trigger refuse before insert on conversations "
+                    f"when new.subject like '{prefix}%' begin select raise(abort, 'refused'); end"
+                )
+            )
 
 
 async def settled(store: Store, seconds: float = 20) -> None:
@@ -308,7 +335,9 @@ async def test_a_failing_event_is_retried_then_parked_with_its_error(
     tmp_path: Path, database: str, insights_url: str
 ) -> None:
     settings = insights_settings(tmp_path, database, insights_url, "worker_attempts = 2")
-    broken = conversation(2005) | {"number": 2**70}  # no database takes this integer
+    broken = conversation(2005, subject="Refused by the database")
+    async with opened(insights_url) as store:
+        await refuse_subjects(store, "Refused")
     async with serve(settings) as client:
         assert (await deliver(client, "convo.created", broken)).status_code == 200
         assert (await deliver(client, "convo.created", b"not json")).status_code == 200
@@ -322,7 +351,7 @@ async def test_a_failing_event_is_retried_then_parked_with_its_error(
         assert (retried.status, retried.attempts) == ("pending", 1)
         assert retried.next_attempt_at > utcnow()  # backs off before the next attempt
         assert "Error" in (retried.last_error or "")
-        assert (garbage.status, garbage.attempts) == ("parked", 1)  # can never succeed
+        assert (garbage.status, garbage.attempts) == ("parked", 0)  # parked on arrival
         assert "not JSON" in (garbage.last_error or "")
         assert await count(store, Conversation) == 1  # the good event was not held up
 

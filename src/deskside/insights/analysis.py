@@ -8,6 +8,10 @@ every stored correction; when any process stores a correction, the next
 :meth:`Analysis.classify_pending` retrains first, in a thread, while the old model keeps
 answering, and the next :meth:`Analysis.group` regroups. Trending notes are stored with the
 topics.
+
+Conversations may be deleted while a pass works (webhooks keep arriving): each write keeps
+only the conversations still stored, in the same transaction that writes (see
+:func:`_still_stored`), so a pass always finishes; the deleted ones leave the topic model too.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +71,7 @@ _TRENDS_REUSE_SECONDS = 60.0
 _REGROUP_GROWTH = 1.25
 _REGROUP_SECONDS = 3600.0
 _TITLES_REUSE_SECONDS = 3600.0
+_IDS_PER_STATEMENT = 5000
 
 
 class UnknownConversation(LookupError):
@@ -383,6 +388,12 @@ class Analysis:
             memberships = {c: t for c, t in every.items() if c in conversation_ids}
         topics = {topic.id: topic for topic in model.topics()}
         async with self.store.session() as session:
+            alive = await _still_stored(session, memberships)
+            if len(alive) < len(memberships):  # deleted during the pass
+                model.forget(set(memberships) - alive)
+                every = model.memberships()
+                memberships = {c: t for c, t in memberships.items() if c in alive}
+                topics = {topic.id: topic for topic in model.topics()}
             stored = {topic.id: topic for topic in await session.scalars(select(Topic))}
             subjects = await self._first_subjects(session, every, topics)
             for topic_id in set(memberships.values()):
@@ -444,21 +455,24 @@ class Analysis:
                 for item, prediction in zip(texts, predictions, strict=True)
             ]
             async with self.store.session() as session:
+                alive = await _still_stored(session, [item.conversation_id for item in texts])
+                kept = [row for row in rows if row["conversation_id"] in alive]
                 statement = insert_for(session)(Classification)
                 agent = Classification.__table__.c.by == "agent"
-                await session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["conversation_id"],
-                        set_={
-                            key: statement.excluded[key]
-                            for key in rows[0]
-                            if key != "conversation_id"
-                        },
-                        where=~agent,
-                    ),
-                    rows,
-                )
-            total += len(rows)
+                if kept:
+                    await session.execute(
+                        statement.on_conflict_do_update(
+                            index_elements=["conversation_id"],
+                            set_={
+                                key: statement.excluded[key]
+                                for key in rows[0]
+                                if key != "conversation_id"
+                            },
+                            where=~agent,
+                        ),
+                        kept,
+                    )
+            total += len(kept)
             if len(texts) < batch:
                 break
         return total
@@ -475,6 +489,8 @@ class Analysis:
             raise UnknownConversation(f"no conversation {conversation_id}")
         text = found[0]
         async with self.store.session() as session:
+            if not await _still_stored(session, [conversation_id]):
+                raise UnknownConversation(f"no conversation {conversation_id}")
             await session.execute(
                 delete(LabelledExample).where(LabelledExample.conversation_id == conversation_id)
             )
@@ -553,6 +569,25 @@ class Analysis:
                 for example in read_examples_file(path)
             ]
         return self._file_examples
+
+
+async def _still_stored(session: AsyncSession, conversation_ids: Iterable[int]) -> set[int]:
+    """Those of ``conversation_ids`` still stored, for the writing ``session`` to write about:
+    a deletion cannot land before it commits. SQLite's write lock holds every writer off;
+    PostgreSQL holds those rows (``FOR KEY SHARE``, as a foreign key check does) and leaves
+    out the ones being deleted right now (``SKIP LOCKED``) rather than wait for them."""
+    wanted = sorted(set(conversation_ids))
+    found: set[int] = set()
+    for start in range(0, len(wanted), _IDS_PER_STATEMENT):
+        statement = (
+            select(Conversation.id)
+            .where(Conversation.id.in_(wanted[start : start + _IDS_PER_STATEMENT]))
+            .order_by(Conversation.id)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            statement = statement.with_for_update(read=True, key_share=True, skip_locked=True)
+        found.update(await session.scalars(statement))
+    return found
 
 
 def _person_name(name: str) -> str:

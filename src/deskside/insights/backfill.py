@@ -4,7 +4,9 @@ The backfill pages through ``GET /v2/conversations`` (every status, oldest chang
 embedded) and commits each page's conversations together with its :class:`ImportCursor` in
 one transaction: however it stops (a crash, Ctrl-C, Help Scout failing), the store holds
 whole pages and the cursor names the next one, so running it again continues right there.
-Every write is an upsert by Help Scout's ids, so nothing is ever stored twice.
+Every write is an upsert by Help Scout's ids, so nothing is ever stored twice, and a
+conversation deleted since (its tombstone) is stored again only if Help Scout changed it after
+the deletion (see :mod:`deskside.insights.changes`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from deskside.insights.changes import save_conversations
 from deskside.insights.helpscout_api import (
     ConversationPage,
     HelpScoutAPI,
@@ -28,7 +31,7 @@ from deskside.insights.helpscout_api import (
 )
 from deskside.insights.models import ImportCursor, Mailbox, utcnow
 from deskside.insights.normalise import ConversationRecord, conversation_record
-from deskside.insights.store import Store, finish_before_cancel, save_conversations
+from deskside.insights.store import Store, finish_before_cancel
 
 __all__ = [
     "ImportProgress",
@@ -70,6 +73,9 @@ class ImportResult:
     """The pass had finished before; nothing was fetched (``again=True`` starts a new one)."""
     skipped: int = 0
     """Conversations Help Scout sent without a usable id (not stored)."""
+    deleted: int = 0
+    """Conversations deleted (webhook) that Help Scout still listed unchanged since: not
+    stored again."""
 
 
 Progress = Callable[[ImportProgress], None]
@@ -166,7 +172,7 @@ async def import_conversations(
             cursor.imported, cursor.total, cursor.finished = 0, None, False
             cursor.started_at = utcnow()
         url, pass_imported, total = cursor.next_url, cursor.imported, cursor.total
-    resumed_at, skipped = pass_imported, 0
+    resumed_at, skipped, deleted = pass_imported, 0, 0
     if url is None:
         return ImportResult(key, 0, pass_imported, total, resumed, False)
     ahead: asyncio.Task[_FetchedPage] | None = asyncio.create_task(_fetch_page(api, url))
@@ -178,7 +184,10 @@ async def import_conversations(
             skipped += dropped
             pass_imported += len(records)
             total = page.total_elements
-            await finish_before_cancel(_commit_page(store, key, page, records, pass_imported))
+            stored = await finish_before_cancel(
+                _commit_page(store, key, page, records, pass_imported)
+            )
+            deleted += len(records) - stored
             if progress is not None:
                 progress(
                     ImportProgress(pass_imported, total, page.number, page.total_pages, resumed_at)
@@ -189,16 +198,17 @@ async def import_conversations(
             with contextlib.suppress(BaseException):
                 await ahead
     return ImportResult(
-        key, pass_imported - resumed_at, pass_imported, total, resumed, False, skipped
+        key, pass_imported - resumed_at, pass_imported, total, resumed, False, skipped, deleted
     )
 
 
 async def _commit_page(
     store: Store, key: str, page: ConversationPage, records: list[ConversationRecord], imported: int
-) -> None:
-    """The page's conversations and the cursor past it, in one transaction."""
+) -> int:
+    """The page's conversations and the cursor past it, in one transaction; how many of the
+    conversations were stored (not deleted in deskside)."""
     async with store.session() as session:
-        await save_conversations(session, records)
+        stored = await save_conversations(session, records)
         cursor = await session.get(ImportCursor, key)
         if cursor is None:
             cursor = ImportCursor(key=key)
@@ -206,6 +216,7 @@ async def _commit_page(
         cursor.next_url = page.next_url
         cursor.imported, cursor.total = imported, page.total_elements
         cursor.finished = page.next_url is None
+    return stored
 
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")

@@ -1,7 +1,9 @@
 """The webhook inbox: a delivery is on disk before Help Scout hears 2xx.
 
 Deliveries that arrive together are written in one transaction (group commit): one durable
-commit acknowledges a whole burst, which is what lets SQLite keep up with a busy account.
+commit acknowledges a whole burst, which is what lets SQLite keep up with a busy account. A
+delivery that can never be applied is stored parked, with the reason, for ``deskside events``
+to show; the worker never picks it up.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside.insights.models import Event
-from deskside.insights.store import Store, finish_before_cancel, insert_for
+from deskside.insights.store import Store, describe_error, finish_before_cancel, insert_for
 
 __all__ = ["Inbox", "dedupe_key"]
 
@@ -37,6 +39,7 @@ def dedupe_key(event: str, body: bytes) -> str:
 class _Delivery:
     event: str
     body: bytes
+    problem: str | None
     stored: asyncio.Future[None]
 
 
@@ -58,11 +61,14 @@ class Inbox:
         """Whether a delivery arrived within the last tenth of a second."""
         return time.monotonic() - self._last_delivery < 0.1
 
-    async def accept(self, event: str, body: bytes) -> None:
+    async def accept(self, event: str, body: bytes, *, problem: str | None = None) -> None:
+        """Store the delivery: pending, or parked at once with ``problem`` (why it can never be
+        applied; never a quote of the body)."""
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_forever(), name="deskside-inbox")
         self._last_delivery = time.monotonic()
-        delivery = _Delivery(event, body, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        delivery = _Delivery(event, body, problem, future)
         await self._queue.put(delivery)
         await delivery.stored
 
@@ -79,7 +85,9 @@ class Inbox:
             try:
                 await finish_before_cancel(self._write(batch))
             except Exception as exc:
-                log.warning("could not store %d webhook deliveries: %s", len(batch), exc)
+                log.warning(
+                    "could not store %d webhook deliveries: %s", len(batch), describe_error(exc)
+                )
                 for delivery in batch:
                     if not delivery.stored.done():
                         delivery.stored.set_exception(exc)
@@ -94,6 +102,14 @@ class Inbox:
 
 
 async def _insert(session: AsyncSession, batch: list[_Delivery]) -> None:
-    rows = {dedupe_key(d.event, d.body): {"event": d.event, "body": d.body} for d in batch}
+    rows = {
+        dedupe_key(d.event, d.body): {
+            "event": d.event,
+            "body": d.body,
+            "status": "pending" if d.problem is None else "parked",
+            "last_error": d.problem,
+        }
+        for d in batch
+    }
     statement = insert_for(session)(Event).on_conflict_do_nothing(index_elements=["dedupe_key"])
     await session.execute(statement, [{"dedupe_key": key, **row} for key, row in rows.items()])

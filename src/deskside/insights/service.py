@@ -24,8 +24,8 @@ from deskside.insights.backfill import import_conversations
 from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, webhook_secrets
 from deskside.insights.inbox import Inbox
 from deskside.insights.settings import InsightsSettings
-from deskside.insights.store import Store, database_url, release_lease
-from deskside.insights.worker import Worker
+from deskside.insights.store import Store, database_url, describe_error, release_lease
+from deskside.insights.worker import Worker, unprocessable
 from deskside.protocols.base import read_body
 from deskside.signing import Scheme, verify
 
@@ -36,6 +36,7 @@ log = logging.getLogger("deskside.insights")
 _SECRETS_REUSE_SECONDS = 30.0
 _ANALYSIS_SECONDS = 5.0
 _STOP_SECONDS = 30
+_CHECK_IN_THREAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class InsightsService:
                 await self.store.open()
             except Exception as exc:
                 failures += 1
-                log.warning("insights database not available (retrying): %s", exc)
+                log.warning("insights database not available (retrying): %s", describe_error(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), min(0.5 * 2**failures, 30))
             else:
@@ -180,7 +181,11 @@ class InsightsService:
 
     async def receive_helpscout(self, request: Request) -> JSONResponse:
         """Verify, store, acknowledge. A bad signature is refused (401) and not stored; an
-        answer of 2xx means the delivery is on disk. Never 410: it disables the webhook."""
+        answer of 2xx means the delivery is on disk. Never 410: it disables the webhook.
+
+        A signed delivery that can never be applied (not a JSON object, nested too deep, an id
+        Help Scout never gives) is stored parked with the reason and acknowledged: refused, it
+        would be retried, and repeated failures deactivate the webhook."""
         body = await read_body(request, self.settings.helpscout.webhook_max_bytes)
         secrets = await self._webhook_secrets()
         verify(Scheme.SHA1_BASE64, secrets, body, request.headers.get("x-helpscout-signature"))
@@ -191,10 +196,17 @@ class InsightsService:
             return JSONResponse({"status": "ok"})
         if not self.ready:
             raise ServiceUnavailable("the insights database is not available yet; retry later")
+        if len(body) > _CHECK_IN_THREAD_BYTES:  # reading a large body would hold up the others
+            problem = await asyncio.to_thread(unprocessable, event, body)
+        else:
+            problem = unprocessable(event, body)
         try:
-            await self.inbox.accept(event, body)
+            await self.inbox.accept(event, body, problem=problem)
         except Exception as exc:
             raise ServiceUnavailable("could not store the event; retry later") from exc
+        if problem is not None:
+            log.warning("Help Scout %s delivery parked: %s", event, problem)
+            return JSONResponse({"status": "parked"})
         self.worker.wake()
         return JSONResponse({"status": "stored"})
 

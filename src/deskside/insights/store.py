@@ -1,8 +1,11 @@
-"""The conversation store: an async SQLAlchemy engine on SQLite (default) or PostgreSQL, brought
-to the newest schema by Alembic when opened, and the writes that keep it in step with Help Scout.
+"""The insights store: an async SQLAlchemy engine on SQLite (default) or PostgreSQL, brought
+to the newest schema by Alembic when opened, its sessions, and the leases processes share
+(:mod:`deskside.insights.changes` writes Help Scout's data into it).
 
-Every write is an upsert keyed by Help Scout's ids, so an import that runs twice, a repeated
-webhook and a webhook racing an import all end in the same rows.
+A SQLite store is private to its user (folder 0700, files 0600). SQL parameters (customers'
+addresses, message text) never appear in an error message from here: the engines hide them,
+and :func:`describe_error` names a failure without the database's own words, which may quote
+values.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Coroutine, Sequence
+import stat
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -19,8 +23,9 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import delete, event, func, select, text
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -28,8 +33,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from deskside.insights.models import Conversation, Customer, Lease, Thread, utcnow
-from deskside.insights.normalise import ConversationRecord, CustomerRecord
+from deskside.insights.models import Lease, utcnow
 from deskside.insights.settings import InsightsSettings
 from deskside.sources.sql import async_url
 
@@ -37,14 +41,10 @@ __all__ = [
     "DEFAULT_DATABASE_FILE",
     "Store",
     "database_url",
-    "delete_conversation",
-    "delete_customer",
+    "describe_error",
     "finish_before_cancel",
     "insert_for",
     "release_lease",
-    "save_conversation",
-    "save_conversations",
-    "save_customers",
     "take_lease",
 ]
 
@@ -86,9 +86,10 @@ class Store:
         self.dialect = url.split("+", 1)[0].split(":", 1)[0]
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError("the insights store runs on SQLite or PostgreSQL")
-        options: dict[str, Any] = {}
+        # Errors never quote the SQL parameters: they are customers' data.
+        options: dict[str, Any] = {"hide_parameters": True}
         if self.dialect == "postgresql":
-            options = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+            options |= {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
         self.engine: AsyncEngine = create_async_engine(url, **options)
         self._reader = self.engine
         if self.dialect == "sqlite":
@@ -96,7 +97,7 @@ class Store:
             _sqlite_write_transactions(self.engine)
             # Readers get their own connections with plain BEGIN: in WAL mode they never wait
             # for, nor hold up, the writer.
-            self._reader = create_async_engine(url)
+            self._reader = create_async_engine(url, hide_parameters=True)
             _sqlite_pragmas(self._reader)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time: within a process, writers queue here, in order,
@@ -105,11 +106,12 @@ class Store:
         self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False)
 
     async def open(self) -> Store:
-        """Create or upgrade the schema (several processes may race here: they take turns)."""
+        """Create or upgrade the schema (several processes may race here: they take turns).
+        A SQLite database is private to its user: see :func:`_private_sqlite_file`."""
         if self.dialect == "sqlite":
             database = self.engine.url.database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if database and database != ":memory:" and not database.startswith("file:"):
+                _private_sqlite_file(Path(database))
         async with self.engine.begin() as connection:
             if self.dialect == "postgresql":
                 await connection.execute(text("select pg_advisory_xact_lock(7406177)"))
@@ -136,6 +138,35 @@ class Store:
         await self.engine.dispose()
         if self._reader is not self.engine:
             await self._reader.dispose()
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database's folder (0700) and file (0600) when missing, and take the group's
+    and others' access away from an existing file, its ``-wal`` and its ``-shm``: SQLite creates
+    those two with the database file's own mode. A folder that already exists is left as is."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
+
+
+def describe_error(exc: BaseException) -> str:
+    """What failed, safe to log and to keep with an event: the exception's class, for a
+    database error the driver's class and the statement's first words (``INSERT INTO
+    conversations``), never a parameter nor the database's message (which may quote values)."""
+    if not isinstance(exc, StatementError):
+        return type(exc).__name__
+    described = type(exc).__name__
+    if isinstance(exc, DBAPIError):  # the driver's own exception, under the DB-API wrapper
+        driver = exc.orig.__cause__ or exc.orig if exc.orig is not None else None
+        described += f" ({type(driver).__name__})" if driver is not None else ""
+    words = " ".join(str(exc.statement or "").split()[:3])
+    return f"{described} in {words}" if words else described
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -199,94 +230,3 @@ async def release_lease(store: Store, name: str, holder: str) -> None:
     """Give up ``name`` if ``holder`` holds it, for another process to take at once."""
     async with store.session() as session:
         await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
-
-
-async def save_conversation(session: AsyncSession, record: ConversationRecord) -> None:
-    """Insert or update one conversation, its customer and its threads."""
-    await save_conversations(session, [record])
-
-
-async def save_conversations(session: AsyncSession, records: Sequence[ConversationRecord]) -> None:
-    """Insert or update conversations, their customers and their threads, in a few statements.
-
-    A copy older than the stored one (``modified_at``) leaves the conversation's fields alone:
-    a late webhook retry must not undo a newer state. Threads are only ever added or updated.
-    """
-    if not records:
-        return
-    # One row per id: a multi-row upsert may not touch the same row twice. The newest copy wins.
-    latest: dict[int, ConversationRecord] = {}
-    for record in records:
-        kept = latest.get(record.conversation["id"])
-        if kept is None or _not_older(record.conversation, kept.conversation):
-            latest[record.conversation["id"]] = record
-    records = list(latest.values())
-    await save_customers(session, [r.customer for r in records if r.customer is not None])
-    statement = insert_for(session)(Conversation)
-    stored = Conversation.__table__.c.modified_at
-    incoming = statement.excluded.modified_at
-    newer = stored.is_(None) | incoming.is_(None) | (incoming >= stored)
-    columns = [key for key in records[0].conversation if key != "id"]
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["id"],
-            # stored_at too: ON CONFLICT takes no Python-side onupdate values
-            set_={key: statement.excluded[key] for key in columns} | {"stored_at": utcnow()},
-            where=newer,
-        ),
-        [record.conversation for record in records],
-    )
-    threads = list({t["id"]: t for record in records for t in record.threads}.values())
-    if threads:
-        statement = insert_for(session)(Thread)
-        columns = [key for key in threads[0] if key != "id"]
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["id"], set_={key: statement.excluded[key] for key in columns}
-            ),
-            threads,
-        )
-
-
-async def save_customers(session: AsyncSession, records: Sequence[CustomerRecord]) -> None:
-    """Insert or update customers; a field sent as ``None`` keeps what is stored."""
-    if not records:
-        return
-    merged: dict[int, CustomerRecord] = {}
-    for record in records:
-        earlier = merged.get(record["id"], {})
-        merged[record["id"]] = {
-            k: v if v is not None else earlier.get(k) for k, v in record.items()
-        }
-    statement = insert_for(session)(Customer)
-    table = Customer.__table__.c
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["id"],
-            set_={
-                key: func.coalesce(statement.excluded[key], table[key])
-                for key in ("email", "first_name", "last_name")
-            },
-        ),
-        list(merged.values()),
-    )
-
-
-def _not_older(candidate: dict[str, Any], kept: dict[str, Any]) -> bool:
-    if candidate["modified_at"] is None or kept["modified_at"] is None:
-        return True
-    return bool(candidate["modified_at"] >= kept["modified_at"])
-
-
-async def delete_conversation(session: AsyncSession, conversation_id: int) -> None:
-    """Remove a conversation and every thread of it."""
-    await session.execute(delete(Thread).where(Thread.conversation_id == conversation_id))
-    await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
-
-
-async def delete_customer(session: AsyncSession, customer_id: int) -> None:
-    """Remove a customer and, as Help Scout does, every conversation of theirs."""
-    owned = select(Conversation.id).where(Conversation.customer_id == customer_id)
-    await session.execute(delete(Thread).where(Thread.conversation_id.in_(owned)))
-    await session.execute(delete(Conversation).where(Conversation.customer_id == customer_id))
-    await session.execute(delete(Customer).where(Customer.id == customer_id))

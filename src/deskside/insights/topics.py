@@ -840,6 +840,25 @@ class TopicModel:
             topic = int(self._topic[row])
             self._topic[row] = pin if pin is not None else self._merged.get(topic, topic)
 
+    def forget(self, conversation_ids: Iterable[int]) -> None:
+        """Drop conversations that were deleted: they count in no topic or trend any more (their
+        words stay in the vocabulary until the next :meth:`fit`)."""
+        gone = [self._row_of[c] for c in set(conversation_ids) if c in self._row_of]
+        if not gone:
+            return
+        keep = np.ones(len(self._conversation_ids), dtype=bool)
+        keep[gone] = False
+        rows = np.flatnonzero(keep)
+        self._vectors = self._vectors[rows]
+        self._self2 = self._self2[rows]
+        self._conversation_ids = self._conversation_ids[rows]
+        self._created = self._created[rows]
+        self._topic = self._topic[rows]
+        self._customers = [self._customers[row] for row in rows.tolist()]
+        self._labels = [self._labels[row] for row in rows.tolist()]
+        self._row_of = {int(c): row for row, c in enumerate(self._conversation_ids)}
+        self._document_frequency = None
+
     def reserve_ids(self, below: int) -> None:
         """Never give a new topic an id under ``below`` (ids stored before, even of topics
         that have since lost every conversation, stay theirs)."""

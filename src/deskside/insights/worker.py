@@ -5,6 +5,11 @@ effects and its "done" commit together: a worker killed halfway leaves the whole
 for the next run, and nothing is applied twice. On PostgreSQL the claim is
 ``FOR UPDATE SKIP LOCKED``, so several workers (one per ``deskside serve`` process, or
 ``deskside worker``) share the queue; on SQLite the write lock does the same job.
+
+A delivery that can never be applied (not a JSON object, nested deeper than
+:data:`MAX_DEPTH`, or without an id Help Scout could have given) is parked at once, with the
+reason; the webhook route parks it before it reaches the queue (:func:`unprocessable`). Errors
+kept with an event or logged name what failed, never the data (:func:`describe_error`).
 """
 
 from __future__ import annotations
@@ -15,36 +20,51 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deskside.insights.models import Event, utcnow
+from deskside.insights.changes import (
+    delete_conversations,
+    delete_customer,
+    lock_rows,
+    merge_conversation,
+    save_conversations,
+    save_customers,
+)
+from deskside.insights.models import Conversation, Event, utcnow
 from deskside.insights.normalise import (
     ConversationRecord,
     CustomerRecord,
     conversation_record,
     customer_record,
+    help_scout_id,
 )
-from deskside.insights.store import (
-    Store,
-    delete_conversation,
-    delete_customer,
-    save_conversations,
-    save_customers,
-)
+from deskside.insights.store import Store, describe_error
 
-__all__ = ["UnprocessableEvent", "Worker", "apply_events"]
+__all__ = ["MAX_DEPTH", "Delivery", "UnprocessableEvent", "Worker", "apply_events", "unprocessable"]
 
 log = logging.getLogger("deskside.insights.worker")
 
 _MAX_BACKOFF_SECONDS = 600
+MAX_DEPTH = 32
+"""The deepest nesting of a body that is applied (Help Scout's are about six levels deep)."""
 
 
 class UnprocessableEvent(ValueError):
-    """The delivery can never be applied (not JSON, no id): it is parked at once."""
+    """The delivery can never be applied (not JSON, no id): it is parked at once. The message
+    says why, and never quotes the body."""
+
+
+class Delivery(NamedTuple):
+    """A stored webhook delivery, as :func:`apply_events` takes it."""
+
+    event: str
+    body: bytes
+    received_at: datetime
+    """When deskside stored it: a deletion happened in Help Scout before this."""
 
 
 class Worker:
@@ -92,7 +112,7 @@ class Worker:
                 raise
             except Exception as exc:
                 failures += 1
-                log.warning("worker: cannot reach the insights database: %s", exc)
+                log.warning("worker: cannot reach the insights database: %s", describe_error(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(0.5 * 2**failures, 30))
                 continue
@@ -118,7 +138,7 @@ class Worker:
                 return 0
             try:  # the whole batch at once: a few statements instead of a few per event
                 async with session.begin_nested():
-                    await apply_events(session, [(event.event, event.body) for event in events])
+                    await apply_events(session, [_delivery(event) for event in events])
             except Exception:
                 for event in events:
                     await self._process(session, event)
@@ -132,9 +152,12 @@ class Worker:
         event.attempts += 1
         try:
             async with session.begin_nested():
-                await apply_events(session, [(event.event, event.body)])
+                await apply_events(session, [_delivery(event)])
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:2000]
+            if isinstance(exc, UnprocessableEvent):
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+            else:
+                error = describe_error(exc)
             event.last_error = error
             if isinstance(exc, UnprocessableEvent) or event.attempts >= self._attempts:
                 event.status = "parked"
@@ -159,52 +182,144 @@ class Worker:
         event.last_error = None
 
 
-async def apply_events(session: AsyncSession, events: Sequence[tuple[str, bytes]]) -> None:
-    """Change the store as the Help Scout events (name, body), in order, say.
+def _delivery(event: Event) -> Delivery:
+    return Delivery(event.event, event.body, event.received_at)
 
-    ``convo.deleted`` and ``customer.deleted`` remove what they name; other ``convo.*``
-    events carry the whole conversation and are upserted; ``customer.created|updated``
-    upsert the customer; anything else (ratings, tags, chats) is kept only as the event.
-    Upserts between two deletions are written together.
+
+async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
+    """Change the store as the Help Scout deliveries, in order, say.
+
+    ``convo.deleted`` and ``customer.deleted`` remove what they name, for good (a tombstone
+    refuses older copies, see :mod:`deskside.insights.changes`); ``convo.merged`` carries the
+    surviving conversation and removes the ones merged into it; other ``convo.*`` events carry
+    the whole conversation and are upserted; ``customer.created|updated`` upsert the customer;
+    anything else (ratings, tags, chats) is kept only as the event. Upserts between two
+    deletions or merges are written together. Raises :class:`UnprocessableEvent` for a
+    delivery that can never be applied.
     """
+    actions = [_action(delivery) for delivery in deliveries]
+    await _lock_everything(session, actions)
     conversations: list[ConversationRecord] = []
     customers: list[CustomerRecord] = []
+    upserts_received = utcnow()
 
     async def write_upserts() -> None:
-        await save_conversations(session, conversations)
+        await save_conversations(session, conversations, received_at=upserts_received)
         await save_customers(session, customers)
         conversations.clear()
         customers.clear()
 
-    for name, body in events:
-        document = _json_object(body)
-        if name in ("convo.deleted", "customer.deleted"):
+    for action in actions:
+        if action.kind == "convo.deleted":
             await write_upserts()
-            remove = delete_conversation if name == "convo.deleted" else delete_customer
-            await remove(session, _id(document))
-        elif name.startswith("convo."):
-            try:
-                conversations.append(conversation_record(document))
-            except ValueError as exc:
-                raise UnprocessableEvent(str(exc)) from exc
-        elif name in ("customer.created", "customer.updated"):
-            _id(document)
-            customers.append(customer_record(document))
+            await delete_conversations(session, [action.row_id], deleted_at=action.received_at)
+        elif action.kind == "customer.deleted":
+            await write_upserts()
+            await delete_customer(session, action.row_id, deleted_at=action.received_at)
+        elif action.kind == "convo.merged" and action.conversation is not None:
+            await write_upserts()
+            await merge_conversation(session, action.conversation, received_at=action.received_at)
+        elif action.conversation is not None:
+            conversations.append(action.conversation)
+            upserts_received = action.received_at
+        elif action.customer is not None:
+            customers.append(action.customer)
     await write_upserts()
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+class _Action(NamedTuple):
+    """What one delivery asks for, read before anything is written."""
+
+    kind: str
+    received_at: datetime
+    row_id: int = 0
+    conversation: ConversationRecord | None = None
+    customer: CustomerRecord | None = None
+
+
+def _action(delivery: Delivery) -> _Action:
+    name, received_at = delivery.event, delivery.received_at
+    document = _document(delivery.body)
+    if name in ("convo.deleted", "customer.deleted"):
+        return _Action(name, received_at, row_id=_id(document))
+    if name.startswith("convo."):
+        try:
+            record = conversation_record(document)
+        except ValueError as exc:
+            raise UnprocessableEvent(str(exc)) from exc
+        return _Action(name, received_at, conversation=record)
+    if name in ("customer.created", "customer.updated"):
+        _id(document)
+        customer = customer_record(document)
+        # Without Help Scout's time, the copy is as new as its delivery.
+        customer["modified_at"] = customer["modified_at"] or received_at
+        return _Action(name, received_at, customer=customer)
+    return _Action(name, received_at)
+
+
+async def _lock_everything(session: AsyncSession, actions: Sequence[_Action]) -> None:
+    """Take every conversation and customer the deliveries touch at once (see
+    :func:`~deskside.insights.changes.lock_rows`), with a deleted customer's conversations."""
+    conversations: set[int] = set()
+    customers: set[int] = set()
+    for action in actions:
+        record = action.conversation
+        if record is not None:
+            conversations |= {record.conversation["id"], *record.merged_from}
+            customers |= {record.customer["id"]} if record.customer is not None else set()
+        elif action.customer is not None:
+            customers.add(action.customer["id"])
+        elif action.kind == "convo.deleted":
+            conversations.add(action.row_id)
+        elif action.kind == "customer.deleted":
+            customers.add(action.row_id)
+            owned = select(Conversation.id).where(Conversation.customer_id == action.row_id)
+            conversations |= set(await session.scalars(owned))
+    await lock_rows(session, conversations, customers)
+
+
+def unprocessable(event: str, body: bytes) -> str | None:
+    """Why the delivery can never be applied, or ``None``: what the webhook route checks
+    before storing it (:func:`apply_events` refuses the same)."""
+    try:
+        document = _document(body)
+        if event.startswith(("convo.", "customer.")):
+            _id(document)
+    except UnprocessableEvent as exc:
+        return str(exc)
+    return None
+
+
+def _document(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or a number too long to read
         raise UnprocessableEvent(f"the body is not JSON: {exc}") from exc
+    except RecursionError:
+        raise UnprocessableEvent(f"the body is nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(document, dict):
         raise UnprocessableEvent("the body is not a JSON object")
+    if _deeper_than(document, MAX_DEPTH):
+        raise UnprocessableEvent(f"the body is nested deeper than {MAX_DEPTH} levels")
     return document
 
 
+def _deeper_than(document: Any, limit: int) -> bool:
+    level: list[Any] = [document]
+    for _ in range(limit):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
 def _id(document: dict[str, Any]) -> int:
-    value = document.get("id")
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise UnprocessableEvent("the body has no numeric id")
-    return int(value)
+    value = help_scout_id(document.get("id"))
+    if value is None:
+        raise UnprocessableEvent("the body has no id, or one Help Scout never gives")
+    return value

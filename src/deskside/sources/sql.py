@@ -100,9 +100,10 @@ class SqlSource(Source):
                 "max_overflow": config.pool_size,
                 "pool_recycle": 1800,
             }
-        # Lookups only read: no BEGIN/ROLLBACK round trips around each one.
+        # Lookups only read: no BEGIN/ROLLBACK round trips around each one. The bound
+        # addresses never appear in SQLAlchemy's error messages (nor in its statement log).
         self._engine: AsyncEngine = create_async_engine(
-            url, isolation_level="AUTOCOMMIT", **options
+            url, isolation_level="AUTOCOMMIT", hide_parameters=True, **options
         )
         self._query = text(config.query)
         self._binds = set(self._query.compile().params)
