@@ -46,7 +46,7 @@ from deskside.protocols.base import (
     read_body,
 )
 from deskside.proxy import ForwardedHeaders
-from deskside.service import LAYOUT_REUSE_SECONDS, SidebarService
+from deskside.service import LAYOUT_REUSE_ENTRIES, LAYOUT_REUSE_SECONDS, SidebarService
 from deskside.signing import bearer_token, token_matches
 from deskside.sources.base import Source
 from deskside.web.routes import UI_PREFIX, web_routes
@@ -198,11 +198,14 @@ def create_app(settings: Settings) -> FastAPI:
             root = request.scope.get("root_path", "")
             return RedirectResponse(f"{root}{UI_PREFIX}/", status_code=302)
 
+    encoded: TTLCache[Hashable, bytes] = TTLCache(
+        maxsize=LAYOUT_REUSE_ENTRIES, ttl=LAYOUT_REUSE_SECONDS
+    )
     for protocol in service.protocols:
         labels[protocol.path] = protocol.name
         app.add_api_route(
             protocol.path,
-            _endpoint(protocol, service),
+            _endpoint(protocol, service, encoded),
             methods=[protocol.method],
             name=protocol.name,
             include_in_schema=protocol.openapi is not None,
@@ -257,11 +260,13 @@ def _add_insights_routes(
         )
 
 
-def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
+def _endpoint(
+    protocol: Protocol, service: SidebarService, encoded: TTLCache[Hashable, bytes]
+) -> Any:
+    """``protocol``'s route; answers built from the same cached data are encoded once, kept
+    in ``encoded`` (shared by every helpdesk, see Answer.reuse_key)."""
     limit = service.settings.server.max_body_bytes
     fold_plus = service.settings.lookup.fold_plus_addressing
-    # Answers built from the same cached data are encoded once (see Answer.reuse_key).
-    encoded: TTLCache[Hashable, bytes] = TTLCache(maxsize=4096, ttl=LAYOUT_REUSE_SECONDS)
 
     async def endpoint(request: Request) -> Response:
         raw = RawRequest(
@@ -280,7 +285,7 @@ def _endpoint(protocol: Protocol, service: SidebarService) -> Any:
             answer = await service.answer(lookup, since=request.scope.get("state", {}).get(ARRIVED))
             if answer.reuse_key is None:
                 return JSONResponse(protocol.respond(answer.sidebar, answer.profile, raw))
-            key = (answer.reuse_key, protocol.answer_variant(raw))
+            key = (protocol.name, answer.reuse_key, protocol.answer_variant(raw))
             body = encoded.get(key)
             if body is None:
                 document = protocol.respond(answer.sidebar, answer.profile, raw)

@@ -17,12 +17,15 @@ from deskside.protocols import Protocol, build_protocol
 from deskside.resolve import Profile, Resolver
 from deskside.sources import build_source
 
-__all__ = ["Answer", "SidebarService"]
+__all__ = ["LAYOUT_REUSE_ENTRIES", "LAYOUT_REUSE_SECONDS", "Answer", "SidebarService"]
 
 
 LAYOUT_REUSE_SECONDS = 60
 """How long a sidebar laid out from cached answers is reused for the same cached answers; it
 bounds how late a condition on ``now`` (a trial that just expired) can show."""
+LAYOUT_REUSE_ENTRIES = 1024
+"""How many laid-out sidebars a worker keeps for reuse, and how many encoded answers: what
+bounds the memory reuse costs (a few MB), whatever the number of customers."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class SidebarService:
             build_protocol(name, config) for name, config in settings.helpdesks.items()
         ]
         self._layouts: TTLCache[Hashable, tuple[Sidebar, list[str]]] = TTLCache(
-            maxsize=4096, ttl=LAYOUT_REUSE_SECONDS
+            maxsize=LAYOUT_REUSE_ENTRIES, ttl=LAYOUT_REUSE_SECONDS
         )
 
     async def answer(
