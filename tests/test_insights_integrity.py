@@ -122,6 +122,24 @@ async def test_a_late_retry_never_brings_a_deleted_conversation_back(
     assert [row["id"] for row in json.loads(listed.output)] == [6001]
 
 
+async def test_a_copy_whose_state_is_deleted_deletes_the_conversation(
+    tmp_path: Path, database: str, insights_url: str
+) -> None:
+    async with (
+        serve(insights_settings(tmp_path, database, insights_url)) as client,
+        opened(insights_url) as store,
+    ):
+        await deliver(client, "convo.created", conversation(6051, updated=at(0)))
+        await settled(store)
+        await deliver(
+            client, "convo.status", conversation(6051, updated=at(9)) | {"state": "deleted"}
+        )
+        await deliver(client, "convo.assigned", conversation(6051, updated=at(5)))
+        await settled(store)
+        assert await count(store, Conversation) == 0
+        assert await count(store, ConversationTombstone, ConversationTombstone.id == 6051) == 1
+
+
 async def test_a_deleted_customer_and_their_conversations_stay_deleted(
     tmp_path: Path, database: str, insights_url: str
 ) -> None:

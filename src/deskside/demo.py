@@ -225,7 +225,7 @@ def data_dir() -> Path:
     """Where deskside keeps its files: ``$DESKSIDE_DATA_DIR``, else the user data directory."""
     configured = os.environ.get("DESKSIDE_DATA_DIR")
     path = Path(configured) if configured else Path(platformdirs.user_data_dir("deskside"))
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: it holds the stores
     return path
 
 
