@@ -269,16 +269,11 @@ async def delete_conversations(
 async def delete_customer(session: AsyncSession, customer_id: int, *, deleted_at: datetime) -> None:
     """Remove a customer and, as Help Scout does, every conversation of theirs, keeping the
     tombstones (see :func:`delete_conversations`)."""
-    owned = list(
-        await session.scalars(
-            select(Conversation.id).where(Conversation.customer_id == customer_id)
-        )
-    )
-    await lock_rows(session, owned, [customer_id])
-    await delete_conversations(session, owned, deleted_at=deleted_at)
+    await lock_rows(session, customer_ids=[customer_id])  # no conversation of theirs comes now
+    owned = select(Conversation.id).where(Conversation.customer_id == customer_id)
+    await delete_conversations(session, await session.scalars(owned), deleted_at=deleted_at)
     stored = await session.scalar(select(Customer.modified_at).where(Customer.id == customer_id))
     await _bury(session, CustomerTombstone, {customer_id: max(deleted_at, stored or deleted_at)})
-    await session.execute(delete(Conversation).where(Conversation.customer_id == customer_id))
     await session.execute(delete(Customer).where(Customer.id == customer_id))
 
 
