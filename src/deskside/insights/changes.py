@@ -283,7 +283,12 @@ async def merge_conversation(
     """Apply a merge in Help Scout: store ``survivor`` and remove the conversations merged into
     it, as deletions at ``received_at``: those its line items name
     (:attr:`~deskside.insights.normalise.ConversationRecord.merged_from`) and those that
-    held threads it holds now (Help Scout moves the threads)."""
+    held threads it holds now (Help Scout moves the threads).
+
+    Help Scout's webhook documentation gives ``convo.merged`` a "v2 Conversation object" as
+    its body without saying which one, and no field naming the other; the Mailbox API answers
+    301 to the merged-away id, pointing at the survivor. So the body is read as the survivor,
+    and a merge it shows no trace of leaves the merged-away conversation in place."""
     survivor_id = survivor.conversation["id"]
     thread_ids = [thread["id"] for thread in survivor.threads]
     moved_from = set()
