@@ -48,6 +48,7 @@ from deskside.insights.models import (
     TopicMember,
     utcnow,
 )
+from deskside.insights.retention import Retention
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, finish_before_cancel, insert_for, take_lease
 from deskside.insights.topics import (
@@ -111,6 +112,7 @@ class Analysis:
         """Whether this process holds the analysis lease, as of its last try to take it."""
         self._trends_saved_at = -_TRENDS_REUSE_SECONDS
         self._titles_read_at = -_TITLES_REUSE_SECONDS
+        self._retention = Retention(store, settings)
 
     async def train(self, *, force: bool = False) -> bool:
         """Train if no model exists yet or a correction was stored since; whether it did."""
@@ -158,6 +160,8 @@ class Analysis:
 
         keeper = asyncio.create_task(keep_lease())
         try:
+            if await self._retention.keep():  # keep_days; an erasure or a purge removed rows
+                self._grouped_with = None
             await self.update()
         finally:
             keeper.cancel()

@@ -2,21 +2,23 @@
 
 Every route needs ``Authorization: Bearer <[admin] token>`` or a web UI session. Reads come
 from the store; the actions (relabel, rename, merge, split, export) are what a person decides,
-and stick.
+and stick; ``forget`` erases people for good.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from deskside.config import Settings
 from deskside.errors import BadRequest, HTTPError
+from deskside.insights import erasure
 from deskside.insights import reports as reporting
 from deskside.insights.analysis import Analysis, UnknownConversation, UnknownTopic
 from deskside.insights.models import RowId
@@ -29,7 +31,9 @@ from deskside.insights.queries import (
     topic_summaries,
 )
 from deskside.insights.store import Store
-from deskside.web.auth import AdminRoute
+from deskside.lookup import normalise_emails
+from deskside.signing import bearer_token
+from deskside.web.auth import AdminAuth, AdminRoute
 
 __all__ = ["API_PREFIX", "insights_api"]
 
@@ -74,6 +78,20 @@ class WeekCounts(BaseModel):
     week: str
     """The Monday that starts the week, ``YYYY-MM-DD``."""
     counts: dict[str, int]
+
+
+class ForgetRequest(BaseModel):
+    emails: list[str] = Field(min_length=1, max_length=100, description="addresses to erase")
+
+
+class Erasure(BaseModel):
+    addresses: int
+    """How many people (addresses) were erased."""
+    rows: int
+    """Rows removed or rewritten, in total."""
+    removed: dict[str, int]
+    """Rows by what they were: a table's name, ``redacted``, ``topics_renamed``,
+    ``exports_to_rewrite``, ``cached_answers``."""
 
 
 class Overview(BaseModel):
@@ -214,11 +232,36 @@ def insights_api(
                 options.github_repository, token, options.github_api_url
             ) as github:
                 result = await github.export(store, found[0])
+                await erasure.rewrite_erased_exports_quietly(store, github, exported=[topic_id])
         except reporting.GitHubError as exc:
             raise BadGateway(str(exc)) from None
         return {"number": result.number, "url": result.url, "created": result.created}
 
+    @router.post("/forget")
+    async def forget(request: Request, asked: ForgetRequest) -> Erasure:
+        """Erase people for good (GDPR art. 17): everything stored about each address, and
+        this server's cached sidebar answers about them; a tombstone keeps them from being
+        stored again, and the audit records who asked, never the addresses."""
+        addresses = []
+        for position, email in enumerate(asked.emails):
+            found = normalise_emails([email], fold_plus=False)
+            if not found:
+                raise BadRequest(f"emails[{position}] is not an email address")
+            addresses.append(found[0])
+        cache = request.app.state.service.resolver.cache
+        removed = await erasure.forget(store, addresses, by=_caller(request), cache=cache)
+        return Erasure(addresses=len(set(addresses)), rows=removed.total, removed=removed.counts)
+
     return router
+
+
+def _caller(request: Request) -> str:
+    """Who asks, as the audit names them: ``api:token-<the first 8 hex digits of the token's
+    SHA-256>``, or ``ui:admin`` for the web UI's session."""
+    token = bearer_token(request.headers.get("authorization"))
+    if token is not None and AdminAuth.of(request).token_valid(request):
+        return "api:token-" + hashlib.sha256(token.encode()).hexdigest()[:8]
+    return "ui:admin"
 
 
 async def _decide(decision: Awaitable[T]) -> T:

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deskside.insights.erased import without_erased
 from deskside.insights.models import (
     Conversation,
     ConversationTombstone,
@@ -94,6 +95,7 @@ async def save_conversations(
     after the deletion (and then the tombstone goes); a copy whose ``state`` is ``deleted``
     deletes it, as of ``received_at`` (default: now).
     """
+    records, _ = await without_erased(session, records)  # nobody erased on request
     if not records:
         return 0
     # One row per id: a multi-row upsert may not touch the same row twice. The newest copy wins.
@@ -189,6 +191,7 @@ async def save_customers(session: AsyncSession, records: Sequence[CustomerRecord
     overwrites a newer one, and a copy without a time only fills in a customer stored without
     one. A field sent as ``None`` keeps what is stored. A deleted customer is stored again only
     from a copy changed after the deletion."""
+    _, records = await without_erased(session, (), records)  # nobody erased on request
     merged: dict[int, CustomerRecord] = {}
     oldest_first = sorted(
         (r for r in records if r["id"] is not None), key=lambda r: _sort_time(r["modified_at"])

@@ -32,8 +32,8 @@ from deskside.insights.cli import DatabaseOption, insights_context, run_with_sto
 
 if TYPE_CHECKING:
     from deskside.insights.backfill import ImportProgress, ImportResult
-    from deskside.insights.helpscout_api import DisconnectReport
     from deskside.insights.models import Mailbox
+    from deskside.insights.retention import Disconnected
     from deskside.insights.settings import InsightsSettings
     from deskside.insights.store import Store
 
@@ -138,36 +138,35 @@ def disconnect(
     provider: ProviderArgument,
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    delete_data: Annotated[
+        bool,
+        typer.Option(
+            "--delete-data",
+            help="Also delete everything imported or received by webhook (conversations, "
+            "customers, mailboxes, deliveries) and the labels and topics made from it.",
+        ),
+    ] = False,
 ) -> None:
     """Forget the Help Scout connection and delete the webhook deskside registered.
 
     Imports then refuse until you connect again.
-    """
-    from sqlalchemy import delete
 
-    from deskside.insights.helpscout_api import PROVIDER, DisconnectReport, HelpScoutAPI
-    from deskside.insights.models import Connection
+    The imported conversations stay, unless --delete-data.
+    """
+    from deskside.insights.retention import disconnect_helpscout
 
     del provider
     settings, store = insights_context(config, database)
 
-    async def work(store: Store) -> DisconnectReport:
-        try:
-            api = HelpScoutAPI(settings, store)
-        except ConfigError:  # no key: the token cannot be used, only forgotten
-            async with store.session() as session:
-                found = await session.get(Connection, PROVIDER)
-                await session.execute(delete(Connection).where(Connection.provider == PROVIDER))
-            had_webhook = found is not None and found.webhook_id is not None
-            return DisconnectReport(found is not None, False if had_webhook else None)
-        async with api:
-            return await api.disconnect()
+    async def work(store: Store) -> Disconnected:
+        return await disconnect_helpscout(settings, store, delete_data=delete_data, by="cli")
 
-    report = _run(store, work)
+    outcome = _run(store, work)
+    report = outcome.report
     if not report.was_connected:
         out.print("Help Scout was not connected.")
-        return
-    out.print("[green]✓[/] disconnected from Help Scout: the token is forgotten; imports stop")
+    else:
+        out.print("[green]✓[/] disconnected from Help Scout: the token is forgotten; imports stop")
     if report.webhook_deleted:
         out.print("[green]✓[/] the webhook deskside registered is deleted")
     elif report.webhook_deleted is False:
@@ -175,7 +174,22 @@ def disconnect(
             "[yellow]![/] could not delete deskside's webhook in Help Scout: remove it under "
             "Manage → Apps → Webhooks"
         )
-    out.print("To revoke deskside's access in Help Scout as well: Your Profile → Authorized Apps.")
+    if outcome.removed is not None:
+        out.print(
+            f"[green]✓[/] deleted the imported data: {outcome.removed.total} rows "
+            "(deskside erasures lists it)"
+        )
+        if settings.helpscout.webhook_secret:
+            err.print(
+                "[yellow]![/] webhooks set up in Help Scout by hand still arrive: remove them "
+                "under Manage → Apps → Webhooks, or remove [insights.helpscout] webhook_secret"
+            )
+    elif report.was_connected:
+        out.print("The imported conversations stay: --delete-data removes them.")
+    if report.was_connected:
+        out.print(
+            "To revoke deskside's access in Help Scout as well: Your Profile → Authorized Apps."
+        )
 
 
 # -- mailboxes --------------------------------------------------------------------------------

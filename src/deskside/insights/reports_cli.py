@@ -67,6 +67,7 @@ def reports(
     """Bug and feature topics as reports: customers, conversations, plans and revenue, when
     first and last seen; trending ones first."""
     from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
+    from deskside.insights.erasure import rewrite_erased_exports
     from deskside.insights.reports import GitHubError, build_reports
     from deskside.insights.store import release_lease
 
@@ -101,6 +102,11 @@ def reports(
                 except GitHubError as exc:
                     outcome.export_error = str(exc)
                     break
+            exported = {report.topic_id for report, _ in outcome.exported}
+            try:  # issues that named someone erased since, whichever topics were listed
+                outcome.exported += await rewrite_erased_exports(store, github, exported=exported)
+            except GitHubError as exc:
+                outcome.export_error = outcome.export_error or str(exc)
         return outcome
 
     outcome = run_with_store(store, work)

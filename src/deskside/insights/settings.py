@@ -94,6 +94,11 @@ class InsightsSettings(ConfigModel):
     ``deskside worker`` separately."""
     worker_attempts: int = Field(default=8, ge=1, le=100)
     """A webhook event that fails this many times is parked with its error, not retried."""
+    keep_days: int | None = Field(default=None, ge=1, le=36_500)
+    """Retention: conversations that changed last more than this many days ago are purged
+    daily (with their threads, labels, topic memberships and agents' corrections), and so are
+    webhook deliveries received before then and customers left without a conversation.
+    Unset: kept until Help Scout deletes them or someone is erased."""
     helpscout: HelpScoutSettings = HelpScoutSettings()
     classifier: ClassifierSettings = ClassifierSettings()
     reports: ReportsSettings = ReportsSettings()

@@ -34,6 +34,7 @@ from deskside.insights.changes import (
     save_conversations,
     save_customers,
 )
+from deskside.insights.erased import blank_erased_deliveries
 from deskside.insights.models import Conversation, Event, utcnow
 from deskside.insights.normalise import (
     ConversationRecord,
@@ -146,6 +147,7 @@ class Worker:
                 for event in events:
                     event.attempts += 1
                     self._done(event)
+            await blank_erased_deliveries(session, events)  # nothing kept of someone erased
         return len(events)
 
     async def _process(self, session: AsyncSession, event: Event) -> None:

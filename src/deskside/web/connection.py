@@ -8,12 +8,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from deskside.errors import ConfigError
 from deskside.insights.backfill import sync_mailboxes
-from deskside.insights.helpscout_api import PROVIDER, DisconnectReport, HelpScoutAPI
+from deskside.insights.helpscout_api import PROVIDER, HelpScoutAPI
 from deskside.insights.models import Connection, ImportCursor, Mailbox
+from deskside.insights.retention import Disconnected, disconnect_helpscout
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store
 
@@ -94,16 +94,9 @@ async def refresh_mailboxes(settings: InsightsSettings, store: Store) -> None:
         await sync_mailboxes(store, api)
 
 
-async def disconnect(settings: InsightsSettings, store: Store) -> DisconnectReport:
-    """Forget the connection and delete deskside's webhook in Help Scout (best effort), as
-    ``deskside disconnect helpscout`` does."""
-    try:
-        api = HelpScoutAPI(settings, store)
-    except ConfigError:  # no encryption key: the token cannot be used, only forgotten
-        async with store.session() as session:
-            found = await session.get(Connection, PROVIDER)
-            await session.execute(delete(Connection).where(Connection.provider == PROVIDER))
-        had_webhook = found is not None and found.webhook_id is not None
-        return DisconnectReport(found is not None, False if had_webhook else None)
-    async with api:
-        return await api.disconnect()
+async def disconnect(
+    settings: InsightsSettings, store: Store, *, delete_data: bool = False
+) -> Disconnected:
+    """Forget the connection and delete deskside's webhook in Help Scout (best effort), and
+    with ``delete_data`` everything imported, as ``deskside disconnect helpscout`` does."""
+    return await disconnect_helpscout(settings, store, delete_data=delete_data, by="ui:admin")

@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 
 from deskside.config import Settings
 from deskside.errors import ConfigError
+from deskside.insights import erasure
 from deskside.insights import reports as reporting
 from deskside.insights.analysis import UnknownConversation, UnknownTopic
 from deskside.insights.backfill import parse_since
@@ -26,6 +27,7 @@ from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, config
 from deskside.insights.labels import LABELS
 from deskside.insights.models import row_id
 from deskside.insights.service import InsightsService
+from deskside.lookup import normalise_emails
 from deskside.service import SidebarService
 from deskside.web import connection, dashboard
 from deskside.web.auth import Session, read_form_pairs
@@ -275,12 +277,15 @@ def insights_routes(
             config_problems=config_problems(settings.insights),
             done=request.query_params.get("done"),
             problem=request.query_params.get("problem"),
+            erased_rows=_count_of(request.query_params.get("rows", "")),
         )
 
     @router.post(UI_PREFIX + "/connection/{action}")
     async def connection_action(request: Request, action: str) -> Response:
-        """``connect`` (to Help Scout's authorisation page), ``disconnect``, ``mailboxes``
-        (the selection), ``refresh`` (the mailbox list from Help Scout) or ``import``."""
+        """``connect`` (to Help Scout's authorisation page), ``disconnect`` (with
+        ``delete_data``: and the imported data, once ``confirmed``), ``mailboxes`` (the
+        selection), ``refresh`` (the mailbox list from Help Scout), ``import``, or ``forget``
+        (erase the person with that ``email``, once ``confirmed``)."""
         decided = await deciding(request)
         if isinstance(decided, Response):
             return decided
@@ -294,16 +299,32 @@ def insights_routes(
             back=("/connection", "Back to the Help Scout connection"),
         )
         store, options = live.store, settings.insights
-        done, problem = action, ""
+        done, problem, shown = action, "", {}
         try:
             if action == "connect":
                 async with HelpScoutAPI(options, store) as api:
                     target = await api.authorization_url()
                 return RedirectResponse(target, status_code=303, headers=pages.headers)
             if action == "disconnect":
-                report = await connection.disconnect(options, store)
-                if report.webhook_deleted is False:
+                delete_data = form.get("delete_data") == "1"
+                if delete_data and form.get("confirmed") != "1":
+                    return confirm_deleting_data(request, session)
+                if delete_data and live.last_import.running:
+                    return failed(409, "An import is running: delete the data once it stops.")
+                outcome = await connection.disconnect(options, store, delete_data=delete_data)
+                done = "disconnect-data" if delete_data else "disconnect"
+                if outcome.report.webhook_deleted is False:
                     problem = "the webhook could not be deleted: remove it in Help Scout"
+            elif action == "forget":
+                found = normalise_emails([form.get("email", "")[:320]], fold_plus=False)
+                if not found:
+                    return failed(400, "That is not an email address.")
+                if form.get("confirmed") != "1":
+                    return confirm_forgetting(request, session, found[0])
+                cache = service.resolver.cache
+                removed = await erasure.forget(store, found, by="ui:admin", cache=cache)
+                log.info("ui: a person was erased on request (%d rows)", removed.total)
+                shown = {"rows": str(removed.total)}
             elif action == "mailboxes":
                 chosen = await form_ids(request, "mailbox")
                 every = form.get("every") == "1" or not chosen
@@ -323,8 +344,49 @@ def insights_routes(
             return failed(503, "; ".join(exc.problems))
         except (HelpScoutError, ValueError) as exc:
             return failed(502 if isinstance(exc, HelpScoutError) else 400, str(exc))
-        query = {"done": done, **({"problem": problem} if problem else {})}
+        query = {"done": done, **shown, **({"problem": problem} if problem else {})}
         return redirect(request, f"{UI_PREFIX}/connection?{urlencode(query)}")
+
+    def confirm_deleting_data(request: Request, session: Session) -> Response:
+        return page(
+            request,
+            "confirm.html",
+            session=session,
+            title="Delete the imported data",
+            active="connection",
+            question="Disconnect Help Scout and delete everything it brought? This cannot be "
+            "undone.",
+            consequences=[
+                "Every conversation, message, customer, mailbox and webhook delivery stored.",
+                "Labels, topics, agents' corrections and the record of exported reports "
+                "(the GitHub issues themselves stay).",
+                "The token and deskside's webhook in Help Scout.",
+            ],
+            action="/connection/disconnect",
+            fields={"delete_data": "1"},
+            button="Delete the imported data",
+        )
+
+    def confirm_forgetting(request: Request, session: Session, email: str) -> Response:
+        return page(
+            request,
+            "confirm.html",
+            session=session,
+            title="Erase a person",
+            active="connection",
+            question=f"Erase {email} for good? This cannot be undone.",
+            consequences=[
+                "Their customers, conversations, messages, labels, topic memberships, agents' "
+                "corrections and webhook deliveries.",
+                "Their messages in other conversations, and the address wherever other text "
+                "quotes it.",
+                "The sidebar's cached answers about them (in this server process, or in Redis).",
+                "From now on, webhooks and imports about them are not stored.",
+            ],
+            action="/connection/forget",
+            fields={"email": email},
+            button="Erase for good",
+        )
 
     # ── Reports ──────────────────────────────────────────────────────────────────────────────
 
@@ -387,9 +449,16 @@ def insights_routes(
                 options.github_repository, token, options.github_api_url
             ) as github:
                 result = await github.export(live.store, found[0])
+                exported = [found[0].topic_id]
+                await erasure.rewrite_erased_exports_quietly(live.store, github, exported=exported)
         except reporting.GitHubError as exc:
             return failed(502, f"GitHub refused the export: {exc}")
         query = urlencode({"exported": str(topic), "issue": result.url})
         return redirect(request, f"{UI_PREFIX}/reports?{query}#topic-{topic}")
 
     return router
+
+
+def _count_of(text: str) -> str | None:
+    """``text`` when it is a count (ASCII digits, at most 19), else None."""
+    return text if text.isascii() and text.isdigit() and len(text) <= 19 else None
