@@ -101,7 +101,7 @@ def forget(
     else:
         out.print(Text(f"✓ nothing was stored about {who}", style="green"))
     out.print("Their tombstones keep webhooks and imports from storing them again.")
-    if cache_url == "memory":
+    if cache_url == "memory" and config.is_file():
         err.print(
             "The sidebar caches inside the server's processes: its answers about them expire "
             "on their own, or drop them now with POST /api/insights/forget on the server."
