@@ -6,9 +6,9 @@ erasure), of ``email:<address>``, ``customer:<Help Scout customer id>`` or
 The key lives with the tombstones rather than derive from ``[insights] encryption_key``, so
 that a new encryption key never lets an erased person back in.
 
-:func:`without_erased` is how the worker and the backfill keep an erased person's webhook or
-import from being stored; :func:`blank_erased_deliveries` empties the deliveries the worker
-handled that named them.
+Every write of Help Scout's changes (:mod:`deskside.insights.changes`, for webhooks and
+imports alike) passes through :func:`without_erased`; :func:`blank_erased_deliveries` empties
+the deliveries the worker handled that named someone erased.
 """
 
 from __future__ import annotations
@@ -38,14 +38,13 @@ __all__ = [
     "bury",
     "erasing",
     "named_in",
-    "tombstone_digests",
     "without_erased",
 ]
 
 ERASED = "[erased]"
 """What an erased address becomes in a text that quotes it."""
 
-ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 """Something that looks like an address, in free text."""
 _CHUNK = 500
 _ERASURE_LOCK = 7406178
@@ -98,7 +97,7 @@ class Names:
         )
 
 
-async def tombstone_digests(session: AsyncSession, names: Names) -> list[str]:
+async def _tombstones_of(session: AsyncSession, names: Names) -> list[str]:
     """The tombstones of ``names``, under the key (made now if this is the first erasure)."""
     key = await _key(session, create=True)
     assert key is not None
@@ -111,7 +110,7 @@ async def tombstone_digests(session: AsyncSession, names: Names) -> list[str]:
 
 async def bury(session: AsyncSession, names: Names) -> int:
     """Write the tombstones of ``names``; how many."""
-    digests = await tombstone_digests(session, names)
+    digests = await _tombstones_of(session, names)
     statement = insert_for(session)(ErasureTombstone).on_conflict_do_nothing(
         index_elements=["digest"]
     )
@@ -192,9 +191,9 @@ async def without_erased(
     emails = [customer.get("email") for customer in customers]
     for record in conversations:
         emails.append(record.conversation.get("customer_email"))
-        emails += ADDRESS.findall(record.conversation.get("subject") or "")
+        emails += _ADDRESS.findall(record.conversation.get("subject") or "")
         for thread in record.threads:
-            emails += [thread.get("author_email"), *ADDRESS.findall(thread.get("text") or "")]
+            emails += [thread.get("author_email"), *_ADDRESS.findall(thread.get("text") or "")]
     asked = _names(
         emails,
         [c.get("id") for c in customers]
@@ -225,7 +224,7 @@ def _unquoted(record: ConversationRecord, erased: _Erased) -> ConversationRecord
     """``record`` without the erased people's messages and addresses."""
 
     def scrub(text: str) -> str:
-        return ADDRESS.sub(lambda found: ERASED if erased.email(found[0]) else found[0], text)
+        return _ADDRESS.sub(lambda found: ERASED if erased.email(found[0]) else found[0], text)
 
     threads = [
         {**thread, "text": scrub(thread.get("text") or "")}
@@ -246,13 +245,13 @@ def named_in(event: str, body: bytes) -> Names:
     try:
         document = json.loads(body)
     except ValueError:  # not JSON (or not UTF-8): its text is all there is
-        emails.update(ADDRESS.findall(body.decode("utf-8", "replace")))
+        emails.update(_ADDRESS.findall(body.decode("utf-8", "replace")))
         return _names(emails)
     pending: list[tuple[str, Any]] = [("", document)]
     while pending:
         key, value = pending.pop()
         if isinstance(value, str):
-            emails.update(ADDRESS.findall(value))
+            emails.update(_ADDRESS.findall(value))
         elif isinstance(value, list):
             pending.extend(("", item) for item in value)
         elif isinstance(value, dict):
