@@ -1,16 +1,18 @@
-"""``GET /readyz``: each source's breaker and live check, the cache backend, and shutdown.
+"""``GET /readyz``: each source's breaker and live check, deskside's own insights database and
+Redis cache, and shutdown.
 
-Sources that fail are real: a PostgreSQL URL where nothing listens (refused at once), one where
-a silent server accepts and never answers (the check times out), an SQLite file in a directory
-that does not exist yet.
+What fails is real: a PostgreSQL URL where nothing listens (refused at once), one where a silent
+server accepts and never answers (the check times out), an SQLite file in a directory that does
+not exist yet, and private PostgreSQL and Redis servers stopped and started again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import make_url
 
 from deskside.config import Settings
 from deskside.server import Readiness, create_app
 from fake_http import unused_port
 from helpers import BASE_URL, demo_settings, helpscout_request, make_demo_database, post_helpscout
+from services import PrivatePostgres, PrivateRedis
 
 pytestmark = pytest.mark.anyio
 
@@ -55,21 +59,39 @@ async def readyz(client: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
     return response.status_code, response.json()
 
 
+async def readyz_until(
+    client: httpx.AsyncClient, wanted: Callable[[int, dict[str, Any]], bool], seconds: float = 60
+) -> tuple[int, dict[str, Any]]:
+    """Poll ``/readyz`` until its answer is ``wanted``; the last answer otherwise."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status, document = await readyz(client)
+        if wanted(status, document) or time.monotonic() > deadline:
+            return status, document
+        await asyncio.sleep(0.1)
+
+
 @asynccontextmanager
-async def silent_server() -> AsyncIterator[tuple[int, list[int]]]:
-    """A TCP server that accepts connections and never says a word; yields its port and a list
-    that grows by one per connection."""
+async def silent_server() -> AsyncIterator[tuple[int, list[int], list[int]]]:
+    """A TCP server that accepts connections and never says a word; yields its port, a list
+    that grows by one per connection, and a list holding the most connections open at once."""
     connections: list[int] = []
+    most_open = [0]
+    open_now = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now
         connections.append(1)
+        open_now += 1
+        most_open[0] = max(most_open[0], open_now)
         await reader.read()  # until the client gives up
+        open_now -= 1
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        yield port, connections
+        yield port, connections, most_open
         server.close()
 
 
@@ -99,7 +121,7 @@ async def test_a_dead_source_is_degraded_not_unready(
 ) -> None:
     dead = sql_source("crm", f"postgresql://deskside@127.0.0.1:{unused_port()}/crm")
     settings = demo_settings(monkeypatch, tmp_path, database, sources=dead)
-    with caplog.at_level(logging.INFO, logger="deskside.server"):
+    with caplog.at_level(logging.INFO, logger="deskside.readiness"):
         async with running(settings) as (app, client):
             first = await readyz(client)
             app.state.readiness.ttl = 0  # check again at once: still failing, logged once
@@ -149,20 +171,18 @@ async def test_an_open_breaker_is_reported(
 async def test_hanging_sources_are_checked_concurrently_and_once_for_every_poll(
     database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with silent_server() as (port, connections):
+    async with silent_server() as (port, connections, most_open):
         url = f"postgresql://deskside@127.0.0.1:{port}/crm"
         sources = sql_source("crm", url) + sql_source("billing", url)
         settings = demo_settings(monkeypatch, tmp_path, database, sources=sources)
         async with running(settings) as (app, client):
             readiness: Readiness = app.state.readiness
-            readiness.timeout = 0.3
-            started = time.monotonic()
+            readiness.timeout, readiness.ttl = 1.0, 3600
             polls = await asyncio.gather(*(readyz(client) for _ in range(10)))
-            elapsed = time.monotonic() - started
             checks = len(connections)
             again = await readyz(client)  # within the ttl: no new check
             assert len(connections) == checks
-    assert elapsed < 0.55  # both timed out together, not one after the other
+    assert most_open == [2]  # both waited at the same time, not one after the other
     assert checks == 2  # one connection per source for ten concurrent polls
     for status, document in [*polls, again]:
         assert status == 200
@@ -181,7 +201,7 @@ async def test_a_source_that_comes_back_is_ok_after_the_ttl(
     later = tmp_path / "later"
     sources = sql_source("late", f"sqlite:///{later}/late.sqlite3")
     settings = demo_settings(monkeypatch, tmp_path, database, sources=sources)
-    with caplog.at_level(logging.INFO, logger="deskside.server"):
+    with caplog.at_level(logging.INFO, logger="deskside.readiness"):
         async with running(settings) as (app, client):
             missing = await readyz(client)
             later.mkdir()
@@ -195,7 +215,7 @@ async def test_a_source_that_comes_back_is_ok_after_the_ttl(
     assert "readyz: source late passes its check again" in caplog.messages
 
 
-async def test_an_unreachable_redis_cache_is_falling_back(
+async def test_an_unreachable_redis_cache_is_unavailable(
     database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = {
@@ -204,9 +224,12 @@ async def test_an_unreachable_redis_cache_is_falling_back(
     settings = demo_settings(monkeypatch, tmp_path, database, **cache)
     async with running(settings) as (_app, client):
         status, document = await readyz(client)
-    assert status == 200
-    assert document["status"] == "degraded"
-    assert document["cache"] == {"backend": "redis", "state": "fallback"}
+        answer = await post_helpscout(client, helpscout_request("owner@acme.example"))
+    assert status == 503
+    assert document["status"] == "unavailable"
+    assert document["cache"] == {"backend": "redis", "state": "unavailable"}
+    assert document["sources"]["app"]["state"] == "ok"
+    assert answer.status_code == 200 and "Acme HR" in answer.json()["html"]  # from memory
 
 
 async def test_a_reachable_redis_cache_is_ok(
@@ -232,3 +255,118 @@ async def test_readyz_is_503_once_the_server_shuts_down(
     assert serving[0] == 200
     assert stopping == (503, {"status": "shutting_down"})
     assert alive.status_code == 200  # liveness: the process itself is fine
+
+
+@asynccontextmanager
+async def freezable_proxy(url: str) -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A TCP proxy to ``url``'s server: yields the URL through it and an event that, cleared,
+    holds every byte either way (a network that stops answering, connections left open)."""
+    target = make_url(url)
+    flowing = asyncio.Event()
+    flowing.set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                await flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream = await asyncio.open_connection(target.host, target.port or 5432)
+        await asyncio.gather(pipe(reader, upstream[1]), pipe(upstream[0], writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield target.set(port=port).render_as_string(hide_password=False), flowing
+        flowing.set()
+        server.close()
+
+
+def insights_on(url: str) -> dict[str, dict[str, str]]:
+    """The demo config's changes for an insights database at ``url``."""
+    return {"replace": {"[insights]": f'[insights]\ndatabase = "{url}"\n'}}
+
+
+def unavailable(status: int, document: dict[str, Any]) -> bool:
+    return status == 503
+
+
+def ready(status: int, document: dict[str, Any]) -> bool:
+    return status == 200
+
+
+async def test_a_stopped_insights_database_is_unavailable_until_it_is_back(
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    private_postgres: PrivatePostgres,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = demo_settings(monkeypatch, tmp_path, database, **insights_on(private_postgres.url))
+    with caplog.at_level(logging.INFO, logger="deskside.readiness"):
+        async with running(settings) as (_app, client):
+            before = await readyz_until(client, ready)
+            private_postgres.stop()
+            down = await readyz_until(client, unavailable)
+            private_postgres.start()
+            back = await readyz_until(client, ready)
+    assert before[1]["status"] == "ready"
+    assert down[0] == 503
+    assert down[1]["status"] == "unavailable"
+    assert down[1]["insights"]["state"] == "database unavailable"
+    assert down[1]["sources"]["app"] == {"state": "ok", "breaker": "closed"}  # unaffected
+    assert down[1]["cache"] == {"backend": "memory", "state": "ok"}
+    assert back[1]["status"] == "ready" and back[1]["insights"]["state"] == "ok"
+    said = [m for m in caplog.messages if m.startswith("readyz: the insights database")]
+    assert len(said) == 2  # once each way, however often it was polled
+    assert said[0].startswith("readyz: the insights database is failing its check: check raised ")
+    assert said[1] == "readyz: the insights database passes its check again"
+    assert str(private_postgres.port) not in str(down[1])
+
+
+async def test_a_stopped_redis_cache_is_unavailable_until_it_is_back(
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    private_redis: PrivateRedis,
+) -> None:
+    cache = {"replace": {"[server]\n": f'cache = "{private_redis.url}"\n[server]\n'}}
+    settings = demo_settings(monkeypatch, tmp_path, database, **cache)
+    async with running(settings) as (_app, client):
+        before = await readyz_until(client, ready)
+        private_redis.stop()
+        down = await readyz_until(client, unavailable)
+        private_redis.start()
+        back = await readyz_until(client, ready)
+    assert before[1]["cache"] == {"backend": "redis", "state": "ok"}
+    assert down[0] == 503
+    assert {key: down[1][key] for key in ("status", "sources", "cache")} == {
+        "status": "unavailable",
+        "sources": {"app": {"state": "ok", "breaker": "closed"}},
+        "cache": {"backend": "redis", "state": "unavailable"},
+    }
+    assert down[1]["insights"]["state"] == "ok"
+    assert back[1]["status"] == "ready" and back[1]["cache"]["state"] == "ok"
+
+
+async def test_an_insights_database_that_stops_answering_is_unavailable_at_once(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_postgres_url: str
+) -> None:
+    async with freezable_proxy(fresh_postgres_url) as (url, flowing):
+        settings = demo_settings(monkeypatch, tmp_path, database, **insights_on(url))
+        async with running(settings) as (_app, client):
+            before = await readyz_until(client, ready)
+            flowing.clear()
+            # a query that never returns does not hold /readyz: each check gets a second
+            frozen = await asyncio.wait_for(readyz_until(client, unavailable), 60)
+            again = await asyncio.wait_for(readyz_until(client, unavailable), 60)
+            flowing.set()
+            back = await readyz_until(client, ready)
+    assert before[1]["status"] == "ready"
+    for status, document in (frozen, again):
+        assert status == 503
+        assert document["insights"]["state"] == "database unavailable"
+    assert back[0] == 200 and back[1]["insights"]["state"] == "ok"

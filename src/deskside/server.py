@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Hashable, Mapping
@@ -34,7 +33,7 @@ from deskside import __version__, logs, metrics
 from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
 from deskside.console import CONFIG_ENV
-from deskside.errors import BadRequest, HTTPError, SourceError, Unauthorized
+from deskside.errors import BadRequest, HTTPError, Unauthorized
 from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 from deskside.lookup import normalise_emails
 from deskside.metrics import MULTIPROC_ENV
@@ -46,9 +45,9 @@ from deskside.protocols.base import (
     read_body,
 )
 from deskside.proxy import ForwardedHeaders
+from deskside.readiness import Readiness
 from deskside.service import LAYOUT_REUSE_ENTRIES, LAYOUT_REUSE_SECONDS, SidebarService
 from deskside.signing import bearer_token, token_matches
-from deskside.sources.base import Source
 from deskside.web.routes import UI_PREFIX, web_routes
 
 if TYPE_CHECKING:
@@ -379,105 +378,3 @@ class _Observe:
                 client=client[0] if client else None,
             )
             logs.request_id.reset(token)
-
-
-class Readiness:
-    """What ``GET /readyz`` answers.
-
-    Each source's circuit breaker as it is now, and a live :meth:`Source.check` of every
-    source and of the cache, run concurrently within ``timeout`` seconds and reused for
-    ``ttl`` seconds, so a load balancer polling often costs the databases one query per
-    ``ttl`` per process. ``degraded`` (still 200: deskside answers helpfully without a source)
-    when a check fails or a breaker is not closed or the cache falls back; 503 once the server
-    is shutting down.
-    """
-
-    def __init__(
-        self,
-        service: SidebarService,
-        insights: InsightsService | None = None,
-        *,
-        timeout: float = 1.0,
-        ttl: float = 5.0,
-    ) -> None:
-        self.service = service
-        self.insights = insights
-        self.shutting_down = False
-        self.timeout = timeout
-        self.ttl = ttl
-        self._checked_at = -math.inf
-        self._failures: dict[str, str | None] = {}
-        """Per source: None (the check passed) or why it failed."""
-        self._cache_reachable = True
-        self._running: asyncio.Task[None] | None = None
-
-    async def report(self) -> tuple[int, dict[str, Any]]:
-        """The HTTP status and the document ``/readyz`` answers."""
-        if self.shutting_down:
-            return 503, {"status": "shutting_down"}
-        if time.monotonic() - self._checked_at >= self.ttl:
-            if self._running is None or self._running.done():
-                self._running = asyncio.create_task(self._check())
-            await asyncio.shield(self._running)  # one check serves every concurrent poll
-        sources: dict[str, dict[str, str]] = {}
-        for name, source in self.service.resolver.sources.items():
-            sources[name] = {
-                "state": "failing" if self._failures.get(name) else "ok",
-                "breaker": source.breaker.state.name.lower(),
-            }
-        cache = self.service.resolver.cache
-        cache_state = "ok" if self._cache_reachable and cache.healthy() else "fallback"
-        degraded = cache_state != "ok" or any(
-            s["state"] != "ok" or s["breaker"] != "closed" for s in sources.values()
-        )
-        document: dict[str, Any] = {
-            "sources": sources,
-            "cache": {"backend": cache.name, "state": cache_state},
-        }
-        if self.insights is not None:
-            # not open yet: webhooks get 503 and Help Scout retries them
-            document["insights"] = {
-                "state": "ok" if self.insights.ready else "unavailable",
-                "analysing": self.insights.analysing,
-            }
-            degraded |= not self.insights.ready
-        return 200, {
-            "status": "degraded" if degraded else "ready",
-            **document,
-            "checked_seconds_ago": round(time.monotonic() - self._checked_at, 1),
-        }
-
-    async def _check(self) -> None:
-        sources = self.service.resolver.sources
-        failures, cache_reachable = await asyncio.gather(
-            asyncio.gather(*(self._check_source(source) for source in sources.values())),
-            self._check_cache(),
-        )
-        for name, failure in zip(sources, failures, strict=True):
-            before = self._failures.get(name)
-            if failure and failure != before:
-                log.warning("readyz: source %s is failing its check: %s", name, failure)
-            elif before and not failure:
-                log.info("readyz: source %s passes its check again", name)
-            self._failures[name] = failure
-        self._cache_reachable = cache_reachable
-        self._checked_at = time.monotonic()
-
-    async def _check_source(self, source: Source) -> str | None:
-        try:
-            async with asyncio.timeout(self.timeout):
-                await source.check()
-        except TimeoutError:
-            return f"no answer within {self.timeout:g} s"
-        except SourceError as exc:
-            return str(exc) or type(exc).__name__
-        except Exception as exc:
-            return f"check raised {type(exc).__name__}"
-        return None
-
-    async def _check_cache(self) -> bool:
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self.service.resolver.cache.reachable()
-        except Exception:
-            return False
