@@ -21,8 +21,9 @@ What it does like Help Scout:
   page, ``_links.next``), ``GET /v2/conversations/{id}/threads``, ``POST``/``DELETE
   /v2/webhooks``; all need a valid, unexpired bearer token (else 401).
 - Rate limits on its own clock (:meth:`advance` moves it, so a test's sleeper can "wait"):
-  ``X-RateLimit-Limit-Minute``/``X-RateLimit-Remaining-Minute`` on every API answer, 429 with
-  ``X-RateLimit-Retry-After`` past the limit.
+  ``X-RateLimit-Limit-Minute``/``X-RateLimit-Remaining-Minute`` on every API answer, 429 past
+  the limit with ``X-RateLimit-Retry-After`` (or, as :attr:`retry_after` says, the standard
+  ``Retry-After`` in seconds or as an HTTP date, or neither).
 
 Faults for tests: :meth:`expire_access_tokens` (Help Scout forgets the tokens: 401),
 :meth:`revoke_grants` (refreshes get ``invalid_grant``), :attr:`fault` (a hook that may answer
@@ -39,14 +40,16 @@ import itertools
 import json
 import math
 import random
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode
 
 import httpx
@@ -61,6 +64,7 @@ __all__ = [
     "RecordingSleeper",
     "approve",
     "generate_dataset",
+    "private_patterns",
     "send_webhook",
     "shared_dataset",
     "sign_webhook",
@@ -277,6 +281,17 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def private_patterns() -> list[str]:
+    """Regular expressions for the customers' addresses and the subjects
+    :func:`generate_dataset` makes: private data that no log line may show."""
+    first = "|".join(re.escape(name.lower()) for name in _FIRST)
+    last = "|".join(re.escape(name.lower()) for name in _LAST)
+    domains = "|".join(re.escape(domain) for domain in _DOMAINS)
+    number = re.escape("{n}")
+    subjects = [re.escape(subject).replace(number, r"\d+") for subject, _ in _TOPICS]
+    return [rf"\b(?:{first})\.(?:{last})\d+@(?:{domains})\b", *subjects]
+
+
 # -- webhooks -------------------------------------------------------------------------------
 
 
@@ -328,8 +343,9 @@ class FakeHelpScout:
         """Lifetime of the access tokens it issues from now on."""
         self.rate_limit = rate_limit
         """Requests a minute; ``None``: no limit (and no rate-limit headers)."""
-        self.retry_after_header = True
-        """Whether a 429 says ``X-RateLimit-Retry-After``."""
+        self.retry_after: Literal["helpscout", "seconds", "date", "none"] = "helpscout"
+        """How a 429 says when to retry: ``X-RateLimit-Retry-After: 45``, ``Retry-After: 45``,
+        ``Retry-After: <HTTP date>`` (on the fake's clock), or not at all."""
         self.page_size = page_size
         self.embed_limit: int | None = None
         self.deny = False
@@ -520,8 +536,15 @@ class FakeHelpScout:
         }
         if not over:
             return headers, None
-        if self.retry_after_header:
-            headers["X-RateLimit-Retry-After"] = str(max(1, math.ceil((minute + 1) * 60 - now)))
+        wait = max(1, math.ceil((minute + 1) * 60 - now))
+        if self.retry_after == "helpscout":
+            headers["X-RateLimit-Retry-After"] = str(wait)
+        elif self.retry_after == "seconds":
+            headers["Retry-After"] = str(wait)
+        elif self.retry_after == "date":
+            headers["Retry-After"] = format_datetime(
+                datetime.fromtimestamp((minute + 1) * 60, UTC), usegmt=True
+            )
         return headers, Reply(
             429, json.dumps({"message": "Too many requests"}).encode(), headers=headers
         )

@@ -3,6 +3,7 @@ limits, retries, paging and webhooks, through the real code (Authlib, httpx, the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -11,10 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
 from deskside.errors import ConfigError
+from deskside.insights import helpscout_cli
 from deskside.insights.crypto import Cipher
 from deskside.insights.helpscout_api import (
     AuthorizationRefused,
@@ -286,19 +290,87 @@ async def test_an_exhausted_minute_is_waited_out(
     assert len(helpscout.api_requests()) == 4  # never refused with 429
 
 
+@pytest.mark.parametrize("says", ["helpscout", "seconds", "date"])
 async def test_a_429_waits_as_long_as_help_scout_says(
-    helpscout: FakeHelpScout, store: Store, sleeper: RecordingSleeper
+    helpscout: FakeHelpScout, store: Store, sleeper: RecordingSleeper, says: Any
 ) -> None:
-    async with client(helpscout, store, sleeper) as api:
+    """``X-RateLimit-Retry-After: 45``, ``Retry-After: 45`` or ``Retry-After`` as the HTTP date
+    45 s from now: each is waited out, and the wait is announced, then its end."""
+    notices: list[tuple[float, str]] = []
+    async with HelpScoutAPI(
+        make_settings(helpscout),
+        store,
+        sleep=sleeper,
+        clock=helpscout.now,
+        on_wait=lambda seconds, why: notices.append((seconds, why)),
+    ) as api:
         await connect(api)
         helpscout.rate_limit = 2
+        helpscout.retry_after = says
         helpscout.advance(60 - helpscout.now() % 60 + 15)
         token = (await stored_token(store))["access_token"]
         async with httpx.AsyncClient(headers={"authorization": f"Bearer {token}"}) as other:
             for _ in range(2):  # another app of the account uses up the minute
                 await other.get(helpscout.url("/v2/mailboxes"))
         assert len(await api.mailboxes()) == 3
-    assert sleeper.sleeps == [45]
+    # a date counts from the client's own clock, a moment after Help Scout wrote it
+    assert sleeper.sleeps == [pytest.approx(45, abs=1)]
+    assert notices == [(sleeper.sleeps[0], "rate limit"), (0, "rate limit")]
+    assert len(helpscout.api_requests()) == 4  # the refused request, then once more
+
+
+@pytest.mark.parametrize(
+    ("headers", "waited"),
+    [
+        ({"Retry-After": "86400"}, 300),  # a day: cut to five minutes
+        ({"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}, 300),
+        ({"Retry-After": "Thu, 01 Jan 1970 00:00:00 GMT"}, 0),  # already past: at once
+        ({"Retry-After": "3", "X-RateLimit-Retry-After": "7"}, 7),  # the longer of the two
+        ({"Retry-After": "nan"}, 1),  # nonsense: the backoff
+        ({"Retry-After": "soon", "X-RateLimit-Retry-After": "-5"}, 0),
+    ],
+)
+async def test_what_a_429_asks_is_obeyed_within_reason(
+    helpscout: FakeHelpScout,
+    store: Store,
+    sleeper: RecordingSleeper,
+    headers: dict[str, str],
+    waited: float,
+) -> None:
+    refusals = iter(range(1))
+
+    def throttle(request: Received) -> Reply | None:
+        if request.path.startswith("/v2/") and next(refusals, None) is not None:
+            return Reply(429, b'{"message": "slow down"}', headers=headers)
+        return None
+
+    async with client(helpscout, store, sleeper) as api:
+        await connect(api)
+        helpscout.fault = throttle
+        assert len(await api.mailboxes()) == 3
+    assert sleeper.sleeps == [waited]
+
+
+async def test_a_503_with_retry_after_is_retried_when_it_says(
+    helpscout: FakeHelpScout, store: Store, sleeper: RecordingSleeper
+) -> None:
+    answers = iter([Reply(503, b"{}", headers={"Retry-After": "20"})])
+
+    def unavailable(request: Received) -> Reply | None:
+        return next(answers, None) if request.path == "/v2/mailboxes" else None
+
+    notices: list[tuple[float, str]] = []
+    async with HelpScoutAPI(
+        make_settings(helpscout),
+        store,
+        sleep=sleeper,
+        on_wait=lambda seconds, why: notices.append((seconds, why)),
+    ) as api:
+        await connect(api)
+        helpscout.fault = unavailable
+        assert len(await api.mailboxes()) == 3
+    assert sleeper.sleeps == [20]
+    assert notices == [(20, "Help Scout answered 503"), (0, "Help Scout answered 503")]
 
 
 async def test_a_429_without_retry_after_backs_off_exponentially(
@@ -436,3 +508,31 @@ async def test_webhooks_and_disconnect(
     async with store.session() as session:
         assert await session.get(Connection, "helpscout") is None
         assert await webhook_secrets(session, settings) == ["configured-secret"]
+
+
+async def test_the_import_says_when_it_waits_for_the_rate_limit(
+    helpscout: FakeHelpScout, store: Store, sleeper: RecordingSleeper, database_file: Path
+) -> None:
+    async with client(helpscout, store, sleeper) as api:
+        await connect(api)
+    refusals = iter(range(1))
+
+    def throttle(request: Received) -> Reply | None:
+        if request.path == "/v2/conversations" and next(refusals, None) is not None:
+            return Reply(429, b"{}", headers={"Retry-After": "1"})
+        return None
+
+    helpscout.fault = throttle
+    config = database_file.with_name("deskside.toml")
+    table = helpscout.settings_document()
+    config.write_text(
+        f'[insights]\nencryption_key = "{KEY}"\n[insights.helpscout]\n'
+        + "".join(f"{name} = {json.dumps(value)}\n" for name, value in table.items())
+    )
+    app = typer.Typer()
+    helpscout_cli.register(app)
+    command = ["import", "-c", str(config), "--database", f"sqlite:///{database_file}"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, [*command, "--since", "400d"])
+    assert result.exit_code == 0, result.output
+    assert "waiting 1 s (rate limit)" in result.output  # not a silent pause
+    assert f"imported {len(helpscout.dataset.conversations)} conversations" in result.output

@@ -10,11 +10,15 @@ Every API call goes through :meth:`HelpScoutAPI._send`, which
 - renews the token before it expires (Authlib's ``leeway``), and once more when Help Scout
   answers 401 anyway, storing each new token encrypted; a refresh Help Scout refuses
   (``invalid_grant``) raises :class:`ConnectionLost`;
-- keeps to the rate limit: when ``X-RateLimit-Remaining-Minute`` reaches 0 it waits
-  ``X-RateLimit-Retry-After`` seconds (else until the minute is over), and a 429 is retried
-  after ``X-RateLimit-Retry-After`` (else an exponential backoff);
-- retries 5xx answers and transport errors with an exponential backoff (a POST only when it
-  cannot have arrived), a bounded number of times.
+- keeps to the rate limit: when ``X-RateLimit-Remaining-Minute`` reaches 0 it waits as long
+  as Help Scout says (else until the minute is over), and a 429 is retried after as long as
+  Help Scout says (else an exponential backoff). How long Help Scout says is the longer of
+  ``X-RateLimit-Retry-After`` (seconds) and the standard ``Retry-After`` (seconds or an HTTP
+  date), never more than five minutes;
+- retries 5xx answers (after their ``Retry-After``, if any) and transport errors with an
+  exponential backoff (a POST only when it cannot have arrived), a bounded number of times.
+
+Each wait is announced to ``on_wait`` (an import's progress bar shows it).
 
 Messages of the errors raised here never hold a token, a code or a secret.
 """
@@ -24,12 +28,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import secrets
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
@@ -82,6 +88,7 @@ __all__ = [
     "HelpScoutError",
     "Mode",
     "NotConnected",
+    "OnWait",
     "Sleep",
     "config_problems",
     "iso_utc",
@@ -111,10 +118,16 @@ WEBHOOK_EVENTS: tuple[str, ...] = (
 _CONNECT = "run `deskside connect helpscout`"
 _RECONNECT = f"{_CONNECT} again"
 _MAX_MINUTE_WAIT = 61.0
+_MAX_ASKED_WAIT = 300.0
+"""The longest Help Scout's ``Retry-After`` is obeyed for: a longer one is cut to this."""
+_RATE_LIMIT = "rate limit"
 
 Mode = Literal["oauth", "client_credentials"]
 Sleep = Callable[[float], Awaitable[None]]
 """How the client waits (``asyncio.sleep``); tests pass one that records and returns."""
+OnWait = Callable[[float, str], None]
+"""Told ``(seconds, why)`` when the client starts waiting (``why``: ``"rate limit"``, ``"Help
+Scout unreachable"``, ``"Help Scout answered 503"``) and ``(0, why)`` when it goes on."""
 
 
 class HelpScoutError(Exception):
@@ -216,9 +229,10 @@ async def webhook_secrets(session: AsyncSession, settings: InsightsSettings) -> 
 class HelpScoutAPI:
     """A Help Scout connection backed by ``store``; ``async with`` it, or ``await aclose()``.
 
-    ``sleep`` waits out rate limits and backoffs; ``clock`` (Unix seconds) tells when the
-    rate-limit minute ends. Building one needs ``[insights] encryption_key``
-    (:class:`ConfigError` otherwise): a token is never handled unencrypted at rest.
+    ``sleep`` waits out rate limits and backoffs, announced to ``on_wait``; ``clock`` (Unix
+    seconds) tells when the rate-limit minute ends and how far off a ``Retry-After`` date is.
+    Building one needs ``[insights] encryption_key`` (:class:`ConfigError` otherwise): a token
+    is never handled unencrypted at rest.
     """
 
     def __init__(
@@ -227,6 +241,7 @@ class HelpScoutAPI:
         store: Store,
         *,
         sleep: Sleep = asyncio.sleep,
+        on_wait: OnWait | None = None,
         clock: Callable[[], float] = time.time,
         timeout: float = 30.0,
         attempts: int = 5,
@@ -236,6 +251,7 @@ class HelpScoutAPI:
         self._store = store
         self._cipher = Cipher.from_settings(settings)
         self._sleep = sleep
+        self._on_wait = on_wait
         self._clock = clock
         self._timeout = timeout
         self._attempts = max(1, attempts)
@@ -509,7 +525,7 @@ class HelpScoutAPI:
                 failures += 1
                 if failures >= self._attempts or (arrived and not idempotent):
                     raise HelpScoutAPIError(_unreachable(f"{method} {_path(url)}", exc)) from None
-                await self._sleep(_backoff(failures))
+                await self._wait(_backoff(failures), "Help Scout unreachable")
                 continue
             status = response.status_code
             if status == 401:
@@ -527,13 +543,15 @@ class HelpScoutAPI:
                         f"Help Scout is still rate limiting after {throttled - 1} waits",
                         status=429,
                     )
-                wait = _seconds(response.headers.get("x-ratelimit-retry-after"))
-                await self._sleep(wait if wait is not None else _backoff(throttled))
+                wait = self._asked_wait(response)
+                await self._wait(wait if wait is not None else _backoff(throttled), _RATE_LIMIT)
                 continue
             if status >= 500 and idempotent:
                 failures += 1
                 if failures < self._attempts:
-                    await self._sleep(_backoff(failures))
+                    wait = self._asked_wait(response)
+                    why = f"Help Scout answered {status}"
+                    await self._wait(wait if wait is not None else _backoff(failures), why)
                     continue
             if status >= 400 and status not in allow:
                 raise HelpScoutAPIError(
@@ -548,10 +566,30 @@ class HelpScoutAPI:
         remaining = _seconds(response.headers.get("x-ratelimit-remaining-minute"))
         if remaining is None or remaining > 0:
             return
-        wait = _seconds(response.headers.get("x-ratelimit-retry-after"))
+        wait = self._asked_wait(response)
         if wait is None:
             wait = 60.0 - self._clock() % 60.0
-        await self._sleep(min(max(wait, 0.0), _MAX_MINUTE_WAIT))
+        await self._wait(min(wait, _MAX_MINUTE_WAIT), _RATE_LIMIT)
+
+    def _asked_wait(self, response: httpx.Response) -> float | None:
+        """How long Help Scout asks to wait: the longer of ``X-RateLimit-Retry-After`` and
+        ``Retry-After`` (seconds, or an HTTP date), at most :data:`_MAX_ASKED_WAIT`; None when
+        neither says (or says nonsense)."""
+        asked = [
+            _seconds(response.headers.get("x-ratelimit-retry-after")),
+            _retry_after(response.headers.get("retry-after"), self._clock()),
+        ]
+        waits = [max(wait, 0.0) for wait in asked if wait is not None]
+        return min(max(waits), _MAX_ASKED_WAIT) if waits else None
+
+    async def _wait(self, seconds: float, why: str) -> None:
+        if self._on_wait is not None:
+            self._on_wait(seconds, why)
+        try:
+            await self._sleep(seconds)
+        finally:
+            if self._on_wait is not None:
+                self._on_wait(0.0, why)
 
     # -- tokens -------------------------------------------------------------------------------
 
@@ -707,10 +745,26 @@ def _int(value: Any) -> int | None:
 
 
 def _seconds(value: str | None) -> float | None:
+    """A header's number, if it is a finite one."""
     try:
-        return float(value) if value is not None else None
+        number = float(value) if value is not None else None
     except ValueError:
         return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` in seconds from ``now``: it gives seconds or an HTTP date."""
+    seconds = _seconds(value)
+    if seconds is not None or value is None:
+        return seconds
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000": UTC, says RFC 5322
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() - now
 
 
 def _backoff(attempt: int) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
@@ -325,18 +326,31 @@ def import_command(
     reached: list[ImportProgress] = []
 
     async def work(store: Store) -> ImportResult:
-        async with HelpScoutAPI(settings, store) as api:
-            with contextlib.ExitStack() as showing:
-                bar = _progress_bar()
-                task = bar.add_task("Importing", total=None)
+        with contextlib.ExitStack() as showing:
+            bar = _progress_bar()
+            task = bar.add_task("Importing", total=None)
 
-                def show(progress: ImportProgress) -> None:
-                    if not reached:  # from the first page on; a resumed pass counts from here
-                        showing.enter_context(bar)
-                        bar.reset(task, completed=progress.resumed_at, total=progress.total)
-                    reached.append(progress)
-                    bar.update(task, completed=progress.imported, total=progress.total)
+            def show_bar() -> None:
+                if not bar.live.is_started:
+                    showing.enter_context(bar)
 
+            def show(progress: ImportProgress) -> None:
+                if not reached:  # from the first page on; a resumed pass counts from here
+                    show_bar()
+                    bar.reset(task, completed=progress.resumed_at, total=progress.total)
+                reached.append(progress)
+                bar.update(task, completed=progress.imported, total=progress.total)
+
+            def waiting(seconds: float, why: str) -> None:
+                if seconds <= 0:
+                    bar.update(task, description="Importing")
+                elif err.is_terminal:
+                    show_bar()
+                    bar.update(task, description=f"waiting {math.ceil(seconds)} s ({why})")
+                else:  # no live bar to show it in: a line, for the log
+                    err.print(f"waiting {math.ceil(seconds)} s ({why})", highlight=False)
+
+            async with HelpScoutAPI(settings, store, on_wait=waiting) as api:
                 return await import_conversations(store, api, moment, mailbox, show, again=again)
 
     try:
