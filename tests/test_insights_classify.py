@@ -48,9 +48,11 @@ def cli_app() -> typer.Typer:
 
 
 def run_classify(
-    args: Sequence[str], inputs: Sequence[dict[str, object]] | str, **env: str
+    args: Sequence[str], inputs: Sequence[dict[str, object]] | str | bytes, **env: str
 ) -> Result:
-    stdin = inputs if isinstance(inputs, str) else "".join(json.dumps(i) + "\n" for i in inputs)
+    stdin = (
+        inputs if isinstance(inputs, str | bytes) else "".join(json.dumps(i) + "\n" for i in inputs)
+    )
     return CliRunner().invoke(
         cli_app(),
         ["classify", "--config", "no-such-deskside.toml", *args],
@@ -297,10 +299,44 @@ def test_cli_reports_bad_example_rows(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def test_cli_reports_bad_input_lines() -> None:
-    result = run_classify([], '{"id": 1, "text": "fine"}\n{"id": 2}\n')
-    assert result.exit_code == 2
-    assert 'stdin line 2: no "text" string' in result.stderr
+def test_cli_answers_bad_input_lines_with_errors_and_goes_on() -> None:
+    private = "Refund for order 4711, card 4242 4242 4242 4242"
+    stdin = "\n".join(
+        [
+            json.dumps({"id": 1, "text": "The export button throws an error."}),
+            f'{{"id": 2, "text": "{private}"',  # cut short
+            "",  # blank lines are skipped, and counted
+            json.dumps([private]),
+            json.dumps({"id": 5, "subject": private}),
+            json.dumps(private),
+            json.dumps({"id": 7, "title": "How do I invite a colleague?"}),
+        ]
+    )
+    result = run_classify([], stdin.encode() + b"\n" + private.encode("utf-16") + b"\n")
+    assert result.exit_code == 1, result.output
+    lines = output_lines(result)
+    assert lines[0]["id"] == 1 and lines[0]["label"] == "bug"
+    assert lines[1:5] == [
+        {"line": 2, "error": "not JSON (Expecting ',' delimiter)"},
+        {"line": 4, "error": 'not a JSON object: expected {"id": …, "text": …}'},
+        {"line": 5, "id": 5, "error": 'no "text" string'},
+        {"line": 6, "error": 'not a JSON object: expected {"id": …, "text": …}'},
+    ]
+    assert lines[5]["id"] == 7 and lines[5]["label"] == "question"
+    assert lines[6] == {"line": 8, "error": "not UTF-8 text"}
+    assert len(lines) == 7
+    assert "2 labelled" in result.stderr
+    assert "5 line(s) could not be labelled (line 2, 4, 5, 6, 8)" in result.stderr
+    assert "4711" not in result.output  # the input is a customer's: no message quotes it
+
+
+def test_cli_input_that_is_all_bad_is_answered_line_by_line() -> None:
+    result = run_classify([], "not json\n{}\n")
+    assert result.exit_code == 1
+    assert output_lines(result) == [
+        {"line": 1, "error": "not JSON (Expecting value)"},
+        {"line": 2, "error": 'no "text" string'},
+    ]
 
 
 def test_cli_labels_option() -> None:

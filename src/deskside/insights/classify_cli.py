@@ -1,7 +1,9 @@
 """``deskside classify``: label JSON lines from stdin with the conversation classifier.
 
-Add it to an app with :func:`register`. The heavy imports (scikit-learn) happen only when the
-command runs, so the rest of the CLI starts as fast as before.
+A line that cannot be labelled (not UTF-8, not JSON, not an object, no text) gets an error
+object in its place, naming the line but never quoting it, and the rest go on; the command
+then exits 1. Add it to an app with :func:`register`. The heavy imports (scikit-learn) happen
+only when the command runs, so the rest of the CLI starts as fast as before.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -24,12 +27,40 @@ if TYPE_CHECKING:
     from deskside.insights.classify import Classifier, Example
     from deskside.insights.store import Store
 
-__all__ = ["CORRECTIONS_TABLE", "classify", "read_inputs", "register", "stored_corrections"]
+__all__ = [
+    "CORRECTIONS_TABLE",
+    "BadLine",
+    "classify",
+    "read_inputs",
+    "register",
+    "stored_corrections",
+]
 
 CORRECTIONS_TABLE = "labelled_examples"
 """The table of agents' corrections (columns ``text`` and ``label``) read when it exists."""
 
+_Item = TypeVar("_Item")
 _BATCH = 2000
+_NAMED_LINES = 5
+"""How many bad lines the summary on stderr names by number."""
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of input that cannot be labelled: its number, its ``id`` when it has one, and
+    why, in words of our own (the line's text may be a customer's message)."""
+
+    line: int
+    error: str
+    id: Any = None
+
+    def document(self) -> dict[str, Any]:
+        """What stands in the output in the line's place."""
+        document: dict[str, Any] = {"line": self.line}
+        if self.id is not None:
+            document["id"] = self.id
+        document["error"] = self.error
+        return document
 
 
 def classify(
@@ -81,7 +112,11 @@ def classify(
     ] = "https://docsapi.helpscout.net",
 ) -> None:
     """Label JSON lines {"id": …, "text": …} from stdin: writes {"id": …, "label": …,
-    "confidence": …} per line. Labels: bug, feature, docs, question, other."""
+    "confidence": …} per line. Labels: bug, feature, docs, question, other.
+
+    A line that cannot be labelled gets {"line": N, "error": …} instead; the others go on,
+    and the exit code is then 1.
+    """
     from deskside.insights import classify as model
 
     started = time.perf_counter()
@@ -108,42 +143,66 @@ def classify(
         highlight=False,
     )
     answer = _answerer(classifier, llm_url, llm_model, llm_api_key)
-    count = 0
+    count, bad = 0, 0
+    first_bad: list[int] = []
     try:
-        for batch in _batches(read_inputs(sys.stdin), _BATCH):
-            predictions = answer([text for _, text in batch])
-            lines = (
-                json.dumps(
-                    {"id": key, "label": p.label, "confidence": p.confidence}, ensure_ascii=False
-                )
-                for (key, _), p in zip(batch, predictions, strict=True)
-            )
-            sys.stdout.write("".join(line + "\n" for line in lines))
+        for batch in _batches(read_inputs(sys.stdin.buffer), _BATCH):
+            texts = [item[1] for item in batch if not isinstance(item, BadLine)]
+            predictions = iter(answer(texts) if texts else [])
+            documents = []
+            for item in batch:
+                if isinstance(item, BadLine):
+                    documents.append(item.document())
+                    bad += 1
+                    if len(first_bad) < _NAMED_LINES:
+                        first_bad.append(item.line)
+                else:
+                    p = next(predictions)
+                    documents.append({"id": item[0], "label": p.label, "confidence": p.confidence})
+                    count += 1
+            sys.stdout.write("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents))
             sys.stdout.flush()
-            count += len(batch)
     except ValueError as exc:
         fail(str(exc))
     err.print(f"{count} labelled in {time.perf_counter() - started:.1f} s.", highlight=False)
+    if bad:
+        named = ", ".join(map(str, first_bad)) + (", …" if bad > len(first_bad) else "")
+        err.print(
+            f"[yellow]![/] {bad} line(s) could not be labelled (line {named}): their "
+            'output lines say why under "error".'
+        )
+        raise typer.Exit(1)
 
 
-def read_inputs(stream: TextIO) -> Iterator[tuple[Any, str]]:
-    """``(id, text)`` per JSON line of ``stream`` (``text``, or ``title`` and ``body``); blank
-    lines are skipped. Raises ``ValueError`` naming the line of one that is not such an object."""
-    for number, line in enumerate(stream, start=1):
+def read_inputs(lines: Iterable[bytes]) -> Iterator[tuple[Any, str] | BadLine]:
+    """``(id, text)`` per JSON line (``text``, or ``title`` and ``body``), or a
+    :class:`BadLine` for one that is not such an object; blank lines are skipped."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield BadLine(number, "not UTF-8 text")
+            continue
         if not line.strip():
             continue
         try:
             document = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"stdin line {number}: not JSON ({exc.msg})") from None
+        except json.JSONDecodeError as exc:  # its message says where, never what
+            yield BadLine(number, f"not JSON ({exc.msg})")
+            continue
+        except (ValueError, RecursionError):  # a number too long, arrays nested too deep
+            yield BadLine(number, "not JSON that can be read")
+            continue
         if not isinstance(document, dict):
-            raise ValueError(f'stdin line {number}: expected {{"id": …, "text": …}}')
+            yield BadLine(number, 'not a JSON object: expected {"id": …, "text": …}')
+            continue
         text = document.get("text")
         if text is None and ("title" in document or "body" in document):
             parts = (document.get("title"), document.get("body"))
             text = "\n\n".join(part for part in parts if isinstance(part, str) and part)
         if not isinstance(text, str):
-            raise ValueError(f'stdin line {number}: no "text" string')
+            yield BadLine(number, 'no "text" string', document.get("id"))
+            continue
         yield document.get("id"), text
 
 
@@ -232,8 +291,8 @@ def _answerer(classifier: Classifier, url: str | None, model_name: str, api_key:
     return lambda texts: asyncio.run(llm.classify(texts))
 
 
-def _batches(items: Iterator[tuple[Any, str]], size: int) -> Iterator[list[tuple[Any, str]]]:
-    batch: list[tuple[Any, str]] = []
+def _batches(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
+    batch: list[_Item] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:
