@@ -1,4 +1,5 @@
-"""Shared fixtures: real databases when the machine has them, a clear skip when it does not.
+"""Shared fixtures: real databases when the machine has them, a clear skip when it does not;
+and a check over the whole run that no log line shows a test customer's address or subject.
 
 Set ``DESKSIDE_REQUIRE_SERVICES=1`` (``.ci/run`` does) to turn those skips into failures.
 """
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -18,7 +21,10 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from deskside.sources.sql import async_url
+from fake_helpscout import private_patterns
 from services import PrivatePostgres, PrivateRedis, postgres_binaries, require
+
+pytest_plugins = ["pytester"]  # test_privacy_logs runs a small test session of its own
 
 POSTGRES_URL = os.environ.get(
     "DESKSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -162,3 +168,84 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+# ── No private data in any log line ───────────────────────────────────────────────────────────
+
+PRIVATE_IN_LOGS = re.compile(
+    "|".join(
+        [
+            *private_patterns(),  # the fake Help Scout's customers and subjects
+            r"\bcustomer\d+@example\.com\b",  # test_insights_webhooks.conversation()
+            re.escape("Export to CSV fails"),  # its subject, and the demo webhook's
+            r"[\w.+-]+@privacy\.example\b",  # addresses made to be looked for
+        ]
+    )
+)
+"""Test customers' addresses and subjects: a log line that shows one fails the run."""
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class _PrivateLogLines(logging.Handler):
+    """On the root logger for the whole run: keeps each log line (message, exception and
+    extra fields, as deskside's JSON lines show them) that matches :data:`PRIVATE_IN_LOGS`,
+    with its logger and the test that was running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.test = "(before the first test)"
+        self.found: list[tuple[str, str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = logging.Formatter("%(levelname)s %(message)s").format(record)
+        except Exception:  # arguments that do not fit the message: what would be written
+            line = f"{record.levelname} {record.msg!r} {record.args!r}"
+        extra = {k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS}
+        if extra:
+            line += f" {extra}"
+        if PRIVATE_IN_LOGS.search(line):
+            self.found.append((record.name, self.test, line))
+
+    def report(self) -> str:
+        lines = [
+            f"{len(self.found)} log line(s) show a test customer's address or subject "
+            "(masked here); log an id or a count instead:"
+        ]
+        for logger, test, line in self.found[:20]:
+            first, *rest = line.splitlines()  # a traceback: the lines with what was found
+            shown = [first, *(part for part in rest if PRIVATE_IN_LOGS.search(part))]
+            lines.append(f"  logger {logger}, during {test}:")
+            lines += [f"    {_masked(part)[:300]}" for part in shown]
+        return "\n".join(lines)
+
+
+def _masked(line: str) -> str:
+    def mask(found: re.Match[str]) -> str:
+        text = found.group()
+        local, at, domain = text.partition("@")
+        return f"{local[:1]}***@{domain}" if at else f"{text[:1]}*** (a subject)"
+
+    return PRIVATE_IN_LOGS.sub(mask, line)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_log_lines() -> Iterator[_PrivateLogLines]:
+    """Fails the run (an error at the teardown of each test process's last test) when any log
+    line showed a test customer's address or subject."""
+    handler = _PrivateLogLines()
+    logging.getLogger().addHandler(handler)
+    yield handler
+    logging.getLogger().removeHandler(handler)
+    if handler.found:
+        pytest.fail(handler.report(), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _log_lines_name_their_test(
+    request: pytest.FixtureRequest, _private_log_lines: _PrivateLogLines
+) -> None:
+    _private_log_lines.test = request.node.nodeid
+    root = logging.getLogger()
+    if _private_log_lines not in root.handlers:  # a test set up logging anew (dictConfig)
+        root.addHandler(_private_log_lines)
