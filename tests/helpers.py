@@ -325,3 +325,27 @@ def assert_harmless_html(html: str) -> Element:
             if name == "href":
                 assert (value or "").lower().startswith(("https://", "http://", "mailto:"))
     return tree
+
+
+def each_operation(schema: Any) -> Any:
+    """A decorator that runs a test ``(schema, data)`` for every (operation, generation mode)
+    of a Schemathesis ``schema``, each as a pytest item of its own.
+
+    Schemathesis's ``schema.parametrize()`` runs its operations as sub-tests of one item, and
+    under pytest-xdist only the first of them ran; plain parametrisation runs all of them.
+    The test draws its case with :func:`draw_case`.
+    """
+    import schemathesis
+
+    operations = [result.ok() for result in schema.get_all_operations()]
+    modes = list(schemathesis.GenerationMode)
+    return pytest.mark.parametrize(
+        ("operation", "mode"),
+        [(operation, mode) for operation in operations for mode in modes],
+        ids=[f"{operation.label}-{mode.value}" for operation in operations for mode in modes],
+    )
+
+
+def draw_case(schema: Any, operation: Any, mode: Any, data: Any) -> Any:
+    """One Schemathesis case of ``operation`` in ``mode``, signed by the schema's auth."""
+    return data.draw(operation.as_strategy(mode, auth_storage=schema.auth), label="case")

@@ -24,12 +24,21 @@ import pytest
 import requests
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from deskside.config import Settings
 from deskside.server import create_app
-from helpers import FUZZING, TRACEBACK, make_demo_database, serve, strict_json
+from helpers import (
+    FUZZING,
+    TRACEBACK,
+    draw_case,
+    each_operation,
+    make_demo_database,
+    serve,
+    strict_json,
+)
 from test_insights_api import EXPORT_BUG, LOGIN_BUG, TOKEN, asking
 from test_insights_webhooks import deliver, insights_settings, opened, settled
 
@@ -125,9 +134,11 @@ def insights_answers(ctx: Any, response: schemathesis.Response, case: schemathes
 CHECKS = [not_a_server_error, insights_answers]
 
 
-@schema.parametrize()
+@each_operation(schema)
 @settings(FUZZING, max_examples=EXAMPLES)
-def test_every_insights_operation_answers(case: schemathesis.Case) -> None:
+@given(data=st.data())
+def test_every_insights_operation_answers(operation: Any, mode: Any, data: st.DataObject) -> None:
+    case = draw_case(schema, operation, mode, data)
     response = case.call()
     case.validate_response(response, checks=CHECKS)
 

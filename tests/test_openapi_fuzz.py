@@ -27,7 +27,8 @@ import pytest
 import requests
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -42,6 +43,8 @@ from helpers import (
     HS_SECRET,
     TT_SECRET,
     demo_settings,
+    draw_case,
+    each_operation,
     make_demo_database,
     strict_json,
 )
@@ -159,9 +162,13 @@ CHECKS = [
 ]
 
 
-@schema.parametrize()
+@each_operation(schema)
 @settings(FUZZING, max_examples=EXAMPLES)
-def test_every_operation_answers_as_documented(case: schemathesis.Case) -> None:
+@given(data=st.data())
+def test_every_operation_answers_as_documented(
+    operation: Any, mode: Any, data: st.DataObject
+) -> None:
+    case = draw_case(schema, operation, mode, data)
     response = case.call()
     case.validate_response(response, checks=CHECKS)
 
