@@ -20,6 +20,12 @@ import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+# pytest-xdist starts its test processes with COLUMNS=80 and LINES=24; a Rich console created
+# while they are set keeps that width for good, whatever COLUMNS a test later gives a command.
+# Without them a test process sizes output as a single-process run does.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 from deskside.sources.sql import async_url
 from fake_helpscout import private_patterns
 from services import PrivatePostgres, PrivateRedis, postgres_binaries, require
