@@ -113,12 +113,12 @@ def test_labels_outside_the_local_models_are_refused(server: FakeHTTPServer) -> 
 def test_a_slow_endpoint_times_out_and_is_given_up(
     server: FakeHTTPServer, local: Classifier
 ) -> None:
-    server.route(ROUTE, Reply.json({}, delay=5))
+    server.route(ROUTE, Reply.json({}, delay=10))
     started = time.monotonic()
     predictions = classify(
         server, local, [f"message {i}" for i in range(20)], timeout=0.3, concurrency=2
     )
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5  # waited for no answer, however busy the machine
     assert len(predictions) == 20
     assert all(p.by == "model" for p in predictions)
     assert len(server.received(ROUTE)) <= 4  # three failures in a row, plus one in flight

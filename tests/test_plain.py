@@ -513,7 +513,7 @@ url = "{server.url("/crm/{email}")}"
                 client, plain_request("owner@acme.example", ["billing", "account", "x"])
             )
             elapsed = time.monotonic() - started
-    assert elapsed < 3
+    assert elapsed < 5  # did not wait for the 10 s source, however busy the machine
     answer = {card["key"]: card for card in response.json()["cards"]}
     assert list(answer) == ["billing", "account", "x"]
     assert "CRM unavailable" in texts(answer["account"]["components"])

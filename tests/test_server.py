@@ -432,12 +432,15 @@ async def test_hostile_but_signed_requests_never_get_a_5xx(
 # ── The deadline ──────────────────────────────────────────────────────────────────────────────
 
 DEADLINE_MS = 300
+HANG_SECONDS = 10
+"""How long the slow source takes. An answer in less than half of it did not wait for the
+source, however busy the machine; the sidebar's note shows that the deadline cut it off."""
 
 
 @pytest.fixture
 def slow_billing() -> Any:
     with FakeHTTPServer() as server:
-        server.route("/billing/*", Reply.json({"plan": "Gold"}, delay=3))
+        server.route("/billing/*", Reply.json({"plan": "Gold"}, delay=HANG_SECONDS))
         yield server
 
 
@@ -449,7 +452,7 @@ async def test_a_slow_source_does_not_hold_up_the_answer(
 kind = "http"
 label = "Billing API"
 url = "{slow_billing.url("/billing/{email}")}"
-timeout_seconds = 10
+timeout_seconds = {HANG_SECONDS * 2}
 """
     settings = demo_settings(
         monkeypatch, tmp_path, database, deadline_ms=DEADLINE_MS, sources=source
@@ -468,13 +471,13 @@ timeout_seconds = 10
 
     assert slow_billing.received("/billing/*"), "the slow source was really asked"
     assert response.status_code == 200
-    assert helpscout_ms < DEADLINE_MS + 100, helpscout_ms
+    assert helpscout_ms < HANG_SECONDS / 2 * 1000, helpscout_ms
     tree = parse_html(response.json()["html"])
     assert [h.text() for h in tree.find_all("h4")] == ["Acme HR"]
     assert [p.text() for p in tree.find_all("p", "red")] == ["Billing API unavailable"]
 
     assert rows.status_code == 200
-    assert therethere_ms < DEADLINE_MS + 100, therethere_ms
+    assert therethere_ms < HANG_SECONDS / 2 * 1000, therethere_ms
     data = rows.json()["data"]
     assert {"name": "Note", "value": "Billing API unavailable", "type": "markdown"} in data
     assert {row["name"]: row["value"] for row in data}["Status"] == "Pro · Owner"
@@ -488,6 +491,7 @@ async def test_when_every_source_is_slow_the_sidebar_says_so(
 kind = "http"
 label = "Billing API"
 url = "{slow_billing.url("/billing/{email}")}"
+timeout_seconds = {HANG_SECONDS * 2}
 """
     settings = demo_settings(
         monkeypatch, tmp_path, database, deadline_ms=DEADLINE_MS, sources=source
@@ -497,7 +501,7 @@ url = "{slow_billing.url("/billing/{email}")}"
         started = time.perf_counter()
         response = await client.post("/helpscout", content=body, headers=HELPSCOUT.headers(body))
         elapsed_ms = (time.perf_counter() - started) * 1000
-    assert elapsed_ms < DEADLINE_MS + 100
+    assert elapsed_ms < HANG_SECONDS / 2 * 1000
     tree = parse_html(response.json()["html"])
     assert [p.text() for p in tree.find_all("p")] == [
         "Could not look up nobody@nowhere.example.",

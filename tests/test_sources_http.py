@@ -272,19 +272,19 @@ async def test_slow_server_times_out_quickly(server: FakeHTTPServer) -> None:
         await fetch(server.url("/slow?e={email}"), "a@x.example", timeout_seconds=0.2)
     elapsed = time.perf_counter() - started
 
-    assert 0.15 < elapsed < 1.5
+    assert 0.15 < elapsed < 5  # gave up after its timeout, not after the server's 10 s
     assert len(server.received("/slow")) == 1
 
 
 async def test_timeout_bounds_the_whole_answer(server: FakeHTTPServer) -> None:
     """A server that sends a byte now and then never trips a per-read timeout."""
-    server.route("/drip", Reply(body=b'{"name": "' + b"x" * 100 + b'"}', trickle=0.05))
+    server.route("/drip", Reply(body=b'{"name": "' + b"x" * 1000 + b'"}', trickle=0.05))
 
     started = time.perf_counter()
-    with pytest.raises(SourceError, match="no answer within"):
+    with pytest.raises(SourceError, match=r"no answer within 0\.3 s"):
         await fetch(server.url("/drip?e={email}"), "a@x.example", timeout_seconds=0.3)
 
-    assert time.perf_counter() - started < 1.5
+    assert time.perf_counter() - started < 5  # the whole answer would take 50 s
 
 
 async def test_connection_refused_is_a_source_error() -> None:
@@ -292,6 +292,6 @@ async def test_connection_refused_is_a_source_error() -> None:
 
     started = time.perf_counter()
     with pytest.raises(SourceError, match="request failed"):
-        await fetch(url, "a@x.example")
+        await fetch(url, "a@x.example", timeout_seconds=30)
 
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 10  # refused at once: not a wait for the timeout
