@@ -173,7 +173,9 @@ async def test_a_broken_redis_falls_back_to_this_process(
         with caplog.at_level(logging.WARNING, logger="deskside.cache"):
             started = time.monotonic()
             assert await cache.get("k") is None
-            assert time.monotonic() - started < 0.5  # a short socket timeout, then fallback
+            # The 0.1 s socket timeout, with room for a busy machine; a silent Redis without
+            # one would hold this lookup for good.
+            assert time.monotonic() - started < 2
             await cache.set("k", CacheEntry([RECORD], time.time()), keep_seconds=60, emails=[])
             found = await cache.get("k")
             assert await cache.acquire("k", 1) is not None  # no cross-process lock to wait on

@@ -159,7 +159,9 @@ def test_a_value_that_is_not_of_its_type_is_left_out_and_reported(type_: str, ra
     }
     started = time.perf_counter()
     sidebar, problems = build(card, {"app": [{"raw": raw, "plan": "Pro"}]})
-    assert time.perf_counter() - started < 1
+    # Milliseconds even on a busy machine; a value that sent the layout into a runaway loop
+    # (a year 10^12, a huge number of days) would not finish in this.
+    assert time.perf_counter() - started < 10
     assert shown(sidebar) == {"Plan": "Pro"}
     assert len(problems) == 1
     assert "Broken" in problems[0]
