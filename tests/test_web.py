@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -813,13 +814,14 @@ async def test_an_import_started_from_the_connection_page_resumes_after_a_failur
             assert back_link(wrong.text) == ("/ui/connection", "Back to the Help Scout connection")
 
             pages_served = 0
+            clicked_twice = threading.Event()
 
             def refuse_the_third_page(request: Received) -> Reply | None:
                 nonlocal pages_served
                 if request.path != "/v2/conversations":
                     return None
                 pages_served += 1
-                time.sleep(0.2)  # slow enough to click twice while it runs
+                clicked_twice.wait(60)  # the import runs until the second click is answered
                 return Reply(403, b"{}") if pages_served == 3 else None
 
             helpscout.fault = refuse_the_third_page
@@ -830,6 +832,7 @@ async def test_an_import_started_from_the_connection_page_resumes_after_a_failur
             assert 'data-reload-seconds="3"' in following.text
             twice = await client.post("/ui/connection/import", data=start)
             assert "already+running" in twice.headers["location"]
+            clicked_twice.set()
             await wait_for_import(insights)
             stopped = parse_html((await client.get("/ui/connection")).text).text()
             assert "The last import stopped: Help Scout answered GET" in stopped
@@ -851,12 +854,11 @@ async def test_an_import_started_from_the_connection_page_resumes_after_a_failur
             assert "Nothing to fetch" in page
 
 
-async def wait_for_import(insights: Any) -> None:
-    for _ in range(200):
-        if not insights.last_import.running:
-            return
+async def wait_for_import(insights: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while insights.last_import.running:
+        assert time.monotonic() < deadline, f"the import did not finish in {seconds} s"
         await asyncio.sleep(0.05)
-    raise AssertionError("the import did not finish in 10 s")
 
 
 # ── Setup behind a proxy, and the server's own address ────────────────────────────────────────

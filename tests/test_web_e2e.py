@@ -126,7 +126,7 @@ def live_server(directory: Path, *, conversations: bool = True) -> Iterator[Live
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # generous: a busy machine starts it slowly
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"deskside serve exited:\n{log.read_text()}")
