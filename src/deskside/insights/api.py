@@ -1,6 +1,7 @@
 """The insights JSON API under ``/api/insights`` (the dashboard reads it; scripts may too).
 
-Every route needs ``Authorization: Bearer <[admin] token>`` or a web UI session. Reads come
+Every route needs ``Authorization: Bearer <token>`` (``[admin] token``, or a person's API
+token) or a web UI session, of at least the role :mod:`deskside.web.roles` names. Reads come
 from the store; the actions (relabel, rename, merge, split, export) are what a person decides,
 and stick; ``forget`` erases people for good.
 """
@@ -33,7 +34,7 @@ from deskside.insights.queries import (
 from deskside.insights.store import Store
 from deskside.lookup import normalise_emails
 from deskside.signing import bearer_token
-from deskside.web.auth import AdminAuth, AdminRoute
+from deskside.web.guard import GuardedRoute, identity_of
 
 __all__ = ["API_PREFIX", "insights_api"]
 
@@ -109,9 +110,9 @@ def insights_api(
     *,
     trends: Callable[[], Awaitable[dict[int, str]]],
 ) -> APIRouter:
-    """The router; ``trends()`` gives the trending topics' notes by topic id. Callers need the
-    admin token, or a web UI session (with its CSRF token for changes)."""
-    router = APIRouter(prefix=API_PREFIX, route_class=AdminRoute, tags=["insights"])
+    """The router; ``trends()`` gives the trending topics' notes by topic id. Callers need a
+    token, or a web UI session (with its CSRF token for changes), of the route's role."""
+    router = APIRouter(prefix=API_PREFIX, route_class=GuardedRoute, tags=["insights"])
 
     @router.get("/overview")
     async def overview(weeks: int = Query(12, ge=1, le=104)) -> Overview:
@@ -256,12 +257,14 @@ def insights_api(
 
 
 def _caller(request: Request) -> str:
-    """Who asks, as the audit names them: ``api:token-<the first 8 hex digits of the token's
-    SHA-256>``, or ``ui:admin`` for the web UI's session."""
+    """Who asks, as the audit names them: for the ``[admin] token``, ``api:token-<the first 8
+    hex digits of its SHA-256>``; else ``api:<email>`` for a person's token, ``ui:<email>`` or
+    ``ui:admin`` for a web UI session."""
+    identity = identity_of(request)
     token = bearer_token(request.headers.get("authorization"))
-    if token is not None and AdminAuth.of(request).token_valid(request):
+    if token is not None and identity.session is None and identity.person_id is None:
         return "api:token-" + hashlib.sha256(token.encode()).hexdigest()[:8]
-    return "ui:admin"
+    return identity.actor
 
 
 async def _decide(decision: Awaitable[T]) -> T:

@@ -161,7 +161,12 @@ def erasures(
 
     async def read(store: Store) -> list[ErasureAudit]:
         async with store.read() as session:
-            newest = select(ErasureAudit).order_by(ErasureAudit.id.desc()).limit(limit)
+            newest = (
+                select(ErasureAudit)
+                .where(ErasureAudit.action.in_(("forget", "retention", "disconnect")))
+                .order_by(ErasureAudit.id.desc())
+                .limit(limit)
+            )
             return list(await session.scalars(newest))
 
     found = run_with_store(store, read)

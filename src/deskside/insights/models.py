@@ -25,6 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "DEFAULT_WORKSPACE",
     "MAX_ID",
     "Base",
     "Classification",
@@ -39,10 +40,14 @@ __all__ = [
     "ErasureTombstone",
     "Event",
     "ImportCursor",
+    "Invitation",
     "LabelledExample",
     "Lease",
     "Mailbox",
+    "Membership",
     "OAuthState",
+    "Person",
+    "PersonToken",
     "ReportExport",
     "RowId",
     "Thread",
@@ -385,3 +390,61 @@ class ErasedExport(Base):
     topic_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     target: Mapped[str] = mapped_column(String(200), primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+DEFAULT_WORKSPACE = "default"
+"""The workspace of every membership until an instance holds several."""
+
+
+class Person(Base):
+    """Someone who logs in to the web UI or calls the insights API with a token of theirs."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    """Lower-cased."""
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    """``scrypt$…`` once they accepted their invitation; None before."""
+    session_generation: Mapped[int] = mapped_column(Integer, default=0)
+    """Sessions carry it: "log out everywhere" adds one, which ends every older session."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    """A person's role in a workspace (``viewer``, ``editor`` or ``admin``)."""
+
+    __tablename__ = "memberships"
+
+    person_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
+    )
+    workspace: Mapped[str] = mapped_column(String(60), primary_key=True, default=DEFAULT_WORKSPACE)
+    role: Mapped[str] = mapped_column(String(20))
+
+
+class Invitation(Base):
+    """A one-time link to set a password: its token's SHA-256, never the token."""
+
+    __tablename__ = "invitations"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class PersonToken(Base):
+    """An API token of a person, with the person's role: its SHA-256, never the token."""
+
+    __tablename__ = "person_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

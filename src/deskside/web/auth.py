@@ -2,9 +2,12 @@
 opens a signed session cookie, or an ``[admin] token`` bearer for scripts; CSRF tokens for every
 cookie-authenticated POST; a limit on failed logins per client.
 
-Sessions are stateless: the cookie carries its expiry and its CSRF token, signed with HMAC-SHA256
-under the session secret (``[admin] session_secret``, else derived from ``password_hash``, else
-random per process). Logging out clears the cookie; changing the secret ends every session.
+Sessions are stateless: the cookie carries its expiry, its CSRF token, who logged in (a person's
+id and session generation, or nobody for the admin password) and when it was last used, signed
+with HMAC-SHA256 under the session secret (``[admin] session_secret``, else derived from
+``password_hash``, else random per process). A session unused for :data:`IDLE_SECONDS` ends.
+Logging out clears the cookie; changing the secret ends every session; a person's "log out
+everywhere" raises their generation, which ends every session of theirs.
 """
 
 from __future__ import annotations
@@ -18,18 +21,15 @@ import secrets
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from deskside.errors import HTTPError, Unauthorized
-from deskside.protocols.base import read_body
 from deskside.signing import bearer_token, token_matches
 
 if TYPE_CHECKING:
@@ -38,9 +38,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CSRF_FIELD",
     "CSRF_HEADER",
+    "IDLE_SECONDS",
+    "SAFE_METHODS",
     "SESSION_COOKIE",
     "AdminAuth",
-    "AdminRoute",
     "Forbidden",
     "LoginLimiter",
     "PasswordHash",
@@ -60,7 +61,10 @@ CSRF_HEADER = "x-csrf-token"
 FORM_LIMIT = 64 * 1024
 """The largest body the UI's forms and the insights API read (a larger API body is a 413)."""
 
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+IDLE_SECONDS = 2 * 3600
+"""A session unused this long ends (the guard renews its last use at most once a minute)."""
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SCRYPT_N = 2**15
 _SCRYPT_R = 8
 _SCRYPT_P = 1
@@ -197,10 +201,14 @@ class LoginLimiter:
 
 @dataclass(frozen=True)
 class Session:
-    """A logged-in browser: when the login expires, and its CSRF token."""
+    """A logged-in browser: when the login expires, its CSRF token, the person (None: the admin
+    password) and their session generation, and when it was last used."""
 
     expires: float
     csrf: str
+    person: int | None = None
+    generation: int = 0
+    seen: float = 0.0
 
 
 class AdminAuth:
@@ -252,8 +260,16 @@ class AdminAuth:
 
     # Session cookies
 
-    def new_session(self) -> Session:
-        return Session(expires=time.time() + self.lifetime, csrf=secrets.token_urlsafe(24))
+    def new_session(self, person: int | None = None, generation: int = 0) -> Session:
+        """A session of ``person`` (None: the admin password) from now."""
+        now = time.time()
+        return Session(
+            expires=now + self.lifetime,
+            csrf=secrets.token_urlsafe(24),
+            person=person,
+            generation=generation,
+            seen=now,
+        )
 
     def session(self, request: Request) -> Session | None:
         """The request's valid, unexpired session, or None."""
@@ -261,14 +277,26 @@ class AdminAuth:
         if document is None:
             return None
         expires, csrf = document.get("e"), document.get("c")
+        person, generation = document.get("p"), document.get("g", 0)
+        seen = document.get("s", 0)
         if not isinstance(expires, int | float) or not isinstance(csrf, str) or not csrf:
             return None
-        if expires <= time.time():
+        if not (person is None or type(person) is int) or type(generation) is not int:
             return None
-        return Session(expires=float(expires), csrf=csrf)
+        now = time.time()
+        if expires <= now or not isinstance(seen, int | float) or seen + IDLE_SECONDS <= now:
+            return None
+        return Session(float(expires), csrf, person, generation, float(seen))
 
     def set_session(self, response: Response, request: Request, session: Session) -> None:
-        value = self._seal("session", {"e": round(session.expires), "c": session.csrf})
+        document = {
+            "e": round(session.expires),
+            "c": session.csrf,
+            "p": session.person,
+            "g": session.generation,
+            "s": round(session.seen),
+        }
+        value = self._seal("session", document)
         response.set_cookie(
             SESSION_COOKIE,
             value,
@@ -378,9 +406,9 @@ async def read_form_pairs(request: Request) -> list[tuple[str, str]]:
 
 
 async def require_admin(request: Request) -> None:
-    """FastAPI dependency: a valid ``[admin] token`` bearer, or a valid session cookie (and,
-    on any method but GET/HEAD/OPTIONS, the session's CSRF token in the ``X-CSRF-Token``
-    header or a ``csrf_token`` form field).
+    """FastAPI dependency: a valid ``[admin] token`` bearer, or a valid session cookie of the
+    admin password (and, on any method but GET/HEAD/OPTIONS, the session's CSRF token in the
+    ``X-CSRF-Token`` header or a ``csrf_token`` form field).
 
     Raises :class:`~deskside.errors.Unauthorized` (401) without credentials and
     :class:`Forbidden` (403) for a cookie-authenticated change without its CSRF token.
@@ -389,32 +417,15 @@ async def require_admin(request: Request) -> None:
     if auth.token_valid(request):
         return
     session = auth.session(request)
-    if session is None:
+    if session is None or session.person is not None:  # a person's role: see deskside.web.guard
         raise Unauthorized("admin request without a valid token or session", code="token")
-    if request.method in _SAFE_METHODS:
+    if request.method in SAFE_METHODS:
         return
     submitted = request.headers.get(CSRF_HEADER)
     if submitted is None:
         submitted = (await read_form(request)).get(CSRF_FIELD)
     if not auth.csrf_valid(session, submitted):
         raise Forbidden("missing or wrong CSRF token: reload the page and try again")
-
-
-class AdminRoute(APIRoute):
-    """A FastAPI route that runs :func:`require_admin` before it reads the request's body, so
-    a caller without the token or a session is refused (401) whatever it sends, and reads at
-    most :data:`FORM_LIMIT` bytes of it (413 beyond)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def admitted(request: Request) -> Response:
-            await require_admin(request)
-            # Starlette serves a body it has already read (``_body``) to the handler's parsing.
-            request._body = await read_body(request, FORM_LIMIT)
-            return await handler(request)
-
-        return admitted
 
 
 def _main() -> None:

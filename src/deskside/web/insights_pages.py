@@ -30,7 +30,8 @@ from deskside.insights.service import InsightsService
 from deskside.lookup import normalise_emails
 from deskside.service import SidebarService
 from deskside.web import connection, dashboard
-from deskside.web.auth import Session, read_form_pairs
+from deskside.web.auth import read_form_pairs
+from deskside.web.guard import Identity, identity_of
 from deskside.web.pages import UI_PREFIX, Pages, conversation_ref, safe_href
 
 __all__ = ["IMPORT_CHOICES", "insights_routes"]
@@ -47,7 +48,7 @@ def insights_routes(
 ) -> APIRouter:
     """The insights pages, for :func:`deskside.web.routes.web_routes` to include."""
     page, refusal, redirect = pages.page, pages.refusal, pages.redirect
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, route_class=pages.route_class())
 
     async def form_ids(request: Request, name: str) -> list[int]:
         """The ids the form's ``name`` fields (ticked checkboxes) give; a value that can name
@@ -55,7 +56,7 @@ def insights_routes(
         found = [row_id(value) for key, value in await read_form_pairs(request) if key == name]
         return [value for value in found if value is not None]
 
-    def live_insights(request: Request, session: Session) -> InsightsService | Response:
+    def live_insights(request: Request, session: Identity) -> InsightsService | Response:
         """The insights service, or the page saying why it cannot be used yet (its database
         is not ready)."""
         if not insights.ready:
@@ -67,18 +68,16 @@ def insights_routes(
             )
         return insights
 
-    def viewing(request: Request) -> tuple[Session, InsightsService] | Response:
-        """A GET of an insights page: the session and the insights service, or the answer
-        instead (to the login, or :func:`live_insights`' refusal)."""
-        session = pages.auth_of(request).session(request)
-        if session is None:
-            return pages.to_login(request)
+    def viewing(request: Request) -> tuple[Identity, InsightsService] | Response:
+        """A GET of an insights page: who asks and the insights service, or
+        :func:`live_insights`' refusal."""
+        session = identity_of(request)
         live = live_insights(request, session)
         return live if isinstance(live, Response) else (session, live)
 
     async def deciding(
         request: Request,
-    ) -> tuple[Session, dict[str, str], InsightsService] | Response:
+    ) -> tuple[Identity, dict[str, str], InsightsService] | Response:
         """A POST to an insights page: :func:`changing`, then :func:`live_insights`."""
         checked = await pages.changing(request)
         if isinstance(checked, Response):
@@ -209,7 +208,7 @@ def insights_routes(
         )
         return found[0] if found else None
 
-    def no_topic(request: Request, session: Session, topic_id: str) -> Response:
+    def no_topic(request: Request, session: Identity, topic_id: str) -> Response:
         message = f"There is no topic {topic_id} (any more)."
         return refusal(request, session, 404, message, back=("/topics", "All topics"))
 
@@ -322,7 +321,7 @@ def insights_routes(
                 if form.get("confirmed") != "1":
                     return confirm_forgetting(request, session, found[0])
                 cache = service.resolver.cache
-                removed = await erasure.forget(store, found, by="ui:admin", cache=cache)
+                removed = await erasure.forget(store, found, by=session.actor, cache=cache)
                 log.info("ui: a person was erased on request (%d rows)", removed.total)
                 shown = {"rows": str(removed.total)}
             elif action == "mailboxes":
@@ -347,7 +346,7 @@ def insights_routes(
         query = {"done": done, **shown, **({"problem": problem} if problem else {})}
         return redirect(request, f"{UI_PREFIX}/connection?{urlencode(query)}")
 
-    def confirm_deleting_data(request: Request, session: Session) -> Response:
+    def confirm_deleting_data(request: Request, session: Identity) -> Response:
         return page(
             request,
             "confirm.html",
@@ -367,7 +366,7 @@ def insights_routes(
             button="Delete the imported data",
         )
 
-    def confirm_forgetting(request: Request, session: Session, email: str) -> Response:
+    def confirm_forgetting(request: Request, session: Identity, email: str) -> Response:
         return page(
             request,
             "confirm.html",

@@ -1,6 +1,7 @@
 """What every page of the web UI shares: the templates (Jinja2, autoescaped), the security
-headers, the way to the login, redirects under a proxy's root path, the error page, and the
-checks every POST passes (an admin session and its CSRF token).
+headers, the way to the login, redirects under a proxy's root path, the error page, the routes'
+class (the guard of :mod:`deskside.web.guard`, answering with pages) and the check every POST
+passes (its session's CSRF token).
 
 Pages carry a Content-Security-Policy that allows only this server's own scripts and styles,
 plus the hashed inline ones of the Help Scout frame.
@@ -25,7 +26,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from deskside import __version__
 from deskside.insights.labels import LABELS
 from deskside.render.markdown import markdown_to_html
-from deskside.web.auth import CSRF_FIELD, CSRF_HEADER, AdminAuth, Session, read_form
+from deskside.web.auth import CSRF_FIELD, CSRF_HEADER, AdminAuth, read_form
+from deskside.web.guard import GuardedRoute, Identity, identity_of
+from deskside.web.roles import Role
 
 if TYPE_CHECKING:
     from deskside.config import Settings
@@ -147,6 +150,7 @@ def _environment() -> Environment:
         version=__version__,
         csrf_field=CSRF_FIELD,
         static_version=versions,
+        Role=Role,
     )
     return env
 
@@ -178,13 +182,18 @@ class Pages:
         request: Request,
         template: str,
         *,
-        session: Session | None,
+        session: Identity | None,
         status: int = 200,
         **context: Any,
     ) -> HTMLResponse:
+        """``template`` rendered for ``session`` (who is logged in: the navigation and the
+        controls shown follow their role)."""
         body = self._env.get_template(template).render(
             request=request,
             session=session,
+            role=session.role if session else None,
+            can_edit=session is not None and session.role >= Role.editor,
+            is_admin=session is not None and session.role >= Role.admin,
             csrf=session.csrf if session else "",
             ui=self.root(request) + UI_PREFIX,
             insights_enabled=self.insights_enabled,
@@ -207,7 +216,7 @@ class Pages:
     def refusal(
         self,
         request: Request,
-        session: Session,
+        session: Identity | None,
         status: int,
         message: str,
         *,
@@ -228,15 +237,39 @@ class Pages:
             back=back,
         )
 
-    async def changing(self, request: Request) -> tuple[Session, dict[str, str]] | Response:
-        """A POST's session and form, or the answer refusing it (login, or 403 without the
-        session's CSRF token)."""
-        session = self.auth_of(request).session(request)
-        if session is None:
-            return self.redirect(request, f"{UI_PREFIX}/login")
+    def route_class(self) -> type[GuardedRoute]:
+        """The UI's routes: :class:`~deskside.web.guard.GuardedRoute` answering an anonymous
+        GET with the way to the login (a POST: the login page) and a lower role with a 403
+        page. The forms check their CSRF token themselves (:meth:`changing`)."""
+        pages = self
+
+        class PageRoute(GuardedRoute):
+            checks_csrf = False
+
+            async def refuse(
+                self, request: Request, identity: Identity | None, least: Role
+            ) -> Response:
+                if identity is None:
+                    if request.method in ("GET", "HEAD"):
+                        return pages.to_login(request)
+                    return pages.redirect(request, f"{UI_PREFIX}/login")
+                message = f"This needs the {least.name} role; you are {identity.role.name}."
+                return pages.refusal(
+                    request, identity, 403, message, title="Not allowed", active=None
+                )
+
+            async def limit_body(self, request: Request) -> None:
+                """The forms read at most FORM_LIMIT bytes themselves."""
+
+        return PageRoute
+
+    async def changing(self, request: Request) -> tuple[Identity, dict[str, str]] | Response:
+        """A POST's caller and form, or the answer refusing it (403 without the session's CSRF
+        token; a bearer token needs none)."""
+        session = identity_of(request)
         form = await read_form(request)
         submitted = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
-        if not self.auth_of(request).csrf_valid(session, submitted):
+        if session.session is not None and not AdminAuth.csrf_valid(session.session, submitted):
             log.warning("ui: refused a POST to %s without its CSRF token", request.url.path)
             return self.refusal(
                 request,

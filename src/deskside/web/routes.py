@@ -2,8 +2,10 @@
 pages, server-rendered with Jinja2 (autoescaped) from the same app, with its own CSS and a few
 lines of JS at ``/ui/static``.
 
-Every page needs an admin session (a GET without one is sent to ``/ui/login``); every POST
-needs the session's CSRF token as well (see :mod:`deskside.web.pages`).
+Every page but the login (and the invitations) needs a session of at least the role the
+permission table (:mod:`deskside.web.roles`) names (a GET without one is sent to ``/ui/login``);
+every POST needs the session's CSRF token as well (see :mod:`deskside.web.pages`). The People
+page and the invitations need the insights store (:mod:`deskside.web.people_pages`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
@@ -20,7 +23,8 @@ from starlette.staticfiles import StaticFiles
 from deskside.config import Settings
 from deskside.proxy import public_base_url
 from deskside.service import SidebarService
-from deskside.web.auth import CSRF_FIELD, Session, read_form
+from deskside.web.auth import CSRF_FIELD, PasswordHash, read_form
+from deskside.web.guard import ADMIN_NAME, Identity, directory_of, identify, identity_of
 from deskside.web.pages import STATIC_DIR, UI_PREFIX, Pages
 from deskside.web.preview import (
     check_sources,
@@ -29,6 +33,7 @@ from deskside.web.preview import (
     preview,
     probe_desk,
 )
+from deskside.web.roles import Role
 
 if TYPE_CHECKING:
     from deskside.insights.service import InsightsService
@@ -59,9 +64,9 @@ def web_routes(
 ) -> APIRouter:
     """The UI's routes and its static files; include only when ``settings.admin.ui_enabled``."""
     pages = Pages(settings, insights_enabled=insights is not None)
-    auth_of, to_login, redirect = pages.auth_of, pages.to_login, pages.redirect
+    auth_of, redirect = pages.auth_of, pages.redirect
     page, refusal, changing = pages.page, pages.refusal, pages.changing
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, route_class=pages.route_class())
     router.mount(f"{UI_PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
     # ── Login ────────────────────────────────────────────────────────────────────────────────
@@ -72,14 +77,11 @@ def web_routes(
 
     @router.get(UI_PREFIX + "/")
     async def home(request: Request) -> Response:
-        if auth_of(request).session(request) is None:
-            return to_login(request)
         return redirect(request, f"{UI_PREFIX}/insights" if insights else f"{UI_PREFIX}/preview")
 
     @router.get(UI_PREFIX + "/login")
     async def login_form(request: Request, next: str | None = None) -> Response:
-        auth = auth_of(request)
-        if auth.session(request) is not None:
+        if await identify(request) is not None:
             return redirect(request, _local_next(next))
         return login_page(request, next=_local_next(next))
 
@@ -126,15 +128,43 @@ def web_routes(
                 error="The login form expired: please try again.",
                 status=403,
             )
-        if not await auth.check_password(form.get("password", "")):
+        checked = await check_login(request, form.get("username", ""), form.get("password", ""))
+        directory = directory_of(request)
+        if checked is None:
             auth.limiter.failed(client)
             log.warning("ui: failed login from %s", client)
+            if directory is not None:
+                await directory.record(f"ui:{client}"[:100], "login_failed", "wrong password")
             return login_page(request, next=target, error="Wrong password.", status=401)
+        who, generation = checked
         auth.limiter.succeeded(client)
-        log.info("ui: admin logged in from %s", client)
+        log.info("ui: %s logged in from %s", "a person" if who.person_id else ADMIN_NAME, client)
+        if directory is not None:
+            await directory.record(f"ui:{who.name}", "login", f"from {client}")
         response = redirect(request, target)
-        auth.set_session(response, request, auth.new_session())
+        auth.set_session(response, request, auth.new_session(who.person_id, generation))
         return response
+
+    async def check_login(
+        request: Request, username: str, password: str
+    ) -> tuple[Identity, int] | None:
+        """Who ``username`` and ``password`` log in as, and their session generation: the
+        person of that email, else (any other name, ``admin`` or none) the admin password;
+        None when they do not match."""
+        if not password or len(password) > 1024:
+            return None
+        directory = directory_of(request)
+        found = await directory.login_of(username) if directory is not None else None
+        if found is not None:
+            member, hashed = found
+            if hashed is None or not await run_in_threadpool(
+                PasswordHash.parse(hashed).matches, password
+            ):
+                return None
+            return Identity(member.email, member.role, member.id), member.generation
+        if await auth_of(request).check_password(password):
+            return Identity(ADMIN_NAME, Role.admin), 0
+        return None
 
     @router.post(UI_PREFIX + "/logout")
     async def logout(request: Request) -> Response:
@@ -149,7 +179,7 @@ def web_routes(
 
     async def preview_page(
         request: Request,
-        session: Session,
+        session: Identity,
         raw: str,
         probed: Mapping[str, Any] | None = None,
     ) -> Response:
@@ -176,10 +206,7 @@ def web_routes(
 
     @router.get(UI_PREFIX + "/preview")
     async def preview_view(request: Request, email: str = "") -> Response:
-        session = auth_of(request).session(request)
-        if session is None:
-            return to_login(request)
-        return await preview_page(request, session, email[:2000])
+        return await preview_page(request, identity_of(request), email[:2000])
 
     @router.post(UI_PREFIX + "/preview/probe")
     async def probe_view(request: Request) -> Response:
@@ -201,9 +228,7 @@ def web_routes(
 
     @router.get(UI_PREFIX + "/setup")
     async def setup_view(request: Request) -> Response:
-        session = auth_of(request).session(request)
-        if session is None:
-            return to_login(request)
+        session = identity_of(request)
         webhook = None
         if insights is not None:
             webhook = [s.get_secret_value() for s in settings.insights.helpscout.webhook_secret]
@@ -225,8 +250,10 @@ def web_routes(
         # Imported only here: the insights pages need the insights stack (scikit-learn, SciPy,
         # alembic, lxml), which a process without [insights] never loads.
         from deskside.web.insights_pages import insights_routes
+        from deskside.web.people_pages import people_routes
 
         router.include_router(insights_routes(pages, settings, service, insights))
+        router.include_router(people_routes(pages, settings, insights))
     else:
 
         async def insights_off(request: Request) -> Response:
@@ -235,18 +262,21 @@ def web_routes(
                 checked = await changing(request)
                 if isinstance(checked, Response):
                     return checked
-                session: Session | None = checked[0]
+                session = checked[0]
             else:
-                session = auth_of(request).session(request)
-            if session is None:
-                return to_login(request)
+                session = identity_of(request)
             message = (
                 "Insights are off: add an [insights] table to the config to store and classify "
                 "Help Scout conversations."
             )
+            if request.url.path.removeprefix(pages.root(request)).startswith(UI_PREFIX + "/people"):
+                message = (
+                    "People and roles are kept in the insights store: add an [insights] table "
+                    "to the config. Until then, log in with the admin password."
+                )
             return refusal(request, session, 404, message)
 
-        for section in INSIGHTS_SECTIONS:
+        for section in (*INSIGHTS_SECTIONS, "/people"):
             for path in (UI_PREFIX + section, UI_PREFIX + section + "/{rest:path}"):
                 router.add_api_route(path, insights_off, methods=["GET", "POST"])
 
@@ -255,9 +285,7 @@ def web_routes(
     @router.get(UI_PREFIX + "/{path:path}")
     async def not_found(request: Request, path: str) -> Response:
         """A page, not JSON, for a path under ``/ui/`` that names none (the last route)."""
-        session = auth_of(request).session(request)
-        if session is None:
-            return to_login(request)
+        session = identity_of(request)
         back = ("/", "Back to the start")
         message = f"There is no page {UI_PREFIX}/{path}."
         return refusal(request, session, 404, message, title="Not found", active=None, back=back)

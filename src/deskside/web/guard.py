@@ -1,0 +1,205 @@
+"""The one place where the web UI and the insights API decide who may call a route: each
+request's caller (:class:`Identity`: an ``[admin] token``, a person's API token, or a session
+cookie), checked against the least role :data:`deskside.web.roles.PERMISSIONS` gives the route.
+
+A person is looked up on every request (one primary-key read), so removing them, changing
+their role or their "log out everywhere" takes effect on their next request. Without an
+``[insights]`` store there are no people: the admin password and ``[admin] token`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+from deskside.errors import Unauthorized
+from deskside.protocols.base import read_body
+from deskside.web.auth import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    FORM_LIMIT,
+    SAFE_METHODS,
+    AdminAuth,
+    Forbidden,
+    Session,
+    read_form,
+)
+from deskside.web.roles import Role, least_role
+
+__all__ = [
+    "ADMIN_NAME",
+    "Directory",
+    "GuardedRoute",
+    "Identity",
+    "Member",
+    "directory_of",
+    "identify",
+    "identity_of",
+    "token_digest",
+]
+
+ADMIN_NAME = "admin"
+"""Who the admin password and ``[admin] token`` are, as pages and the audit name them."""
+_RENEW_AFTER = 60.0
+
+
+@dataclass(frozen=True)
+class Member:
+    """A person as the guard needs them: id, email, role and session generation."""
+
+    id: int
+    email: str
+    role: Role
+    generation: int
+
+
+class Directory(Protocol):
+    """The people of the insights store (:class:`deskside.insights.people.People`)."""
+
+    async def member(self, person_id: int) -> Member | None: ...
+
+    async def token_member(self, digest: str) -> Member | None: ...
+
+    async def login_of(self, email: str) -> tuple[Member, str | None] | None: ...
+
+    async def record(self, by: str, action: str, detail: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who calls: a name (a person's email or :data:`ADMIN_NAME`), their role, the person's id
+    (None for the admin password and ``[admin] token``), and their session (None for a
+    bearer token)."""
+
+    name: str
+    role: Role
+    person_id: int | None = None
+    session: Session | None = None
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf if self.session is not None else ""
+
+    @property
+    def actor(self) -> str:
+        """How the audit names them: ``ui:<name>`` or ``api:<name>``."""
+        return ("ui:" if self.session is not None else "api:") + self.name
+
+
+def token_digest(token: str) -> str:
+    """How a person's API token is stored: hex SHA-256 (the tokens are 32 random bytes)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def directory_of(request: Request) -> Directory | None:
+    """The app's people, or None when the server has no ``[insights]`` store (or it is not
+    open yet)."""
+    state = request.app.state
+    insights = getattr(state, "insights", None)
+    if insights is None or not insights.ready:
+        return None
+    directory: Directory | None = getattr(state, "people", None)
+    if directory is None:
+        from deskside.insights.people import People  # only with [insights]: see test_lean
+
+        directory = state.people = People(insights.store)
+    return directory
+
+
+async def identify(request: Request) -> Identity | None:
+    """The request's caller, or None (anonymous). A bearer token is tried first, then the
+    session cookie; a person's session is valid while the person exists and its generation is
+    theirs."""
+    auth = AdminAuth.of(request)
+    if auth.token_valid(request):
+        return Identity(ADMIN_NAME, Role.admin)
+    directory = directory_of(request)
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip() and directory is not None:
+        member = await directory.token_member(token_digest(token.strip()))
+        if member is not None:
+            return Identity(member.email, member.role, member.id)
+    session = auth.session(request)
+    if session is None:
+        return None
+    if session.person is None:
+        return Identity(ADMIN_NAME, Role.admin, session=session)
+    found = await directory.member(session.person) if directory is not None else None
+    if found is None or found.generation != session.generation:
+        return None
+    return Identity(found.email, found.role, found.id, session)
+
+
+def identity_of(request: Request) -> Identity:
+    """The caller :class:`GuardedRoute` admitted (a route of :data:`~deskside.web.roles.PUBLIC`
+    has none: do not call this there)."""
+    identity: Identity = request.state.identity
+    return identity
+
+
+class GuardedRoute(APIRoute):
+    """A route that admits only callers with at least the role the permission table gives it,
+    before the body is read. The API answers 401 (anonymous) or 403 (a lower role, or a
+    cookie-authenticated change without the session's CSRF token) and reads at most
+    :data:`~deskside.web.auth.FORM_LIMIT` bytes of a body (413 beyond); the web UI's subclass
+    (:meth:`deskside.web.pages.Pages.route_class`) answers with pages instead.
+
+    A route missing from the table cannot be created (``KeyError``)."""
+
+    checks_csrf = True
+    """The API checks a session's CSRF token here; the UI's forms do it themselves."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.least = {method: least_role(method, self.path) for method in self.methods or ()}
+
+    async def refuse(self, request: Request, identity: Identity | None, least: Role) -> Response:
+        """The answer to a caller without ``least``: raise or return it."""
+        if identity is None:
+            raise Unauthorized("request without a valid token or session", code="token")
+        raise Forbidden(f"this needs the {least.name} role")
+
+    async def limit_body(self, request: Request) -> None:
+        # Starlette serves a body it has already read (``_body``) to the handler's parsing.
+        request._body = await read_body(request, FORM_LIMIT)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            least = self.least.get(request.method)
+            identity = await identify(request) if least is not None else None
+            if least is not None:
+                if identity is None or identity.role < least:
+                    return await self.refuse(request, identity, least)
+                if self.checks_csrf and request.method not in SAFE_METHODS:
+                    await _require_csrf(request, identity)
+            request.state.identity = identity
+            await self.limit_body(request)
+            response = await handler(request)
+            session = identity.session if identity is not None else None
+            if session is not None and session.seen + _RENEW_AFTER < time.time():
+                renewed = replace(session, seen=time.time())
+                AdminAuth.of(request).set_session(response, request, renewed)
+            return response
+
+        return guarded
+
+
+async def _require_csrf(request: Request, identity: Identity) -> None:
+    """A change made with a session cookie must carry the session's CSRF token."""
+    if identity.session is None:
+        return
+    submitted = request.headers.get(CSRF_HEADER)
+    if submitted is None:
+        submitted = (await read_form(request)).get(CSRF_FIELD)
+    if not AdminAuth.csrf_valid(identity.session, submitted):
+        raise Forbidden("missing or wrong CSRF token: reload the page and try again")
