@@ -6,8 +6,12 @@ commands."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -97,9 +101,9 @@ async def invited(people: People, email: str, role: Role) -> str:
 
 
 async def accept(client: httpx.AsyncClient, token: str, password: str) -> httpx.Response:
-    page = await client.get(f"/ui/invitation/{token}")
+    page = await client.get("/ui/invitation", params={"token": token})
     data = {"csrf_token": csrf_of(page.text), "password": password, "again": password}
-    return await client.post(f"/ui/invitation/{token}", data=data)
+    return await client.post("/ui/invitation", data={**data, "token": token})
 
 
 async def person_client(app: Any, people: People, email: str, role: Role) -> httpx.AsyncClient:
@@ -216,18 +220,19 @@ async def test_the_admin_password_and_token_stay_admin(settings: Settings) -> No
 async def test_an_invitation_works_once(settings: Settings) -> None:
     async with running(settings) as (app, people), client_of(app) as client:
         token = await invited(people, "Viewer@Team.example", Role.viewer)
-        page = await client.get(f"/ui/invitation/{token}")
+        page = await client.get("/ui/invitation", params={"token": token})
         assert page.status_code == 200 and "viewer@team.example" in page.text
-        data = {"csrf_token": csrf_of(page.text), "password": "short", "again": "short"}
-        assert (await client.post(f"/ui/invitation/{token}", data=data)).status_code == 400
+        data = {"csrf_token": csrf_of(page.text), "token": token}
+        data |= {"password": "short", "again": "short"}
+        assert (await client.post("/ui/invitation", data=data)).status_code == 400
         data |= {"password": PERSON_PASSWORD, "again": PERSON_PASSWORD}
-        first = await client.post(f"/ui/invitation/{token}", data=data)
+        first = await client.post("/ui/invitation", data=data)
         assert first.status_code == 303
         assert (await client.get("/ui/insights")).status_code == 200  # logged in
         data |= {"password": "someone-elses-password", "again": "someone-elses-password"}
-        second = await client.post(f"/ui/invitation/{token}", data=data)
+        second = await client.post("/ui/invitation", data=data)
         assert second.status_code == 404 and "not valid" in second.text
-        assert (await client.get(f"/ui/invitation/{token}")).status_code == 404
+        assert (await client.get("/ui/invitation", params={"token": token})).status_code == 404
         async with client_of(app) as other:
             refused = await log_in(other, "viewer@team.example", "someone-elses-password")
             assert refused.status_code == 401
@@ -241,7 +246,7 @@ async def test_an_expired_invitation_is_refused(settings: Settings) -> None:
             await session.execute(
                 update(Invitation).values(expires_at=utcnow() - timedelta(minutes=1))
             )
-        page = await client.get(f"/ui/invitation/{token}")
+        page = await client.get("/ui/invitation", params={"token": token})
         assert page.status_code == 404 and "expired" in page.text
         assert (await accept_blind(client, token)).status_code == 404
         assert (await log_in(client, "late@team.example", PERSON_PASSWORD)).status_code == 401
@@ -250,14 +255,14 @@ async def test_an_expired_invitation_is_refused(settings: Settings) -> None:
         async with people.store.read() as session:
             expires = max(row.expires_at for row in await session.scalars(select(Invitation)))
         assert timedelta(hours=71) < expires - utcnow() <= timedelta(hours=72)
-        assert (await client.get(f"/ui/invitation/{fresh}")).status_code == 200
+        assert (await client.get("/ui/invitation", params={"token": fresh})).status_code == 200
 
 
 async def accept_blind(client: httpx.AsyncClient, token: str) -> httpx.Response:
     """Post a password to an invitation without its page (as a replayed form would)."""
     form = await client.get("/ui/login")
     data = {"csrf_token": csrf_of(form.text), "password": PERSON_PASSWORD, "again": PERSON_PASSWORD}
-    return await client.post(f"/ui/invitation/{token}", data=data)
+    return await client.post("/ui/invitation", data={**data, "token": token})
 
 
 # ── Tokens, role changes, sessions, the audit ──────────────────────────────────────────────
@@ -347,7 +352,7 @@ async def test_the_audit_says_who_did_what_without_customers_data(settings: Sett
         )
         assert added.status_code == 200
         link = re.search(r'<code id="shown-value">([^<]+)</code>', added.text)
-        assert link and link.group(1).startswith(f"{BASE_URL}/ui/invitation/")
+        assert link and link.group(1).startswith(f"{BASE_URL}/ui/invitation?token=")
         person = next(p for p in await people.listed() if p.email == "new@team.example")
         changed = await client.post(
             f"/ui/people/{person.id}/role", data={"csrf_token": csrf, "role": "viewer"}
@@ -391,7 +396,7 @@ def test_users_and_tokens_commands(tmp_path: Path) -> None:
         cli_app, ["users", "add", "Pat@Team.example", "--role", "editor", *config], env=env
     )
     assert added.exit_code == 0, added.output
-    link = re.search(r"http://127\.0\.0\.1:8000/ui/invitation/[\w-]{40,}", added.output)
+    link = re.search(r"http://127\.0\.0\.1:8000/ui/invitation\?token=[\w-]{40,}", added.output)
     assert link, added.output
     again = runner.invoke(cli_app, ["users", "add", "pat@team.example", *config], env=env)
     assert again.exit_code == 1 and "already" in again.output
@@ -437,3 +442,48 @@ async def test_without_insights_the_admin_password_is_the_only_way_in(
         assert people.status_code == 404
         assert "People and roles are kept in the insights store" in people.text
         assert 'href="/ui/people"' not in (await client.get("/ui/preview")).text
+
+
+SESSION_SECRET = "people-session-secret"
+
+
+def sealed_session(document: dict[str, Any], secret: str = SESSION_SECRET) -> str:
+    """A session cookie as the server signs it, signed here independently: unpadded URL-safe
+    base64 JSON, a dot, HMAC-SHA256 of ``session.<payload>`` under a key derived from
+    ``[admin] session_secret``."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    key = hmac.new(secret.encode(), b"deskside session key v1", hashlib.sha256).digest()
+    payload = b64(json.dumps(document, separators=(",", ":")).encode())
+    signature = b64(hmac.new(key, f"session.{payload}".encode(), hashlib.sha256).digest())
+    return f"{payload}.{signature}"
+
+
+async def test_a_session_ends_when_idle_or_of_an_older_generation(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    admin = ADMIN.replace("\n\n[server]", f'\nsession_secret = "{SESSION_SECRET}"\n\n[server]')
+    settings = demo_settings(monkeypatch, tmp_path, database, replace={"[server]\n": admin})
+    async with running(settings) as (app, people):
+        await (await person_client(app, people, "idle@team.example", Role.viewer)).aclose()
+        (person,) = await people.listed()
+        now = time.time()
+        session = {"e": now + 3600, "c": "csrf-token", "p": person.id, "g": 1, "s": now - 600}
+        cases = {
+            "used 10 minutes ago": (session, SESSION_SECRET, 200),
+            "unused for 3 hours": ({**session, "s": now - 3 * 3600}, SESSION_SECRET, 303),
+            "before the invitation was used": ({**session, "g": 0}, SESSION_SECRET, 303),
+            "expired": ({**session, "e": now - 1}, SESSION_SECRET, 303),
+            "signed with another key": (session, "another-secret", 303),
+        }
+        for case, (document, secret, status) in cases.items():
+            async with client_of(app) as client:
+                client.cookies.set("deskside_session", sealed_session(document, secret))
+                answer = await client.get("/ui/preview")
+                assert answer.status_code == status, case
+                if status == 200:  # its last use is renewed
+                    renewed = answer.headers["set-cookie"]
+                    assert renewed.startswith("deskside_session=") and "httponly" in renewed.lower()

@@ -54,7 +54,7 @@ def invite(server: LiveServer, email: str, role: str) -> str:
         check=False,
     )
     assert added.returncode == 0, added.stdout + added.stderr
-    found = re.search(rf"{re.escape(server.url)}/ui/invitation/\S+", added.stdout)
+    found = re.search(rf"{re.escape(server.url)}/ui/invitation\?token=\S+", added.stdout)
     assert found, added.stdout
     return found.group()
 
@@ -113,5 +113,5 @@ def test_an_admin_sees_every_control_and_the_people(page: Any, server: LiveServe
     page.get_by_label("Role", exact=True).select_option("editor")
     page.get_by_role("button", name="Add and show the invitation link").click()
     shown = page.locator("#shown-value").inner_text()
-    assert shown.startswith(f"{server.url}/ui/invitation/")
+    assert shown.startswith(f"{server.url}/ui/invitation?token=")
     assert page.locator("tr[data-person='eddie@team.example']").count() == 1

@@ -296,8 +296,8 @@ class People:
 
 def invitation_url(base: str, token: str) -> str:
     """Where the person invited with ``token`` sets their password (``base``: the server's
-    address as people reach it)."""
-    return f"{base.rstrip('/')}/ui/invitation/{token}"
+    address as people reach it). The token is in the query string, which no log line holds."""
+    return f"{base.rstrip('/')}/ui/invitation?token={token}"
 
 
 def _address(email: str) -> str | None:

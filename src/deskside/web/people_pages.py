@@ -173,20 +173,21 @@ def people_routes(pages: Pages, settings: Settings, insights: InsightsService) -
             auth.set_login_cookie(response, request, cookie)
         return response
 
-    @router.get(UI_PREFIX + "/invitation/{token}")
-    async def invitation_view(request: Request, token: str) -> Response:
+    @router.get(UI_PREFIX + "/invitation")
+    async def invitation_view(request: Request, token: str = "") -> Response:
         people = people_of(request, None)
         if isinstance(people, Response):
             return people
         return invitation_page(request, token, await people.invitation(token[:200]))
 
-    @router.post(UI_PREFIX + "/invitation/{token}")
-    async def accept_invitation(request: Request, token: str) -> Response:
+    @router.post(UI_PREFIX + "/invitation")
+    async def accept_invitation(request: Request) -> Response:
         people = people_of(request, None)
         if isinstance(people, Response):
             return people
         auth = pages.auth_of(request)
         form = await read_form(request)
+        token = form.get("token", "")
         email = await people.invitation(token[:200])
         if email is None:
             return invitation_page(request, token, None)

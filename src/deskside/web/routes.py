@@ -133,8 +133,10 @@ def web_routes(
         if checked is None:
             auth.limiter.failed(client)
             log.warning("ui: failed login from %s", client)
-            if directory is not None:
-                await directory.record(f"ui:{client}"[:100], "login_failed", "wrong password")
+            if directory is not None:  # names the person, never what was typed
+                named = await directory.login_of(form.get("username", ""))
+                detail = f"person {named[0].id}" if named else "not a person: the admin password"
+                await directory.record(f"ui:{client}", "login_failed", detail)
             return login_page(request, next=target, error="Wrong password.", status=401)
         who, generation = checked
         auth.limiter.succeeded(client)
