@@ -27,8 +27,10 @@ from typer.testing import CliRunner
 from deskside.cli import app as cli_app
 from deskside.config import Settings
 from deskside.insights.models import Invitation, PersonToken, utcnow
-from deskside.insights.people import People
+from deskside.insights.people import People, PersonError
+from deskside.insights.store import Store, database_url
 from deskside.server import create_app
+from deskside.web.guard import token_digest
 from deskside.web.roles import PERMISSIONS, Role
 from helpers import BASE_URL, demo_settings
 from test_web import NO_INSIGHTS, seed_conversations
@@ -487,3 +489,32 @@ async def test_a_session_ends_when_idle_or_of_an_older_generation(
                 if status == 200:  # its last use is renewed
                     renewed = answer.headers["set-cookie"]
                     assert renewed.startswith("deskside_session=") and "httponly" in renewed.lower()
+
+
+async def test_people_on_sqlite_and_postgresql(insights_url: str) -> None:
+    store = await Store(database_url(insights_url)).open()
+    try:
+        people = People(store)
+        _, token = await people.add("Sam@Team.example", Role.editor, by="test")
+        with pytest.raises(PersonError, match="already"):
+            await people.add("sam@team.example", Role.viewer, by="test")
+        newer = await people.invite_again("sam@team.example", by="test")
+        assert await people.invitation(token) is None  # the older link stops
+        member = await people.accept(newer, "scrypt$hash")
+        assert member is not None and (member.email, member.role) == (
+            "sam@team.example",
+            Role.editor,
+        )
+        assert await people.accept(newer, "scrypt$other") is None
+        login = await people.login_of("SAM@team.example")
+        assert login is not None and login[1] == "scrypt$hash"
+        token_id, api_token = await people.create_token("sam@team.example", "ci", by="test")
+        found = await people.token_member(token_digest(api_token))
+        assert found is not None and found.id == member.id
+        await people.remove("sam@team.example", by="test")
+        assert await people.member(member.id) is None
+        assert await people.token_member(token_digest(api_token)) is None
+        with pytest.raises(PersonError):
+            await people.revoke_token(token_id, by="test")
+    finally:
+        await store.aclose()
