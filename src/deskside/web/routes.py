@@ -11,7 +11,9 @@ page and the invitations need the insights store (:mod:`deskside.web.people_page
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
@@ -147,6 +149,11 @@ def web_routes(
         auth.set_session(response, request, auth.new_session(who.person_id, generation))
         return response
 
+    @cache
+    def unmatchable() -> PasswordHash:
+        """A hash no password matches (of a random one), made on first use."""
+        return PasswordHash.new(secrets.token_urlsafe(24))
+
     async def check_login(
         request: Request, username: str, password: str
     ) -> tuple[Identity, int] | None:
@@ -159,9 +166,9 @@ def web_routes(
         found = await directory.login_of(username) if directory is not None else None
         if found is not None:
             member, hashed = found
-            if hashed is None or not await run_in_threadpool(
-                PasswordHash.parse(hashed).matches, password
-            ):
+            # Invited, without a password yet: as slow as a wrong password, and as refused
+            known = PasswordHash.parse(hashed) if hashed is not None else unmatchable()
+            if not await run_in_threadpool(known.matches, password) or hashed is None:
                 return None
             return Identity(member.email, member.role, member.id), member.generation
         if await auth_of(request).check_password(password):
