@@ -96,8 +96,19 @@ def test_a_viewer_sees_no_controls_of_other_roles(page: Any, server: LiveServer)
     assert "This needs the admin role; you are viewer." in page.locator("main").inner_text()
 
     # The link worked once
+    page.get_by_role("button", name="Log out", exact=True).click()
+    page.wait_for_url(re.compile(r"/ui/login$"))
     page.goto(link)
     assert "not valid" in page.get_by_role("alert").inner_text()
+
+    # Logged out, the viewer logs in with their email and password
+    page.goto(f"{server.url}/ui/login")
+    page.get_by_label("Email").fill(VIEWER)
+    page.get_by_label("Password").fill(VIEWER_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/ui/insights$"))
+    assert page.locator("#whoami").inner_text() == f"{VIEWER} · viewer"
+    assert page.get_by_role("button", name="Relabel").count() == 0
 
 
 def test_an_admin_sees_every_control_and_the_people(page: Any, server: LiveServer) -> None:
