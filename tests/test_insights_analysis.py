@@ -120,7 +120,7 @@ async def test_a_relabel_sticks_and_changes_later_predictions(store: Store) -> N
     await save(store, *(conversation(20 + n, text) for n, text in enumerate(similar)))
     await analysis.classify_pending()
     for n in range(3):
-        assert await analysis.relabel(20 + n, "documentation") == "docs"
+        assert await analysis.relabel(20 + n, "documentation", by="cli") == "docs"
 
     async with store.read() as session:
         examples = (await session.scalars(select(LabelledExample))).all()
@@ -147,9 +147,9 @@ async def test_relabelling_refuses_unknown_labels_and_conversations(store: Store
     await save(store, conversation(40, "The page is blank."))
     analysis = Analysis(store, InsightsSettings())
     with pytest.raises(ValueError, match="unknown label"):
-        await analysis.relabel(40, "urgent")
+        await analysis.relabel(40, "urgent", by="cli")
     with pytest.raises(UnknownConversation):
-        await analysis.relabel(41, "bug")
+        await analysis.relabel(41, "bug", by="cli")
 
 
 async def test_reports_of_one_problem_meet_in_a_topic_however_they_arrive(store: Store) -> None:

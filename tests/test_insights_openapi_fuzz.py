@@ -52,6 +52,7 @@ TEXTS = [
 ]
 """The stored conversations, ids 1, 2, …: topics 1 to 5 (two bugs, two features, a question)."""
 REPORTS = "/api/insights/reports"
+AUDIT = "/api/insights/audit"
 TEXT_FORMATS = {"markdown": "text/markdown; charset=utf-8", "csv": "text/csv; charset=utf-8"}
 
 
@@ -112,8 +113,9 @@ statuses: Counter[tuple[str, int]] = Counter()
 
 @schemathesis.check
 def insights_answers(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:
-    """JSON (UTF-8, no NaN) but the reports asked for as Markdown or CSV, never a stack trace;
-    refusals are {"error": …}; without the token, 401 (404, 405: no such route or method)."""
+    """JSON (UTF-8, no NaN) but the reports (Markdown, CSV) and the audit (CSV) asked so, never
+    a stack trace; refusals are {"error": …}; without the token, 401 (404, 405: no such route
+    or method)."""
     statuses[(case.path, response.status_code)] += 1
     [content_type] = response.headers.get("content-type", [""])
     text = response.content.decode("utf-8")
@@ -121,7 +123,7 @@ def insights_answers(ctx: Any, response: schemathesis.Response, case: schemathes
         assert response.status_code in (401, 404, 405), response.status_code
     if content_type in TEXT_FORMATS.values():
         asked = parse_qs(urlsplit(str(response.request.url)).query).get("format")
-        assert (case.path, response.status_code) == (REPORTS, 200)
+        assert case.path in (REPORTS, AUDIT) and response.status_code == 200
         assert asked is not None and content_type == TEXT_FORMATS[asked[-1]], asked
         assert not TRACEBACK.search(text), text[:2000]
         return

@@ -632,7 +632,7 @@ async def test_every_topic_is_reachable_from_insights(settings: Settings) -> Non
         for topic in await dashboard.topics(store, {}):  # one topic per conversation: 12
             members = await dashboard.conversations(store, topic=topic.id)
             for member in members[1:]:
-                await insights.analysis.split_topic(topic.id, [member.id])
+                await insights.analysis.split_topic(topic.id, [member.id], by="cli")
         every = await dashboard.topics(store, await insights.trends())
         assert len(every) == 12 and "question" in {t.label for t in every}
 

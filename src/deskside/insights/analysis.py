@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deskside.insights import audit, merges
 from deskside.insights.classify import (
     Classifier,
     Example,
@@ -39,6 +40,7 @@ from deskside.insights.classify import (
 )
 from deskside.insights.customer_text import conversation_text
 from deskside.insights.helpscout_docs import DocsAPIError, fetch_article_titles
+from deskside.insights.merges import UnknownTopic, live_topic
 from deskside.insights.models import (
     Classification,
     Conversation,
@@ -77,10 +79,6 @@ _IDS_PER_STATEMENT = 5000
 
 class UnknownConversation(LookupError):
     """No stored conversation has that id."""
-
-
-class UnknownTopic(LookupError):
-    """No live topic has that id (never existed, or merged into another)."""
 
 
 @dataclass(frozen=True)
@@ -211,38 +209,40 @@ class Analysis:
             await self._save_topics(set(memberships))
             return len(new)
 
-    async def rename_topic(self, topic_id: int, name: str) -> None:
-        """A person's name for a topic; it replaces the generated one for good."""
+    async def rename_topic(self, topic_id: int, name: str, *, by: str) -> None:
+        """A person's name for a topic; it replaces the generated one for good (audited as
+        ``by``)."""
         name = _person_name(name)
         if not name:
             raise ValueError("the name is empty")
         async with self.store.session() as session:
-            topic = await self._live_topic(session, topic_id)
+            topic = await live_topic(session, topic_id)
             topic.name, topic.named_by_person = name, True
+            audit.record(session, by, "topic_renamed", f"topic {topic_id} to {name!r}")
 
-    async def merge_topics(self, topic_id: int, into: int) -> None:
+    async def merge_topics(
+        self, topic_id: int, into: int, *, by: str, name: str | None = None
+    ) -> int:
         """Merge ``topic_id`` into ``into``: its conversations, and later ones like them, go
-        there for good. Both must be live topics with the same label."""
-        if topic_id == into:
-            raise ValueError("a topic cannot be merged into itself")
-        async with self.store.session() as session:
-            source = await self._live_topic(session, topic_id)
-            target = await self._live_topic(session, into)
-            if source.label != target.label:
-                raise ValueError(f"a {source.label} topic cannot merge into a {target.label} one")
-            source.merged_into = into
-            await session.execute(
-                update(TopicMember).where(TopicMember.topic_id == topic_id).values(topic_id=into)
-            )
+        there for good, under ``name`` when given. Both must be live topics with the same
+        label (audited as ``by``). The merge's id, to undo it (see :mod:`merges`)."""
+        return await merges.merge_topics(
+            self.store, topic_id, into, by=by, name=_person_name(name or "") or None
+        )
+
+    async def undo_merge(self, merge_id: int, *, by: str) -> int:
+        """Undo the merge ``merge_id`` (see :func:`merges.undo_merge`); the restored topic."""
+        return await merges.undo_merge(self.store, merge_id, by=by)
 
     async def split_topic(
-        self, topic_id: int, conversation_ids: Sequence[int], name: str | None = None
+        self, topic_id: int, conversation_ids: Sequence[int], name: str | None = None, *, by: str
     ) -> int:
         """Move ``conversation_ids`` out of ``topic_id`` into a new topic, for good (they are
-        pinned there), named ``name`` unless that is blank. The new topic's id."""
+        pinned there), named ``name`` unless that is blank. The new topic's id (audited as
+        ``by``)."""
         name = _person_name(name or "")
         async with self.store.session() as session:
-            source = await self._live_topic(session, topic_id)
+            source = await live_topic(session, topic_id)
             members = set(
                 await session.scalars(
                     select(TopicMember.conversation_id).where(TopicMember.topic_id == topic_id)
@@ -262,6 +262,8 @@ class Analysis:
                 .where(TopicMember.conversation_id.in_(leaving))
                 .values(topic_id=new_id, pinned=True)
             )
+            detail = f"topic {topic_id}: {len(leaving)} conversations to new topic {new_id}"
+            audit.record(session, by, "topic_split", detail)
         return new_id
 
     async def trends(self) -> dict[int, str]:
@@ -434,12 +436,6 @@ class Analysis:
                     rows,
                 )
 
-    async def _live_topic(self, session: AsyncSession, topic_id: int) -> Topic:
-        topic = await session.get(Topic, topic_id)
-        if topic is None or topic.merged_into is not None:
-            raise UnknownTopic(f"no topic {topic_id}")
-        return topic
-
     async def classify_pending(self, *, batch: int = 500) -> int:
         """Classify every conversation that has no label yet, or whose model label is older
         than its latest change; an agent's label stays. The number classified."""
@@ -481,12 +477,12 @@ class Analysis:
                 break
         return total
 
-    async def relabel(self, conversation_id: int, label: str) -> str:
+    async def relabel(self, conversation_id: int, label: str, *, by: str) -> str:
         """Set a conversation's label as an agent decided (it sticks), and learn from it: the
         customer's words become a labelled example, replacing an earlier correction of the same
         conversation (the next :meth:`update`, in whichever process, retrains). Returns the
         canonical label; raises ``ValueError`` for an unknown label and
-        :class:`UnknownConversation`."""
+        :class:`UnknownConversation`. Audited as ``by``."""
         label = canonical_label(label)
         found = await self._texts([conversation_id])
         if not found:
@@ -508,6 +504,7 @@ class Analysis:
                     index_elements=["conversation_id"], set_=values
                 )
             )
+            audit.record(session, by, "relabel", f"conversation {conversation_id} to {label}")
         return label
 
     async def _pending(self, limit: int) -> list[_Text]:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from deskside.config import Settings
 from deskside.errors import BadRequest, HTTPError
-from deskside.insights import erasure
+from deskside.insights import audit, erasure
 from deskside.insights import reports as reporting
 from deskside.insights.analysis import Analysis, UnknownConversation, UnknownTopic
 from deskside.insights.models import RowId
@@ -143,10 +143,12 @@ def insights_api(
             return await labelled_conversations(session, label=label, topic=topic, limit=limit)
 
     @router.post("/conversations/{conversation_id}/label")
-    async def relabel(conversation_id: RowId, change: LabelChange) -> dict[str, Any]:
+    async def relabel(
+        request: Request, conversation_id: RowId, change: LabelChange
+    ) -> dict[str, Any]:
         """An agent's label: it sticks, and the classifier learns from it."""
         try:
-            label = await analysis.relabel(conversation_id, change.label)
+            label = await analysis.relabel(conversation_id, change.label, by=_caller(request))
         except UnknownConversation:
             raise NotFound(f"no conversation {conversation_id}") from None
         except ValueError as exc:
@@ -180,21 +182,24 @@ def insights_api(
         return TopicDetail(**found[0].model_dump(), members=members)
 
     @router.post("/topics/{topic_id}/rename")
-    async def rename(topic_id: RowId, change: Rename) -> dict[str, Any]:
+    async def rename(request: Request, topic_id: RowId, change: Rename) -> dict[str, Any]:
         """A person's name for the topic; regrouping keeps it."""
-        await _decide(analysis.rename_topic(topic_id, change.name))
+        await _decide(analysis.rename_topic(topic_id, change.name, by=_caller(request)))
         return {"id": topic_id, "name": " ".join(change.name.split())}
 
     @router.post("/topics/{topic_id}/merge")
-    async def merge(topic_id: RowId, change: Merge) -> dict[str, Any]:
+    async def merge(request: Request, topic_id: RowId, change: Merge) -> dict[str, Any]:
         """Merge this topic into another of the same label, for good."""
-        await _decide(analysis.merge_topics(topic_id, change.into))
+        await _decide(analysis.merge_topics(topic_id, change.into, by=_caller(request)))
         return {"id": change.into, "merged": topic_id}
 
     @router.post("/topics/{topic_id}/split")
-    async def split(topic_id: RowId, change: Split) -> dict[str, Any]:
+    async def split(request: Request, topic_id: RowId, change: Split) -> dict[str, Any]:
         """Move some conversations out into a new topic, for good."""
-        new_id = await _decide(analysis.split_topic(topic_id, change.conversation_ids, change.name))
+        by = _caller(request)
+        new_id = await _decide(
+            analysis.split_topic(topic_id, change.conversation_ids, change.name, by=by)
+        )
         return {"id": new_id, "from": topic_id}
 
     @router.get("/reports", response_model=None)
@@ -252,6 +257,25 @@ def insights_api(
         cache = request.app.state.service.resolver.cache
         removed = await erasure.forget(store, addresses, by=_caller(request), cache=cache)
         return Erasure(addresses=len(set(addresses)), rows=removed.total, removed=removed.counts)
+
+    @router.get("/audit", response_model=None)
+    async def audit_log(
+        who: str | None = Query(None, max_length=100),
+        action: str | None = Query(None, max_length=20, pattern=r"^[a-z_]*$"),
+        since: str | None = Query(None, max_length=10, description="YYYY-MM-DD, UTC"),
+        until: str | None = Query(None, max_length=10, description="YYYY-MM-DD, UTC, included"),
+        format: Literal["json", "csv"] = "json",
+        limit: int = Query(1000, ge=1, le=10_000),
+    ) -> list[dict[str, Any]] | Response:
+        """Every change people made, newest first (admins): who, when, what, workspace."""
+        try:
+            wanted = audit.audit_filter(who, action, since, until)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        found = await audit.entries(store, wanted, limit=limit)
+        if format == "csv":
+            return PlainTextResponse(audit.to_csv(found), media_type="text/csv; charset=utf-8")
+        return audit.to_json(found)
 
     return router
 

@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deskside.insights import audit
 from deskside.insights.models import (
     DEFAULT_WORKSPACE,
     ErasureAudit,
@@ -326,8 +327,4 @@ async def _invite(session: AsyncSession, person_id: int) -> str:
 
 
 def _audit(session: AsyncSession, by: str, action: str, detail: str) -> None:
-    session.add(
-        ErasureAudit(
-            at=utcnow(), actor=by[:100], action=action, detail=detail[:200], rows=0, counts={}
-        )
-    )
+    audit.record(session, by, action, detail)

@@ -30,6 +30,7 @@ from deskside.insights.service import InsightsService
 from deskside.lookup import normalise_emails
 from deskside.service import SidebarService
 from deskside.web import connection, dashboard
+from deskside.web.audit_pages import audit_routes
 from deskside.web.auth import read_form_pairs
 from deskside.web.guard import Identity, identity_of
 from deskside.web.pages import UI_PREFIX, Pages, conversation_ref, safe_href
@@ -49,6 +50,7 @@ def insights_routes(
     """The insights pages, for :func:`deskside.web.routes.web_routes` to include."""
     page, refusal, redirect = pages.page, pages.refusal, pages.redirect
     router = APIRouter(include_in_schema=False, route_class=pages.route_class())
+    router.include_router(audit_routes(pages, insights))
 
     async def form_ids(request: Request, name: str) -> list[int]:
         """The ids the form's ``name`` fields (ticked checkboxes) give; a value that can name
@@ -131,7 +133,9 @@ def insights_routes(
         try:
             if conversation is None:
                 raise UnknownConversation(conversation_id)
-            label = await live.analysis.relabel(conversation, form.get("label", ""))
+            label = await live.analysis.relabel(
+                conversation, form.get("label", ""), by=session.actor
+            )
         except UnknownConversation:
             message = f"There is no conversation {conversation_id}."
             return refusal(request, session, 404, message, back=back)
@@ -224,16 +228,16 @@ def insights_routes(
             if topic is None:
                 raise UnknownTopic(topic_id)
             if action == "rename":
-                await analysis.rename_topic(topic, form.get("name", ""))
+                await analysis.rename_topic(topic, form.get("name", ""), by=session.actor)
             elif action == "merge":
                 target = row_id(form.get("into", ""))
                 if target is None:
                     raise ValueError("choose the topic to merge into")
-                await analysis.merge_topics(topic, target)
+                await analysis.merge_topics(topic, target, by=session.actor)
             else:
                 chosen = await form_ids(request, "conversation")
                 target = await analysis.split_topic(
-                    topic, chosen, form.get("name", "").strip() or None
+                    topic, chosen, form.get("name", "").strip() or None, by=session.actor
                 )
         except UnknownTopic:
             return no_topic(request, session, topic_id)

@@ -54,6 +54,8 @@ PERMISSIONS: dict[tuple[str, str], Role | None] = {
     ("POST", f"{_UI}/login"): PUBLIC,
     ("GET", f"{_UI}/invitation"): PUBLIC,
     ("POST", f"{_UI}/invitation"): PUBLIC,
+    ("GET", f"{_UI}/sso/login"): PUBLIC,
+    ("GET", f"{_UI}/sso/callback"): PUBLIC,
     ("POST", f"{_UI}/logout"): V,
     ("POST", f"{_UI}/logout/everywhere"): V,
     ("GET", f"{_UI}/preview"): V,
@@ -74,6 +76,9 @@ PERMISSIONS: dict[tuple[str, str], Role | None] = {
     ("POST", f"{_UI}/people"): A,
     ("POST", f"{_UI}/people/{{person_id}}/{{action}}"): A,
     ("POST", f"{_UI}/tokens/{{token_id}}/revoke"): A,
+    ("GET", f"{_UI}/audit"): A,
+    ("GET", f"{_UI}/audit.csv"): A,
+    ("GET", f"{_UI}/audit.json"): A,
     ("GET", f"{_UI}/{{path:path}}"): V,
     # The insights API
     ("GET", f"{_API}/overview"): V,
@@ -87,6 +92,7 @@ PERMISSIONS: dict[tuple[str, str], Role | None] = {
     ("GET", f"{_API}/reports"): V,
     ("POST", f"{_API}/reports/{{topic_id}}/export/github"): E,
     ("POST", f"{_API}/forget"): A,
+    ("GET", f"{_API}/audit"): A,
 }
 """``(method, path template)`` → the least role (or :data:`PUBLIC`). HEAD follows GET."""
 
