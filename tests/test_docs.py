@@ -14,6 +14,7 @@ from deskside.insights.settings import (
     ReportsSettings,
 )
 from deskside.protocols.plain import PlainCard
+from deskside.web.sso_settings import OidcSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -41,6 +42,7 @@ def test_every_config_key_is_documented() -> None:
     models += [layout.BadgeLayout, layout.LinkLayout, layout.SectionLayout]
     models += [*protocols.PROTOCOLS, *sources._SOURCES, PlainCard]
     models += [InsightsSettings, HelpScoutSettings, ClassifierSettings, ReportsSettings]
+    models += [OidcSettings]
     missing = {
         f"{model.__name__}.{name}"
         for model in models

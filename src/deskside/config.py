@@ -27,6 +27,7 @@ from deskside.protocols import AnyHelpdeskConfig
 from deskside.proxy import normalise_public_url
 from deskside.references import BUILT_IN_NAMES, Location, Problem, unknown_names
 from deskside.sources import AnySourceConfig
+from deskside.web.sso_settings import UISettings
 
 __all__ = [
     "AdminSettings",
@@ -131,6 +132,7 @@ class Settings(ConfigModel):
     server: ServerSettings = ServerSettings()
     admin: AdminSettings = AdminSettings()
     insights: InsightsSettings = InsightsSettings()
+    ui: UISettings = UISettings()
 
     @property
     def insights_enabled(self) -> bool:
@@ -173,6 +175,11 @@ class Settings(ConfigModel):
         if not self.server.metrics_public and not self.admin.token:
             raise ValueError(
                 "server.metrics_public = false needs an [admin] token to read /metrics with"
+            )
+        if self.ui.oidc is not None and not (self.insights_enabled and self.admin.ui_enabled):
+            raise ValueError(
+                "[ui.oidc] needs an [insights] table (people are kept there) and an [admin] "
+                "password (the web UI)"
             )
         return self
 

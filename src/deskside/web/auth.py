@@ -360,6 +360,14 @@ class AdminAuth:
 
     # Signing
 
+    def seal(self, purpose: str, document: dict[str, Any]) -> str:
+        """``document`` signed for ``purpose``, as a cookie's value (signed, not encrypted)."""
+        return self._seal(purpose, document)
+
+    def unseal(self, purpose: str, value: str | None) -> dict[str, Any] | None:
+        """What :meth:`seal` signed for ``purpose``; None when forged, altered or another's."""
+        return self._unseal(purpose, value)
+
     def _seal(self, purpose: str, document: dict[str, Any]) -> str:
         payload = _b64(json.dumps(document, separators=(",", ":")).encode())
         return f"{payload}.{self._sign(purpose, payload)}"

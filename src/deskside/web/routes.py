@@ -101,6 +101,7 @@ def web_routes(
             login_token=token,
             next=next,
             error=error,
+            sso=insights is not None and settings.ui.oidc is not None,
         )
         if cookie is not None:
             auth.set_login_cookie(response, request, cookie)
@@ -263,6 +264,10 @@ def web_routes(
 
         router.include_router(insights_routes(pages, settings, service, insights))
         router.include_router(people_routes(pages, settings, insights))
+        if settings.ui.oidc is not None:
+            from deskside.web.sso import sso_routes
+
+            router.include_router(sso_routes(pages, settings, insights, _local_next))
     else:
 
         async def insights_off(request: Request) -> Response:
