@@ -46,11 +46,16 @@ ADMIN_ONLY = [
     ("POST", "/ui/connection/{action}"),
     ("GET", "/ui/setup"),
     ("POST", "/api/insights/forget"),
+    ("GET", "/ui/audit"),
+    ("GET", "/ui/audit.csv"),
+    ("GET", "/api/insights/audit"),
 ]
-"""What the feature asks of an admin: Help Scout's connection, people, erasure, the secrets."""
+"""What the feature asks of an admin: Help Scout's connection, people, erasure, the secrets,
+the audit."""
 EDITOR_AND_UP = [
     ("POST", "/ui/insights/conversations/{conversation_id}/label"),
     ("POST", "/ui/topics/{topic_id}/merge"),
+    ("POST", "/ui/topics/{topic_id}/undo-merge"),
     ("POST", "/ui/reports/{topic_id}/export/github"),
     ("POST", "/api/insights/topics/{topic_id}/split"),
 ]

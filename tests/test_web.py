@@ -520,9 +520,10 @@ async def test_a_topic_is_renamed_split_and_merged_back(settings: Settings) -> N
         token = csrf_of(page.text)
         for other in topics[1:]:  # however the grouping went, one bug topic to start with
             merged = await client.post(
-                f"/ui/topics/{other.id}/merge", data={"csrf_token": token, "into": str(first)}
+                f"/ui/topics/{other.id}/merge",
+                data={"csrf_token": token, "into": str(first), "confirmed": "1"},
             )
-            assert merged.headers["location"] == f"/ui/topics/{first}?done=merge"
+            assert merged.headers["location"].startswith(f"/ui/topics/{first}?done=merge&undo=")
         [topic] = await bug_topics(client)
         assert (topic.id, topic.conversations, topic.customers) == (first, 2, 2)
 
@@ -562,9 +563,10 @@ async def test_a_topic_is_renamed_split_and_merged_back(settings: Settings) -> N
         for refused in (nothing, blank):
             assert back_link(refused.text) == (f"/ui/topics/{first}", "Back to the topic")
         back = await client.post(
-            f"/ui/topics/{new_id}/merge", data={"csrf_token": token, "into": str(first)}
+            f"/ui/topics/{new_id}/merge",
+            data={"csrf_token": token, "into": str(first), "confirmed": "1"},
         )
-        assert back.headers["location"] == f"/ui/topics/{first}?done=merge"
+        assert back.headers["location"].startswith(f"/ui/topics/{first}?done=merge&undo=")
         assert [(t.id, t.conversations) for t in await bug_topics(client)] == [(first, 2)]
         assert (await client.get(f"/ui/topics/{new_id}")).status_code == 404  # merged away
 

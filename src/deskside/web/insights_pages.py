@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 
 from deskside.config import Settings
 from deskside.errors import ConfigError
-from deskside.insights import erasure
+from deskside.insights import erasure, merges
 from deskside.insights import reports as reporting
 from deskside.insights.analysis import UnknownConversation, UnknownTopic
 from deskside.insights.backfill import parse_since
@@ -33,6 +33,7 @@ from deskside.web import connection, dashboard
 from deskside.web.audit_pages import audit_routes
 from deskside.web.auth import read_form_pairs
 from deskside.web.guard import Identity, identity_of
+from deskside.web.merge_pages import merge_routes
 from deskside.web.pages import UI_PREFIX, Pages, conversation_ref, safe_href
 
 __all__ = ["IMPORT_CHOICES", "insights_routes"]
@@ -51,6 +52,7 @@ def insights_routes(
     page, refusal, redirect = pages.page, pages.refusal, pages.redirect
     router = APIRouter(include_in_schema=False, route_class=pages.route_class())
     router.include_router(audit_routes(pages, insights))
+    router.include_router(merge_routes(pages, insights))
 
     async def form_ids(request: Request, name: str) -> list[int]:
         """The ids the form's ``name`` fields (ticked checkboxes) give; a value that can name
@@ -192,6 +194,8 @@ def insights_routes(
             conversations=await dashboard.conversations(live.store, topic=topic.id, limit=1000),
             merge_targets=[t for t in siblings if t.id != topic.id],
             done=request.query_params.get("done"),
+            undo=_count_of(request.query_params.get("undo", "")),
+            undo_minutes=merges.UNDO_MINUTES,
         )
 
     async def _report(
@@ -229,11 +233,6 @@ def insights_routes(
                 raise UnknownTopic(topic_id)
             if action == "rename":
                 await analysis.rename_topic(topic, form.get("name", ""), by=session.actor)
-            elif action == "merge":
-                target = row_id(form.get("into", ""))
-                if target is None:
-                    raise ValueError("choose the topic to merge into")
-                await analysis.merge_topics(topic, target, by=session.actor)
             else:
                 chosen = await form_ids(request, "conversation")
                 target = await analysis.split_topic(
@@ -250,10 +249,6 @@ def insights_routes(
     @router.post(UI_PREFIX + "/topics/{topic_id}/rename")
     async def rename_view(request: Request, topic_id: str) -> Response:
         return await topic_action(request, topic_id, "rename")
-
-    @router.post(UI_PREFIX + "/topics/{topic_id}/merge")
-    async def merge_view(request: Request, topic_id: str) -> Response:
-        return await topic_action(request, topic_id, "merge")
 
     @router.post(UI_PREFIX + "/topics/{topic_id}/split")
     async def split_view(request: Request, topic_id: str) -> Response:

@@ -67,6 +67,7 @@ PERMISSIONS: dict[tuple[str, str], Role | None] = {
     ("GET", f"{_UI}/topics/{{topic_id}}"): V,
     ("POST", f"{_UI}/topics/{{topic_id}}/rename"): E,
     ("POST", f"{_UI}/topics/{{topic_id}}/merge"): E,
+    ("POST", f"{_UI}/topics/{{topic_id}}/undo-merge"): E,
     ("POST", f"{_UI}/topics/{{topic_id}}/split"): E,
     ("GET", f"{_UI}/connection"): A,
     ("POST", f"{_UI}/connection/{{action}}"): A,

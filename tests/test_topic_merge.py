@@ -1,0 +1,158 @@
+"""Merging topics in the web UI: the form names its target (none is preselected) and keeps the
+name typed, a confirmation page shows both topics before anything changes, and an Undo within
+10 minutes puts both topics back with their conversations and names. And a topic a person
+renamed keeps that name when new conversations make the grouping start over."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from deskside.config import Settings
+from deskside.insights.models import ErasureAudit, utcnow
+from deskside.insights.queries import TopicSummary
+from deskside.web import dashboard
+from helpers import demo_settings, parse_html
+from test_web import ADMIN, PASSWORD, browser, csrf_of, log_in, seed_conversations
+
+pytestmark = pytest.mark.anyio
+
+PHOTO_CRASH = "The app crashes every time I upload a photo, error 500."
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str) -> Settings:
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    return demo_settings(monkeypatch, tmp_path, database, replace={"[server]\n": ADMIN})
+
+
+async def bug_topics(client: object) -> list[TopicSummary]:
+    insights = client._transport.app.state.insights  # type: ignore[attr-defined]
+    return await dashboard.topics(insights.store, await insights.trends(), label="bug")
+
+
+async def members(client: object, topic_id: int) -> set[int]:
+    insights = client._transport.app.state.insights  # type: ignore[attr-defined]
+    return {c.id for c in await dashboard.conversations(insights.store, topic=topic_id)}
+
+
+async def test_a_merge_is_confirmed_then_undone(settings: Settings) -> None:
+    async with browser(settings) as client:
+        await log_in(client)
+        await seed_conversations(client, settings, {4: PHOTO_CRASH})
+        insights = client._transport.app.state.insights  # type: ignore[attr-defined]
+        first, *others = await bug_topics(client)
+        if not others:  # grouped together: split the second photo crash off
+            await insights.analysis.split_topic(first.id, [4], "Second crash", by="cli")
+        first, second = sorted(await bug_topics(client), key=lambda t: t.id)
+        before = {t.id: (t.name, await members(client, t.id)) for t in (first, second)}
+
+        page = await client.get(f"/ui/topics/{second.id}")
+        token = csrf_of(page.text)
+        [choice] = [
+            s for s in parse_html(page.text).find_all("select") if s.attrs["id"] == "merge-into"
+        ]
+        options = choice.find_all("option")
+        assert options[0].attrs["value"] == ""  # no topic is preselected
+        assert [o.attrs["value"] for o in options[1:]] == [str(first.id)]
+        assert 'name="name"' in str(page.text.split('id="merge-form"', 1)[1].split("</form>")[0])
+
+        asked = await client.post(
+            f"/ui/topics/{second.id}/merge",
+            data={"csrf_token": token, "into": str(first.id), "name": "  Photo   crashes "},
+        )
+        assert asked.status_code == 200
+        shown = parse_html(asked.text).text()
+        assert first.name in shown and second.name in shown and "Photo crashes" in shown
+        assert sorted(t.id for t in await bug_topics(client)) == [first.id, second.id]
+
+        confirm = csrf_of(asked.text)
+        merged = await client.post(
+            f"/ui/topics/{second.id}/merge",
+            data={
+                "csrf_token": confirm,
+                "into": str(first.id),
+                "name": "Photo crashes",
+                "confirmed": "1",
+            },
+        )
+        assert merged.status_code == 303
+        location = merged.headers["location"]
+        assert location.startswith(f"/ui/topics/{first.id}?done=merge&undo=")
+        [topic] = await bug_topics(client)
+        assert (topic.id, topic.name, topic.conversations) == (first.id, "Photo crashes", 2)
+
+        merged_page = await client.get(location)
+        assert "Undo" in merged_page.text and "10 minutes" in merged_page.text
+        undo_id = location.rsplit("=", 1)[1]
+        undone = await client.post(
+            f"/ui/topics/{first.id}/undo-merge",
+            data={"csrf_token": csrf_of(merged_page.text), "merge": undo_id},
+        )
+        assert undone.status_code == 303
+        assert undone.headers["location"] == f"/ui/topics/{second.id}?done=unmerged"
+        after = {t.id: (t.name, await members(client, t.id)) for t in await bug_topics(client)}
+        assert after == before
+        again = await client.post(
+            f"/ui/topics/{first.id}/undo-merge", data={"csrf_token": token, "merge": undo_id}
+        )
+        assert again.status_code == 409 and "already undone" in again.text
+
+        # after 10 minutes a merge stays
+        late = await client.post(
+            f"/ui/topics/{second.id}/merge",
+            data={"csrf_token": token, "into": str(first.id), "confirmed": "1"},
+        )
+        late_id = int(late.headers["location"].rsplit("=", 1)[1])
+        async with insights.store.session() as session:
+            await session.execute(
+                update(ErasureAudit)
+                .where(ErasureAudit.id == late_id)
+                .values(at=utcnow() - timedelta(minutes=11))
+            )
+        refused = await client.post(
+            f"/ui/topics/{first.id}/undo-merge", data={"csrf_token": token, "merge": str(late_id)}
+        )
+        assert refused.status_code == 409 and "10 minutes" in refused.text
+        [kept] = await bug_topics(client)
+        assert (kept.id, kept.name, kept.conversations) == (first.id, before[first.id][0], 2)
+
+        audit = await client.get("/ui/audit", params={"who": "ui:admin"})
+        actions = [
+            row.attrs["data-action"]
+            for row in parse_html(audit.text).find_all("tr")
+            if "data-action" in row.attrs
+        ]
+        assert actions[:3] == ["topic_merged", "merge_undone", "topic_merged"]
+
+
+async def test_a_renamed_topic_keeps_its_name_through_regrouping(settings: Settings) -> None:
+    async with browser(settings) as client:
+        await log_in(client)
+        await seed_conversations(client, settings)
+        [bug] = await bug_topics(client)
+        token = csrf_of((await client.get(f"/ui/topics/{bug.id}")).text)
+        renamed = await client.post(
+            f"/ui/topics/{bug.id}/rename", data={"csrf_token": token, "name": "Photo uploads"}
+        )
+        assert renamed.status_code == 303
+        # twice as many conversations: more than a quarter more, so everything is regrouped
+        more = {
+            4: PHOTO_CRASH,
+            5: "Uploading a photo crashes the app with error 500.",
+            6: "Please add a dark mode for the dashboard.",
+            7: "Where do I reset my password?",
+        }
+        await seed_conversations(client, settings, more)
+        topic_of = {
+            c.id: c.topic_id
+            for c in await dashboard.conversations(
+                client._transport.app.state.insights.store  # type: ignore[attr-defined]
+            )
+        }
+        assert topic_of[1] == bug.id
+        [still] = [t for t in await bug_topics(client) if t.id == bug.id]
+        assert still.name == "Photo uploads"
