@@ -18,6 +18,7 @@ from deskside.config import Settings
 from deskside.insights.models import Conversation, utcnow
 from deskside.web import dashboard
 from deskside.web.roles import Role
+from fake_github import FakeGitHub
 from helpers import demo_settings, parse_html
 from test_people import (
     ADMIN,
@@ -159,3 +160,49 @@ async def test_every_change_is_audited_once_with_who_and_what(settings: Settings
         )
         assert refused.status_code == 403
         await editor.aclose()
+
+
+async def test_an_export_to_github_is_audited(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
+    with FakeGitHub(token="gh-token", repository="acme/app") as github:
+        reports = (
+            "[insights.reports]\n"
+            'github_repository = "acme/app"\n'
+            'github_token = "gh-token"\n'
+            f'github_api_url = "{github.api_url}"\n\n'
+            "[insights.helpscout]"
+        )
+        replace = {"[server]\n": ADMIN, "[insights.helpscout]": reports}
+        settings = demo_settings(monkeypatch, tmp_path, database, replace=replace)
+        async with running(settings) as (app, people):
+            editor = await person_client(app, people, "editor@team.example", Role.editor)
+            await seed_conversations(editor, settings)
+            [bug] = await dashboard.topics(app.state.insights.store, {}, label="bug")
+            exported = await editor.post(
+                f"/ui/reports/{bug.id}/export/github",
+                data={"csrf_token": await session_csrf(editor)},
+            )
+            assert exported.status_code == 303
+            found = await editor.get(
+                "/api/insights/audit",
+                params={"action": "report_exported"},
+                headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+            [entry] = found.json()
+            assert entry["actor"] == "ui:editor@team.example"
+            assert entry["detail"] == f"topic {bug.id} to github:acme/app #1"
+            await editor.aclose()
+
+
+async def test_disconnecting_help_scout_is_audited(settings: Settings) -> None:
+    async with running(settings) as (app, _people), client_of(app) as admin:
+        assert (await log_in(admin, "admin", PASSWORD)).status_code == 303
+        token = await session_csrf(admin)
+        gone = await admin.post("/ui/connection/disconnect", data={"csrf_token": token})
+        assert gone.headers["location"] == "/ui/connection?done=disconnect"
+        page = await admin.get("/ui/audit", params={"action": "helpscout_disconnect"})
+        assert [row[1:4] for row in audit_rows(page.text)] == [
+            ["ui:admin", "helpscout_disconnect", "Help Scout"]
+        ]

@@ -220,7 +220,7 @@ def insights_api(
         return found
 
     @router.post("/reports/{topic_id}/export/github")
-    async def export_github(topic_id: RowId) -> dict[str, Any]:
+    async def export_github(request: Request, topic_id: RowId) -> dict[str, Any]:
         """Open the topic's GitHub issue, or update the one opened before."""
         options = settings.insights.reports
         token = (
@@ -235,7 +235,7 @@ def insights_api(
             raise NotFound(f"no bug or feature report for topic {topic_id}")
         try:
             async with reporting.GitHubIssues(
-                options.github_repository, token, options.github_api_url
+                options.github_repository, token, options.github_api_url, by=_caller(request)
             ) as github:
                 result = await github.export(store, found[0])
                 await erasure.rewrite_erased_exports_quietly(store, github, exported=[topic_id])

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside.expressions import Expression, Scope
+from deskside.insights import audit
 from deskside.insights.customer_text import conversation_text
 from deskside.insights.models import (
     Conversation,
@@ -708,7 +709,9 @@ class GitHubIssues:
         *,
         timeout_seconds: float = 20.0,
         include_customers: bool = False,
+        by: str = "cli",
     ) -> None:
+        """``by``: who exports, as the audit names them."""
         if not _REPOSITORY.match(repository) or ".." in repository:
             raise ValueError(f"{repository!r} is not a GitHub repository: write owner/name")
         if not token.strip():
@@ -716,6 +719,7 @@ class GitHubIssues:
         self.repository = repository
         self.api_url = api_url.rstrip("/")
         self.include_customers = include_customers
+        self.by = by
         self._token = token
         self._timeout_seconds = timeout_seconds
         self._client = httpx.AsyncClient(
@@ -853,6 +857,8 @@ class GitHubIssues:
                     },
                 )
             )
+            detail = f"topic {topic_id} to {self.target} #{result.number}"
+            audit.record(session, self.by, "report_exported", detail)
 
 
 def _issue_title(report: Report) -> str:

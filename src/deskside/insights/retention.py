@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select
 
 from deskside.errors import ConfigError
+from deskside.insights import audit
 from deskside.insights.erasure import Removed, affected_rows, record_removal, remove_conversations
 from deskside.insights.models import (
     Classification,
@@ -145,6 +146,9 @@ async def disconnect_helpscout(
     else:
         async with api:
             report = await api.disconnect()
+    async with store.session() as session:
+        what = "Help Scout and its data" if delete_data else "Help Scout"
+        audit.record(session, by, "helpscout_disconnect", what)
     removed = await purge_account_data(store, by=by) if delete_data else None
     return Disconnected(report, removed)
 

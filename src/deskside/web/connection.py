@@ -95,8 +95,9 @@ async def refresh_mailboxes(settings: InsightsSettings, store: Store) -> None:
 
 
 async def disconnect(
-    settings: InsightsSettings, store: Store, *, delete_data: bool = False
+    settings: InsightsSettings, store: Store, *, by: str, delete_data: bool = False
 ) -> Disconnected:
     """Forget the connection and delete deskside's webhook in Help Scout (best effort), and
-    with ``delete_data`` everything imported, as ``deskside disconnect helpscout`` does."""
-    return await disconnect_helpscout(settings, store, delete_data=delete_data, by="ui:admin")
+    with ``delete_data`` everything imported, as ``deskside disconnect helpscout`` does; audited
+    as ``by``."""
+    return await disconnect_helpscout(settings, store, delete_data=delete_data, by=by)

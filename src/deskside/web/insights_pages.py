@@ -309,7 +309,9 @@ def insights_routes(
                     return confirm_deleting_data(request, session)
                 if delete_data and live.last_import.running:
                     return failed(409, "An import is running: delete the data once it stops.")
-                outcome = await connection.disconnect(options, store, delete_data=delete_data)
+                outcome = await connection.disconnect(
+                    options, store, by=session.actor, delete_data=delete_data
+                )
                 done = "disconnect-data" if delete_data else "disconnect"
                 if outcome.report.webhook_deleted is False:
                     problem = "the webhook could not be deleted: remove it in Help Scout"
@@ -444,7 +446,7 @@ def insights_routes(
             return failed(404, f"No bug or feature report for topic {topic_id}.")
         try:
             async with reporting.GitHubIssues(
-                options.github_repository, token, options.github_api_url
+                options.github_repository, token, options.github_api_url, by=session.actor
             ) as github:
                 result = await github.export(live.store, found[0])
                 exported = [found[0].topic_id]
