@@ -83,15 +83,17 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def live_server(directory: Path, *, conversations: bool = True) -> Iterator[LiveServer]:
+def live_server(
+    directory: Path, *, conversations: bool = True, config_extra: str = ""
+) -> Iterator[LiveServer]:
     """``deskside serve`` on the demo config and database (in ``directory``), with the admin
-    password :data:`PASSWORD` and, with ``conversations``, three Help Scout conversations
-    delivered as webhooks and classified."""
+    password :data:`PASSWORD`, the tables ``config_extra`` adds and, with ``conversations``,
+    three Help Scout conversations delivered as webhooks and classified."""
     directory.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(1) as pool:  # its own event loop, beside Playwright's
         database = pool.submit(make_demo_database, directory / "demo.sqlite3").result()
     config = directory / "deskside.toml"
-    admin = '[admin]\npassword = "env:DESKSIDE_ADMIN_PASSWORD"\n\n[server]\n'
+    admin = config_extra + '[admin]\npassword = "env:DESKSIDE_ADMIN_PASSWORD"\n\n[server]\n'
     config.write_text(demo_config_text(replace={"[server]\n": admin}), encoding="utf-8")
     port = _free_port()
     env = {
