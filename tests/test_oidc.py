@@ -138,9 +138,10 @@ def oidc_settings(
     provider: LocalProvider,
     *,
     default_role: str | None = "viewer",
+    client_secret: str = CLIENT_SECRET,
 ) -> Settings:
     monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
-    monkeypatch.setenv("DESKSIDE_OIDC_SECRET", CLIENT_SECRET)
+    monkeypatch.setenv("DESKSIDE_OIDC_SECRET", client_secret)
     role = f'default_role = "{default_role}"\n' if default_role else ""
     table = (
         f'[ui.oidc]\nissuer = "{provider.issuer}"\nclient_id = "{CLIENT_ID}"\n'
@@ -253,6 +254,25 @@ async def test_a_token_from_another_issuer_is_refused(
 ) -> None:
     provider.overrides = {"iss": "https://impostor.example"}
     await refused(settings, 401, "'iss'")
+
+
+async def test_a_wrong_client_secret_is_refused_by_the_provider(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, provider: LocalProvider
+) -> None:
+    secret = "not-the-secret"
+    settings = oidc_settings(monkeypatch, tmp_path, database, provider, client_secret=secret)
+    await refused(settings, 401, "the code was refused")
+
+
+async def test_an_unreachable_provider_is_a_clear_error(
+    settings: Settings, provider: LocalProvider
+) -> None:
+    provider.server.route("/.well-known/openid-configuration", Reply.status(503))
+    async with running(settings) as (app, people), client_of(app) as browser:
+        start = await browser.get("/ui/sso/login")
+        assert start.status_code == 502
+        assert "could not be reached" in start.text
+        assert await people.listed() == []
 
 
 async def test_a_domain_not_allowed_is_denied(settings: Settings, provider: LocalProvider) -> None:

@@ -50,6 +50,15 @@ with warnings.catch_warnings():
     from authlib.oidc.core import CodeIDToken  # type: ignore[import-untyped]
     from joserfc.errors import JoseError  # what Authlib's jose raises since it wraps joserfc
 
+# Authlib runs on the `httpx2` package when it is installed, else on httpx (the same API)
+_EXCHANGE_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, AuthlibBaseError, ValueError)
+try:
+    import httpx2  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
+else:
+    _EXCHANGE_ERRORS += (httpx2.HTTPError,)
+
 __all__ = ["FLOW_SECONDS", "SSO_COOKIE", "SignInRefused", "sso_routes"]
 
 log = logging.getLogger("deskside.web")
@@ -144,7 +153,7 @@ class Provider:
                 timeout=HTTP_SECONDS,
             ) as client:
                 token = await client.fetch_token(endpoints.token, code=code, code_verifier=verifier)
-        except (httpx.HTTPError, AuthlibBaseError, ValueError):
+        except _EXCHANGE_ERRORS:
             raise SignInRefused(
                 401,
                 "The identity provider did not accept this sign-in: try again.",
