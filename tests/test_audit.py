@@ -98,6 +98,9 @@ async def test_every_change_is_audited_once_with_who_and_what(settings: Settings
             assert [row[2] for row in audit_rows(renames.text)] == ["topic_renamed"] * 2
             by_api_only = await admin.get("/ui/audit", params={"who": "API:editor"})
             assert [row[1] for row in audit_rows(by_api_only.text)] == ["api:editor@team.example"]
+            for nobody in ("_", "%", "editor_team"):  # searched as typed, not as a pattern
+                none = await admin.get("/ui/audit", params={"who": nobody})
+                assert audit_rows(none.text) == [], nobody
             today = utcnow().date()
             yesterday = (today - timedelta(days=1)).isoformat()
             until_yesterday = await admin.get("/ui/audit", params={"until": yesterday})

@@ -1,7 +1,8 @@
 """Merging topics in the web UI: the form names its target (none is preselected) and keeps the
 name typed, a confirmation page shows both topics before anything changes, and an Undo within
-10 minutes puts both topics back with their conversations and names. And a topic a person
-renamed keeps that name when new conversations make the grouping start over."""
+10 minutes puts both topics back with their conversations and names (on SQLite and
+PostgreSQL). And a topic a person renamed keeps that name when new conversations make the
+grouping start over."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from deskside.config import Settings
-from deskside.insights.models import ErasureAudit, utcnow
+from deskside.insights import audit, merges
+from deskside.insights.models import Conversation, ErasureAudit, Topic, TopicMember, utcnow
 from deskside.insights.queries import TopicSummary
+from deskside.insights.store import Store, database_url
 from deskside.web import dashboard
 from helpers import demo_settings, parse_html
 from test_web import ADMIN, PASSWORD, browser, csrf_of, log_in, seed_conversations
@@ -156,3 +159,66 @@ async def test_a_renamed_topic_keeps_its_name_through_regrouping(settings: Setti
         assert topic_of[1] == bug.id
         [still] = [t for t in await bug_topics(client) if t.id == bug.id]
         assert still.name == "Photo uploads"
+
+
+async def test_merge_and_undo_in_the_store(insights_url: str) -> None:
+    store = await Store(database_url(insights_url)).open()
+    try:
+        async with store.session() as session:
+            session.add_all([Conversation(id=n, subject="") for n in (1, 2, 3)])
+            session.add_all(
+                [
+                    Topic(id=10, label="bug", name="Uploads", named_by_person=False),
+                    Topic(id=11, label="bug", name="Photo crash", named_by_person=True),
+                    Topic(id=12, label="feature", name="Dark mode"),
+                ]
+            )
+            await session.flush()
+            session.add_all(
+                [
+                    TopicMember(conversation_id=1, topic_id=10, pinned=False),
+                    TopicMember(conversation_id=2, topic_id=11, pinned=True),
+                    TopicMember(conversation_id=3, topic_id=11, pinned=False),
+                ]
+            )
+
+        async def state() -> dict[int, tuple[str, bool, int | None, list[tuple[int, bool]]]]:
+            async with store.read() as session:
+                topics = {t.id: t for t in await session.scalars(select(Topic))}
+                rows = list(await session.scalars(select(TopicMember)))
+                return {
+                    t.id: (
+                        t.name,
+                        t.named_by_person,
+                        t.merged_into,
+                        sorted((m.conversation_id, m.pinned) for m in rows if m.topic_id == t.id),
+                    )
+                    for t in topics.values()
+                }
+
+        before = await state()
+        with pytest.raises(ValueError, match="cannot merge into a feature"):
+            await merges.merge_topics(store, 11, 12, by="cli")
+        merge = await merges.merge_topics(store, 11, 10, by="ui:a@team.example", name="Photos")
+        merged = await state()
+        assert merged[10] == ("Photos", True, None, [(1, False), (2, True), (3, False)])
+        assert merged[11][2] == 10
+        with pytest.raises(merges.UnknownTopic):
+            await merges.merge_topics(store, 11, 10, by="cli")  # merged away
+        assert await merges.undo_merge(store, merge, by="ui:b@team.example") == 11
+        assert await state() == before
+        with pytest.raises(ValueError, match="already undone"):
+            await merges.undo_merge(store, merge, by="cli")
+        with pytest.raises(LookupError):
+            await merges.undo_merge(store, merge + 100, by="cli")
+        found = await audit.entries(store, audit.AuditFilter(actor="@TEAM.example"))
+        assert [(e.actor, e.action) for e in found] == [
+            ("ui:b@team.example", "merge_undone"),
+            ("ui:a@team.example", "topic_merged"),
+        ]
+        today = utcnow().date().isoformat()
+        assert len(await audit.entries(store, audit.audit_filter(None, None, today, today))) == 2
+        tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
+        assert await audit.entries(store, audit.audit_filter(None, None, tomorrow, None)) == []
+    finally:
+        await store.aclose()

@@ -123,8 +123,8 @@ async def entries(
     wanted = wanted or AuditFilter()
     query = select(ErasureAudit).order_by(ErasureAudit.id.desc())
     if wanted.actor:
-        pattern = "%" + wanted.actor.lower().replace("%", "").replace("_", "") + "%"
-        query = query.where(ErasureAudit.actor.ilike(pattern))
+        literal = "".join("\\" + c if c in "\\%_" else c for c in wanted.actor)
+        query = query.where(ErasureAudit.actor.ilike(f"%{literal}%", escape="\\"))
     if wanted.action:
         query = query.where(ErasureAudit.action == wanted.action)
     if wanted.since is not None:
