@@ -4,6 +4,7 @@ and the web routes of the connection, against the fake Help Scout."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from deskside.config import Settings
-from deskside.insights import helpscout_cli
+from deskside.insights import audit, helpscout_cli
 from deskside.insights.backfill import parse_since
 from deskside.insights.helpscout_api import webhook_secrets
 from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
@@ -345,4 +346,10 @@ async def test_web_routes_connect_and_refuse_forged_states(
     async with store.session() as session:
         assert (await session.get(Connection, "helpscout")) is not None
         assert len(list(await session.scalars(select(Mailbox)))) == 3
+    # the audit says who connected: the admin token that started the authorisation
+    admin_actor = "api:token-" + hashlib.sha256(b"admin-token-0123456789").hexdigest()[:8]
+    found = await audit.entries(store)
+    assert [(e.actor, e.action, e.detail) for e in found if e.action == "helpscout_connect"] == [
+        (admin_actor, "helpscout_connect", "connected (oauth)")
+    ]
     await store.aclose()

@@ -40,13 +40,14 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside import __version__
 from deskside.errors import ConfigError
+from deskside.insights import audit
 from deskside.insights.crypto import Cipher
-from deskside.insights.models import Connection, OAuthState, utcnow
+from deskside.insights.models import Connection, ErasureAudit, OAuthState, utcnow
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store
 
@@ -97,6 +98,8 @@ __all__ = [
 
 PROVIDER = "helpscout"
 STATE_LIFETIME = timedelta(minutes=10)
+CONNECT_STARTED = "helpscout_authorise"
+"""The audit's action when someone starts connecting Help Scout in a browser."""
 """An authorisation must come back within this long; its ``state`` is then used up."""
 WEBHOOK_EVENTS: tuple[str, ...] = (
     "convo.created",
@@ -274,15 +277,18 @@ class HelpScoutAPI:
 
     # -- connecting -------------------------------------------------------------------------
 
-    async def authorization_url(self) -> str:
+    async def authorization_url(self, *, by: str = "cli") -> str:
         """Start an authorisation: a fresh random ``state`` (only its SHA-256 is stored, for
-        :data:`STATE_LIFETIME`, usable once) and the Help Scout URL to send the browser to."""
+        :data:`STATE_LIFETIME`, usable once) and the Help Scout URL to send the browser to.
+        Audited as ``by``, whom the connection is then audited as too."""
         state = secrets.token_urlsafe(32)
         async with self._store.session() as session:
             await session.execute(
                 delete(OAuthState).where(OAuthState.created_at < utcnow() - STATE_LIFETIME)
             )
             session.add(OAuthState(state_hash=_state_hash(state), created_at=utcnow()))
+            facts = {"state": _state_hash(state)}
+            audit.record(session, by, CONNECT_STARTED, "authorisation started", facts)
         async with self._new_client(None, "oauth") as client:
             url, _ = client.create_authorization_url(self._settings.authorize_url, state=state)
         return cast(str, url)
@@ -291,6 +297,7 @@ class HelpScoutAPI:
         """Finish an authorisation: use up ``state`` (:class:`AuthorizationRefused` when it is
         unknown, expired or used before), exchange ``code`` for a token and store it."""
         await self._use_state(state)
+        by = await self._starter(state)
         try:
             async with self._new_client(None, "oauth") as client:
                 token = await client.fetch_token(
@@ -303,9 +310,9 @@ class HelpScoutAPI:
             ) from None
         except _HTTP_ERRORS as exc:
             raise HelpScoutAPIError(_unreachable("the token endpoint", exc)) from None
-        await self._store_new_connection("oauth", dict(token))
+        await self._store_new_connection("oauth", dict(token), by=by)
 
-    async def connect_client_credentials(self) -> None:
+    async def connect_client_credentials(self, *, by: str = "cli") -> None:
         """Connect with the app's own credentials (``mode = "client_credentials"``)."""
         try:
             async with self._new_client(None, "client_credentials") as client:
@@ -319,7 +326,7 @@ class HelpScoutAPI:
             ) from None
         except _HTTP_ERRORS as exc:
             raise HelpScoutAPIError(_unreachable("the token endpoint", exc)) from None
-        await self._store_new_connection("client_credentials", dict(token))
+        await self._store_new_connection("client_credentials", dict(token), by=by)
 
     async def is_connected(self) -> bool:
         """Whether a connection is stored (not whether Help Scout still accepts it)."""
@@ -633,8 +640,9 @@ class HelpScoutAPI:
         mode: Mode = "client_credentials" if connection.mode == "client_credentials" else "oauth"
         return mode, cast(dict[str, Any], json.loads(self._cipher.decrypt(connection.token)))
 
-    async def _store_new_connection(self, mode: Mode, token: dict[str, Any]) -> None:
-        """Store a new connection's token (a webhook registered before stays registered)."""
+    async def _store_new_connection(self, mode: Mode, token: dict[str, Any], *, by: str) -> None:
+        """Store a new connection's token (a webhook registered before stays registered),
+        audited as ``by``."""
         sealed = self._cipher.encrypt(json.dumps(token))
         async with self._store.session() as session:
             connection = await session.get(Connection, PROVIDER)
@@ -643,6 +651,7 @@ class HelpScoutAPI:
             else:
                 connection.mode, connection.token = mode, sealed
                 connection.connected_at = utcnow()
+            audit.record(session, by, "helpscout_connect", f"connected ({mode})")
         await self.aclose()
         self._mode = mode
 
@@ -696,6 +705,18 @@ class HelpScoutAPI:
             f"Help Scout no longer accepts deskside's authorisation ({error}); it was revoked "
             f"or has expired: {_RECONNECT}"
         )
+
+    async def _starter(self, state: str) -> str:
+        """Who started the authorisation ``state`` (as :meth:`authorization_url` audited)."""
+        recent = utcnow() - STATE_LIFETIME - timedelta(minutes=1)
+        async with self._store.read() as session:
+            started = await session.scalars(
+                select(ErasureAudit)
+                .where(ErasureAudit.action == CONNECT_STARTED, ErasureAudit.at >= recent)
+                .order_by(ErasureAudit.id.desc())
+            )
+            wanted = _state_hash(state)
+            return next((row.actor for row in started if row.counts.get("state") == wanted), "cli")
 
     async def _use_state(self, state: str) -> None:
         """Use up ``state``; :class:`AuthorizationRefused` if it is not one of ours, expired,

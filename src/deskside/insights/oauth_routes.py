@@ -5,6 +5,7 @@ where Help Scout sends it back. Mount :func:`oauth_routes` in the app; the store
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 
@@ -36,7 +37,8 @@ def oauth_routes(settings: Settings, store: Store) -> list[Route]:
     insights = settings.insights
 
     async def connect(request: Request) -> Response:
-        if not token_matches(bearer_token(request.headers.get("authorization")), admin_tokens):
+        token = bearer_token(request.headers.get("authorization"))
+        if not token_matches(token, admin_tokens):
             return JSONResponse(
                 {"error": "an admin bearer token is required"},
                 status_code=401,
@@ -49,7 +51,7 @@ def oauth_routes(settings: Settings, store: Store) -> list[Route]:
             )
         try:
             async with HelpScoutAPI(insights, store) as api:
-                url = await api.authorization_url()
+                url = await api.authorization_url(by=_token_actor(token or ""))
         except ConfigError as exc:
             log.error("cannot start a Help Scout authorisation: %s", "; ".join(exc.problems))
             return JSONResponse({"error": "deskside is not set up for Help Scout"}, 503)
@@ -91,3 +93,8 @@ def _page(status: int, message: str) -> HTMLResponse:
         f"<p style='font:16px system-ui;margin:3em'>{html.escape(message)}</p>"
     )
     return HTMLResponse(body, status_code=status, headers=_PRIVATE)
+
+
+def _token_actor(token: str) -> str:
+    """How the audit names the ``[admin] token``: ``api:token-<8 hex of its SHA-256>``."""
+    return "api:token-" + hashlib.sha256(token.encode()).hexdigest()[:8]

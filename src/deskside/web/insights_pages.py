@@ -301,7 +301,7 @@ def insights_routes(
         try:
             if action == "connect":
                 async with HelpScoutAPI(options, store) as api:
-                    target = await api.authorization_url()
+                    target = await api.authorization_url(by=session.actor)
                 return RedirectResponse(target, status_code=303, headers=pages.headers)
             if action == "disconnect":
                 delete_data = form.get("delete_data") == "1"
