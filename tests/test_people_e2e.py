@@ -114,7 +114,15 @@ def test_a_viewer_sees_no_controls_of_other_roles(page: Any, server: LiveServer)
 def test_an_admin_sees_every_control_and_the_people(page: Any, server: LiveServer) -> None:
     log_in(page, server)
     assert page.locator("#whoami").inner_text() == "admin · admin"
-    assert nav_links(page) == ["Insights", "Reports", "Help Scout", "Preview", "Setup", "People"]
+    assert nav_links(page) == [
+        "Insights",
+        "Reports",
+        "Help Scout",
+        "Preview",
+        "Setup",
+        "People",
+        "Audit",
+    ]
     assert page.get_by_role("button", name="Relabel").count() == 3
     topic_page(page, server)
     assert page.get_by_role("button", name="Rename").count() == 1
