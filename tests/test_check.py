@@ -238,7 +238,7 @@ def test_every_query_runs_without_an_email(
     )
     config = write_config(tmp_path, database, "", sources=sources)
     result = check(config)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # the config's query is at fault
     output = one_line(result.stdout)
     assert f"{config}:{line_of(config, 'query')}: sources.app.query:" in output, output
     assert message in output
@@ -258,7 +258,7 @@ def test_queries_run_on_postgresql_with_every_address_bound(
         encoding="utf-8",
     )
     result = check(config)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     output = one_line(result.stdout)
     line = line_of(config, "query", occurrence=2)
     assert f"{config}:{line}: sources.broken.query:" in output, output

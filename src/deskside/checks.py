@@ -75,9 +75,11 @@ async def run(
     config: Path,
     lookup: Lookup | None = None,
     seconds: float = DEFAULT_TIMEOUT_SECONDS,
-) -> bool:
+) -> int:
     """Print the checks of the sources and helpdesks of ``settings`` (loaded from ``config``),
-    and the lookup of ``lookup`` when given; whether all went well."""
+    and the lookup of ``lookup`` when given. The exit status: 0 all went well, 2 a source
+    refused what the config asks of it (an SQL query the database rejects: a config mistake),
+    1 anything else failed (a source down or silent, the lookup)."""
     out.print(Text.assemble(("✓ ", "green"), f"{config}: valid"))
     service = SidebarService(settings)
     try:
@@ -92,7 +94,9 @@ async def run(
             ok = ok and not failed and all(r.ok for r in answer.profile.results.values())
     finally:
         await service.aclose()
-    return ok
+    if any(check.key for check in checks):
+        return 2
+    return 0 if ok else 1
 
 
 def print_answer(answer: Answer) -> None:

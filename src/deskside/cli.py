@@ -149,13 +149,14 @@ def check(
 ) -> None:
     """Validate the config, check every source (SQL: run its query) and, with --email, look up.
 
-    Exit status 0: all good; 1: a source or the lookup failed; 2: the config has mistakes.
+    Exit status 0: all good; 1: a source or the lookup failed; 2: the config has mistakes
+    (a query the database refuses is one).
     """
     from deskside import checks
 
     settings = _load(config)
     lookup = _lookup(email, settings) if email else None
-    raise typer.Exit(0 if asyncio.run(checks.run(settings, config, lookup, timeout)) else 1)
+    raise typer.Exit(asyncio.run(checks.run(settings, config, lookup, timeout)))
 
 
 @app.command()
