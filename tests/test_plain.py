@@ -499,21 +499,22 @@ async def test_a_slow_source_is_cut_off_at_the_deadline(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
 ) -> None:
     with FakeHTTPServer() as server:
-        server.route("/crm/*", Reply.json({"tier": "gold"}, delay=10))
+        server.route("/crm/*", Reply.json({"tier": "gold"}, delay=20))
         slow = f"""
 [sources.crm]
 kind = "http"
 label = "CRM"
 url = "{server.url("/crm/{email}")}"
 """
-        settings = plain_settings(monkeypatch, tmp_path, database, sources=slow, deadline_ms=300)
+        # Long enough for the demo's SQLite database to answer on a busy machine.
+        settings = plain_settings(monkeypatch, tmp_path, database, sources=slow, deadline_ms=1500)
         async with serve(settings) as client:
             started = time.monotonic()
             response = await post_plain(
                 client, plain_request("owner@acme.example", ["billing", "account", "x"])
             )
             elapsed = time.monotonic() - started
-    assert elapsed < 5  # did not wait for the 10 s source, however busy the machine
+    assert elapsed < 10  # did not wait for the 20 s source, however busy the machine
     answer = {card["key"]: card for card in response.json()["cards"]}
     assert list(answer) == ["billing", "account", "x"]
     assert "CRM unavailable" in texts(answer["account"]["components"])

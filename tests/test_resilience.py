@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 
 OWNER = Lookup(emails=("owner@acme.example",))
 
-HANG_SECONDS = 10
+HANG_SECONDS = 20
 """How long a hanging source takes to answer. An answer in less than half of it did not wait
 for the source, however busy the machine; the source's error says what cut it short."""
 
@@ -143,7 +143,7 @@ async def test_a_hanging_source_shows_its_last_answer_within_the_deadline(
 ) -> None:
     server.route("/users/*", [Reply.json({"plan": "Pro"}), Reply.json({}, delay=HANG_SECONDS)])
     source = http_source(server.url("/users/{email}"), cache_ttl_seconds=0.05, timeout_seconds=30)
-    resolver = Resolver({"billing": source}, deadline_seconds=1)
+    resolver = Resolver({"billing": source}, deadline_seconds=2)  # for a busy machine
     try:
         assert (await resolver.resolve(OWNER)).results["billing"].ok
         await asyncio.sleep(0.1)  # the answer is no longer fresh
