@@ -148,8 +148,8 @@ async def test_query_cut_off_at_the_deadline_leaves_the_pool_usable(
         started = time.perf_counter()
         slow = await running.resolve(Lookup(emails=("slow@x.example",)))
         elapsed = time.perf_counter() - started
-        # Room for a busy machine, yet far less than the abandoned query would hold the pool's
-        # connection: the lookups that follow answer only if the pool let go of it.
+        # Room for a busy machine, yet far less than the abandoned query runs on: the lookups
+        # that follow must not wait for it.
         running.deadline_seconds = HANG_SECONDS / 4
         fast = [await running.resolve(Lookup(emails=(f"n{i}@x.example",))) for i in range(3)]
 
