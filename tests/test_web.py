@@ -858,7 +858,7 @@ async def test_an_import_started_from_the_connection_page_resumes_after_a_failur
 
 async def wait_for_import(insights: Any, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
-    while insights.last_import.running:
+    while insights.default.last_import.running:
         assert time.monotonic() < deadline, f"the import did not finish in {seconds} s"
         await asyncio.sleep(0.05)
 

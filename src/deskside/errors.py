@@ -9,6 +9,7 @@ __all__ = [
     "BadRequest",
     "ConfigError",
     "HTTPError",
+    "NotFound",
     "PayloadTooLarge",
     "ServiceUnavailable",
     "SourceError",
@@ -63,6 +64,12 @@ class Unauthorized(HTTPError):
         super().__init__("invalid signature")
         self.reason = reason
         self.code = code
+
+
+class NotFound(HTTPError):
+    """Nothing by that name or id, for this caller (also what another workspace's row is)."""
+
+    status = 404
 
 
 class PayloadTooLarge(HTTPError):

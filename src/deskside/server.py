@@ -246,12 +246,17 @@ def _add_insights_routes(
     from deskside.insights.api import insights_api  # see _insights_service
     from deskside.insights.oauth_routes import oauth_routes
 
-    app.add_api_route(
-        HELPSCOUT_WEBHOOK_PATH,
-        insights.receive_helpscout,
-        methods=["POST"],
-        include_in_schema=False,
-    )
+    async def default_webhook(request: Request) -> Response:
+        return await insights.receive_helpscout(request)
+
+    async def workspace_webhook(request: Request, workspace: str) -> Response:
+        return await insights.receive_helpscout(request, workspace)
+
+    for path, endpoint in (
+        (HELPSCOUT_WEBHOOK_PATH, default_webhook),
+        (HELPSCOUT_WEBHOOK_PATH + "/{workspace}", workspace_webhook),
+    ):
+        app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
     app.router.routes.extend(oauth_routes(settings, insights.store))
     if api:
         app.include_router(

@@ -101,10 +101,15 @@ def record(
     action: str,
     detail: str,
     facts: dict[str, Any] | None = None,
+    *,
+    workspace: str | None = None,
 ) -> ErasureAudit:
     """Add an audit row to ``session`` (it commits with the change it describes); ``facts``:
-    ids a later step needs (an undo), never customers' data."""
+    ids a later step needs (an undo), never customers' data. The workspace is the session's
+    store's, unless ``workspace`` names another (a person's role there, changed in the
+    default workspace's database, where the people are)."""
     row = ErasureAudit(
+        workspace=workspace or session.info.get("workspace", DEFAULT_WORKSPACE),
         at=utcnow(),
         actor=by[:100],
         action=action[:20],
@@ -117,11 +122,18 @@ def record(
 
 
 async def entries(
-    store: Store, wanted: AuditFilter | None = None, *, limit: int = 500
+    store: Store,
+    wanted: AuditFilter | None = None,
+    *,
+    limit: int = 500,
+    workspace: str | None = None,
 ) -> list[AuditEntry]:
-    """The newest entries first, at most ``limit`` (capped at 10 000)."""
+    """The newest entries of ``store``'s workspace first, at most ``limit`` (capped at
+    10 000); of the default workspace's store, with ``workspace``, those about that workspace
+    (the changes to its people)."""
     wanted = wanted or AuditFilter()
     query = select(ErasureAudit).order_by(ErasureAudit.id.desc())
+    query = query.where(ErasureAudit.workspace == (workspace or store.workspace))
     if wanted.actor:
         literal = "".join("\\" + c if c in "\\%_" else c for c in wanted.actor)
         query = query.where(ErasureAudit.actor.ilike(f"%{literal}%", escape="\\"))
@@ -134,7 +146,7 @@ async def entries(
     async with store.read() as session:
         rows = await session.scalars(query.limit(max(1, min(limit, _MAX_ENTRIES))))
         return [
-            AuditEntry(id=row.id, at=row.at, actor=row.actor, action=row.action, detail=row.detail)
+            AuditEntry(row.id, row.at, row.actor, row.action, row.detail, row.workspace)
             for row in rows
         ]
 

@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from deskside.insights import DEFAULT_WORKSPACE
+
 __all__ = [
     "DEFAULT_WORKSPACE",
     "MAX_ID",
@@ -54,6 +56,7 @@ __all__ = [
     "Topic",
     "TopicMember",
     "UTCDateTime",
+    "Workspace",
     "row_id",
     "utcnow",
 ]
@@ -379,6 +382,8 @@ class ErasureAudit(Base):
     """Rows removed or rewritten, in total."""
     counts: Mapped[dict[str, Any]] = mapped_column()
     """Rows by what they were (``conversations``, ``threads``, …)."""
+    workspace: Mapped[str] = mapped_column(String(40), default=DEFAULT_WORKSPACE, index=True)
+    """The workspace the change was made in (a person's login: the one they opened)."""
 
 
 class ErasedExport(Base):
@@ -392,8 +397,15 @@ class ErasedExport(Base):
     erased_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-DEFAULT_WORKSPACE = "default"
-"""The workspace of every membership until an instance holds several."""
+class Workspace(Base):
+    """A workspace besides the default one: one Help Scout account and everything deskside
+    stores about it, kept in a database of its own (see :mod:`deskside.insights.workspaces`).
+    Listed in the default workspace's database only."""
+
+    __tablename__ = "workspaces"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Person(Base):
@@ -447,4 +459,6 @@ class PersonToken(Base):
     )
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(100))
+    workspace: Mapped[str] = mapped_column(String(40), default=DEFAULT_WORKSPACE)
+    """The one workspace the token acts in, with the person's role there."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

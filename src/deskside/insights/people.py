@@ -1,6 +1,6 @@
-"""The people of the web UI and the insights API, in the insights store: who they are, their
-role (per workspace; one, ``default``, for now), their one-time invitations, their API tokens,
-and the audit of who logged in and who changed whom.
+"""The people of the web UI and the insights API, in the default workspace's store: who they
+are, their role in each workspace they belong to, their one-time invitations, their API tokens
+(each acting in one workspace), and the audit of who logged in and who changed whom.
 
 Invitation links and API tokens are random; only their SHA-256 is stored. The audit shares the
 erasure audit's table (``erasure_audit``) and, like it, never holds customers' data.
@@ -82,31 +82,54 @@ class TokenListed:
 
 
 class People:
-    """People of one store; every method is one short transaction."""
+    """The people of workspace ``workspace`` (``store``: the default workspace's, where all
+    people are); every method is one short transaction."""
 
     def __init__(self, store: Store, workspace: str = DEFAULT_WORKSPACE) -> None:
         self.store = store
         self.workspace = workspace
 
+    def of(self, workspace: str) -> People:
+        """The same people's directory, for ``workspace``."""
+        return self if workspace == self.workspace else People(self.store, workspace)
+
     # What the guard asks on every request
 
-    async def member(self, person_id: int) -> Member | None:
+    async def member(self, person_id: int, workspace: str | None = None) -> Member | None:
+        """The person with their role in ``workspace`` (default: this directory's); None
+        when they do not belong to it."""
+        workspace = workspace or self.workspace
         async with self.store.read() as session:
             found = (
                 await session.execute(
                     select(Person.id, Person.email, Membership.role, Person.session_generation)
                     .join(Membership, Membership.person_id == Person.id)
-                    .where(Person.id == person_id, Membership.workspace == self.workspace)
+                    .where(Person.id == person_id, Membership.workspace == workspace)
                 )
             ).first()
-        return Member(found[0], found[1], Role.parse(found[2]), found[3]) if found else None
+        if found is None:
+            return None
+        return Member(found[0], found[1], Role.parse(found[2]), found[3], workspace)
 
     async def token_member(self, digest: str) -> Member | None:
+        """The token's person with their role in the token's workspace."""
         async with self.store.read() as session:
-            person = await session.scalar(
-                select(PersonToken.person_id).where(PersonToken.digest == digest)
+            found = (
+                await session.execute(
+                    select(PersonToken.person_id, PersonToken.workspace).where(
+                        PersonToken.digest == digest
+                    )
+                )
+            ).first()
+        return await self.member(found[0], found[1]) if found is not None else None
+
+    async def workspaces_of(self, person_id: int) -> list[str]:
+        """The workspaces the person belongs to, the default one first, the others by name."""
+        async with self.store.read() as session:
+            names = await session.scalars(
+                select(Membership.workspace).where(Membership.person_id == person_id)
             )
-        return await self.member(person) if person is not None else None
+            return sorted(names, key=lambda name: (name != DEFAULT_WORKSPACE, name))
 
     async def login_of(self, email: str) -> tuple[Member, str | None] | None:
         """The person ``email`` names (any case) and their password hash (None: invited, no
@@ -123,26 +146,34 @@ class People:
         if found is None:
             return None
         member = await self.member(found[0])
+        if member is None:  # not of this directory's workspace: their first one
+            joined = await self.workspaces_of(found[0])
+            member = await self.member(found[0], joined[0]) if joined else None
         return (member, found[1]) if member is not None else None
 
     # Management
 
-    async def add(self, email: str, role: Role, *, by: str) -> tuple[int, str]:
-        """Add ``email`` with ``role``; their id and a one-time invitation token (valid
-        :data:`INVITATION_HOURS` hours)."""
+    async def add(self, email: str, role: Role, *, by: str) -> tuple[int, str | None]:
+        """Add ``email`` to this workspace with ``role``: their id and a one-time invitation
+        token (valid :data:`INVITATION_HOURS` hours), or None for the token when they are a
+        person of another workspace already (they log in as before)."""
         address = _address(email)
         if address is None:
             raise PersonError(f"{email!r} is not an email address")
+        token: str | None = None
         try:
             async with self.store.session() as session:
-                person = Person(email=address, session_generation=0, created_at=utcnow())
-                session.add(person)
-                await session.flush()
+                person = await session.scalar(select(Person).where(Person.email == address))
+                if person is None:
+                    person = Person(email=address, session_generation=0, created_at=utcnow())
+                    session.add(person)
+                    await session.flush()
+                    token = await _invite(session, person.id)
                 session.add(
                     Membership(person_id=person.id, workspace=self.workspace, role=role.name)
                 )
-                token = await _invite(session, person.id)
-                _audit(session, by, "person_added", f"person {person.id} as {role.name}")
+                await session.flush()
+                self._audit(session, by, "person_added", f"person {person.id} as {role.name}")
         except IntegrityError:
             raise PersonError(f"{address} is already a person here") from None
         return person.id, token
@@ -150,9 +181,9 @@ class People:
     async def invite_again(self, email: str, *, by: str) -> str:
         """A new invitation token for ``email`` (to set a new password)."""
         async with self.store.session() as session:
-            person = await _person(session, email)
+            person = await self._member_row(session, email)
             token = await _invite(session, person.id)
-            _audit(session, by, "person_added", f"person {person.id} invited again")
+            self._audit(session, by, "person_added", f"person {person.id} invited again")
         return token
 
     async def invitation(self, token: str) -> str | None:
@@ -193,8 +224,9 @@ class People:
                     session_generation=Person.session_generation + 1,
                 )
             )
-            _audit(session, f"person:{person}", "invitation_used", f"person {person}")
-        return await self.member(person)
+            self._audit(session, f"person:{person}", "invitation_used", f"person {person}")
+        joined = await self.workspaces_of(person)
+        return await self.member(person, joined[0]) if joined else None
 
     async def listed(self) -> list[Listed]:
         async with self.store.read() as session:
@@ -212,22 +244,33 @@ class People:
 
     async def set_role(self, email: str, role: Role, *, by: str) -> None:
         async with self.store.session() as session:
-            person = await _person(session, email)
+            person = await self._member_row(session, email)
             await session.execute(
                 update(Membership)
                 .where(Membership.person_id == person.id, Membership.workspace == self.workspace)
                 .values(role=role.name)
             )
-            _audit(session, by, "role_changed", f"person {person.id} to {role.name}")
+            self._audit(session, by, "role_changed", f"person {person.id} to {role.name}")
 
     async def remove(self, email: str, *, by: str) -> None:
-        """Remove the person, their tokens and invitations; their sessions end at once."""
+        """Remove the person from this workspace with their tokens there; a person left in
+        no workspace is removed with their invitations. Their sessions here end at once."""
         async with self.store.session() as session:
-            person = await _person(session, email)
-            for table in (PersonToken, Invitation, Membership):
-                await session.execute(delete(table).where(table.person_id == person.id))
-            await session.execute(delete(Person).where(Person.id == person.id))
-            _audit(session, by, "person_removed", f"person {person.id}")
+            person = await self._member_row(session, email)
+            for table in (PersonToken, Membership):
+                await session.execute(
+                    delete(table).where(
+                        table.person_id == person.id, table.workspace == self.workspace
+                    )
+                )
+            left = await session.scalar(
+                select(Membership.workspace).where(Membership.person_id == person.id).limit(1)
+            )
+            if left is None:
+                await session.execute(delete(Invitation).where(Invitation.person_id == person.id))
+                await session.execute(delete(PersonToken).where(PersonToken.person_id == person.id))
+                await session.execute(delete(Person).where(Person.id == person.id))
+            self._audit(session, by, "person_removed", f"person {person.id}")
 
     async def log_out_everywhere(self, person_id: int, *, by: str) -> None:
         async with self.store.session() as session:
@@ -236,24 +279,41 @@ class People:
                 .where(Person.id == person_id)
                 .values(session_generation=Person.session_generation + 1)
             )
-            _audit(session, by, "logout_all", f"person {person_id}")
+            self._audit(session, by, "logout_all", f"person {person_id}")
+
+    async def _member_row(self, session: AsyncSession, email: str) -> Person:
+        """The person ``email`` names, if they belong to this workspace."""
+        person = await _person(session, email)
+        joined = await session.scalar(
+            select(Membership.role).where(
+                Membership.person_id == person.id, Membership.workspace == self.workspace
+            )
+        )
+        if joined is None:
+            raise PersonError(f"{person.email} is not a person of the workspace {self.workspace}")
+        return person
+
+    def _audit(self, session: AsyncSession, by: str, action: str, detail: str) -> None:
+        audit.record(session, by, action, detail, workspace=self.workspace)
 
     # API tokens
 
     async def create_token(self, email: str, name: str, *, by: str) -> tuple[int, str]:
-        """A new API token of ``email`` (with their role): its id and the token, shown once."""
+        """A new API token of ``email``, acting in this workspace with their role here: its id
+        and the token, shown once."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         async with self.store.session() as session:
-            person = await _person(session, email)
+            person = await self._member_row(session, email)
             row = PersonToken(
                 person_id=person.id,
                 digest=token_digest(token),
                 name=name.strip()[:100] or "token",
+                workspace=self.workspace,
                 created_at=utcnow(),
             )
             session.add(row)
             await session.flush()
-            _audit(session, by, "token_created", f"token {row.id} of person {person.id}")
+            self._audit(session, by, "token_created", f"token {row.id} of person {person.id}")
         return row.id, token
 
     async def tokens(self) -> list[TokenListed]:
@@ -261,6 +321,7 @@ class People:
             rows = await session.execute(
                 select(PersonToken.id, Person.email, PersonToken.name, PersonToken.created_at)
                 .join(Person, Person.id == PersonToken.person_id)
+                .where(PersonToken.workspace == self.workspace)
                 .order_by(PersonToken.id)
             )
             return [TokenListed(*row) for row in rows]
@@ -269,26 +330,29 @@ class People:
         async with self.store.session() as session:
             gone = await session.scalar(
                 delete(PersonToken)
-                .where(PersonToken.id == token_id)
+                .where(PersonToken.id == token_id, PersonToken.workspace == self.workspace)
                 .returning(PersonToken.person_id)
             )
             if gone is None:
                 raise PersonError(f"there is no token {token_id}")
-            _audit(session, by, "token_revoked", f"token {token_id} of person {gone}")
+            self._audit(session, by, "token_revoked", f"token {token_id} of person {gone}")
 
     # The audit
 
     async def record(self, by: str, action: str, detail: str) -> None:
         """An audit row: now, ``by`` whom, ``action`` (one of :data:`PEOPLE_ACTIONS`)."""
         async with self.store.session() as session:
-            _audit(session, by, action, detail)
+            self._audit(session, by, action, detail)
 
     async def audit(self, limit: int = 100) -> list[ErasureAudit]:
-        """The newest audit rows about people first."""
+        """The newest audit rows about this workspace's people first."""
         async with self.store.read() as session:
             newest = (
                 select(ErasureAudit)
-                .where(ErasureAudit.action.in_(PEOPLE_ACTIONS))
+                .where(
+                    ErasureAudit.action.in_(PEOPLE_ACTIONS),
+                    ErasureAudit.workspace == self.workspace,
+                )
                 .order_by(ErasureAudit.id.desc())
                 .limit(limit)
             )
@@ -324,7 +388,3 @@ async def _invite(session: AsyncSession, person_id: int) -> str:
     )
     session.add(Invitation(digest=token_digest(token), person_id=person_id, expires_at=expires))
     return token
-
-
-def _audit(session: AsyncSession, by: str, action: str, detail: str) -> None:
-    audit.record(session, by, action, detail)

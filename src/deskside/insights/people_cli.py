@@ -109,11 +109,14 @@ def add(
 
     chosen = _role(role)
 
-    async def work(people: People) -> str:
+    async def work(people: People) -> str | None:
         _, token = await people.add(email, chosen, by=_BY)
         return token
 
     token = _people_do(config, database, work)
+    if token is None:
+        out.print(Text(f"✓ added {email} as {chosen.name}; they log in as they do already."))
+        return
     out.print(
         Text(f"✓ added {email} as {chosen.name}. Send them this link (it works once, for 72 h):")
     )

@@ -1,5 +1,5 @@
-"""Insights inside the server: the store, the webhook inbox and the worker, started and stopped
-with the app, and ``POST /webhooks/helpscout``."""
+"""Insights inside the server: each workspace's store, webhook inbox, worker and analysis,
+started and stopped with the app, and ``POST /webhooks/helpscout[/<workspace>]``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from deskside.errors import BadRequest, ConfigError, ServiceUnavailable
+from deskside.errors import BadRequest, ConfigError, NotFound, ServiceUnavailable
 from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
 from deskside.insights.backfill import import_conversations
@@ -29,12 +29,19 @@ from deskside.insights.worker import Worker, unprocessable
 from deskside.protocols.base import read_body
 from deskside.signing import Scheme, verify
 
-__all__ = ["HELPSCOUT_WEBHOOK_PATH", "ImportState", "InsightsService"]
+__all__ = [
+    "HELPSCOUT_WEBHOOK_PATH",
+    "ImportState",
+    "InsightsService",
+    "WorkspaceService",
+    "live_workspace",
+]
 
 log = logging.getLogger("deskside.insights")
 
 _SECRETS_REUSE_SECONDS = 30.0
 _ANALYSIS_SECONDS = 5.0
+_WORKSPACES_SECONDS = 5.0
 _STOP_SECONDS = 30
 _CHECK_IN_THREAD_BYTES = 64 * 1024
 
@@ -51,8 +58,8 @@ class ImportState:
     """It fetched nothing: the same pass had finished before (``again`` repeats it)."""
 
 
-class InsightsService:
-    """Owns the insights store for the server's lifetime.
+class WorkspaceService:
+    """Owns one workspace's store for the server's lifetime.
 
     The store opens in the background (retrying while the database is down), so the sidebar
     never waits for it; until it is open, webhooks get 503 and Help Scout retries them later.
@@ -60,9 +67,10 @@ class InsightsService:
     current (``analysing``), and takes over within 30 s when that one stops.
     """
 
-    def __init__(self, settings: InsightsSettings) -> None:
+    def __init__(self, settings: InsightsSettings, store: Store) -> None:
+        self.name = store.workspace
         self.settings = settings
-        self.store = Store(database_url(None, settings))
+        self.store = store
         self.analysis = Analysis(self.store, settings)
         self.inbox = Inbox(self.store)
         self.worker = Worker(
@@ -227,3 +235,125 @@ class InsightsService:
             log.warning("no Help Scout webhook secret: set [insights.helpscout] webhook_secret")
         self._secrets = (time.monotonic(), secrets)
         return secrets
+
+
+class InsightsService:
+    """The workspaces of the server: the default one (whose database lists the others and
+    holds the people) and every other, each a :class:`WorkspaceService` started with the app.
+    A workspace added or removed by ``deskside workspaces`` while the server runs is taken up
+    or let go within seconds (at once when a request names it)."""
+
+    def __init__(self, settings: InsightsSettings) -> None:
+        from deskside.insights.workspaces import Workspaces
+
+        self.settings = settings
+        store = Store(database_url(None, settings))
+        self.default = WorkspaceService(settings.of_workspace(store.workspace), store)
+        self.workspaces = Workspaces(self.default.store)
+        self._others: dict[str, WorkspaceService] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    # The default workspace's parts, for what is not about one workspace (people, readiness)
+    @property
+    def store(self) -> Store:
+        return self.default.store
+
+    @property
+    def analysis(self) -> Analysis:
+        return self.default.analysis
+
+    @property
+    def ready(self) -> bool:
+        return self.default.ready
+
+    @property
+    def analysing(self) -> bool:
+        return self.default.analysing
+
+    async def trends(self) -> dict[int, str]:
+        return await self.default.trends()
+
+    async def start(self, *, wait_seconds: float = 5.0) -> None:
+        """Start the default workspace (see :meth:`WorkspaceService.start`), then the others
+        once its database, which lists them, is open."""
+        self._stopping.clear()
+        await self.default.start(wait_seconds=wait_seconds)
+        self._watch = asyncio.create_task(self._follow_workspaces(), name="deskside-workspaces")
+
+    async def aclose(self) -> None:
+        self._stopping.set()
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        others, self._others = list(self._others.values()), {}
+        await asyncio.gather(*(other.aclose() for other in others), self.default.aclose())
+
+    async def workspace(self, name: str) -> WorkspaceService:
+        """The running service of workspace ``name``, started now if it was added since the
+        last look; :class:`~deskside.insights.workspaces.UnknownWorkspace` otherwise (also
+        while the default workspace's database is not open: nothing can be known)."""
+        from deskside.insights.workspaces import UnknownWorkspace
+
+        if name == self.default.name:
+            return self.default
+        if (running := self._others.get(name)) is not None:
+            return running
+        if not self.ready or not await self.workspaces.exists(name):
+            raise UnknownWorkspace(name)
+        return await self._start(name)
+
+    async def _start(self, name: str) -> WorkspaceService:
+        if (running := self._others.get(name)) is not None:  # started meanwhile
+            return running
+        store = self.workspaces.store(name, pool_size=2)
+        settings = self.settings.of_workspace(name)
+        started = self._others[name] = WorkspaceService(settings, store)
+        await started.start()
+        return started
+
+    async def _follow_workspaces(self) -> None:
+        """Start the workspaces added and stop those removed, every few seconds."""
+        while not self._stopping.is_set():
+            if self.ready:
+                try:
+                    names = set(await self.workspaces.names()) - {self.default.name}
+                    for name in sorted(names - self._others.keys()):
+                        await self._start(name)
+                    for name in sorted(self._others.keys() - names):
+                        await self._others.pop(name).aclose()
+                except Exception as exc:
+                    log.warning("cannot read the workspaces (retrying): %s", describe_error(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), _WORKSPACES_SECONDS)
+
+    async def receive_helpscout(self, request: Request, workspace: str | None = None) -> Response:
+        """A Help Scout webhook for ``workspace`` (the default one without): 404 for a
+        workspace that does not exist, else :meth:`WorkspaceService.receive_helpscout`."""
+        from deskside.insights.workspaces import UnknownWorkspace
+
+        try:
+            target = await self.workspace(workspace or self.default.name)
+        except UnknownWorkspace as exc:
+            if not self.ready:
+                raise ServiceUnavailable("the insights database is not available yet") from exc
+            raise NotFound("no such workspace") from None
+        return await target.receive_helpscout(request)
+
+
+async def live_workspace(
+    insights: InsightsService, name: str
+) -> WorkspaceService | tuple[int, str]:
+    """Workspace ``name``'s service when its database is open, else the status and the
+    sentence that say why not (404: no such workspace; 503: not open yet)."""
+    from deskside.insights.workspaces import UnknownWorkspace
+
+    if not insights.ready:
+        return 503, "The insights database is not available yet; reload in a moment."
+    try:
+        found = await insights.workspace(name)
+    except UnknownWorkspace:
+        return 404, f"There is no workspace {name!r} (any more)."
+    if not found.ready:
+        return 503, f"The workspace {name!r} is not available yet; reload in a moment."
+    return found

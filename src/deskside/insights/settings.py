@@ -9,7 +9,13 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from deskside.configtypes import ConfigModel, Secret, SecretList
 
-__all__ = ["ClassifierSettings", "HelpScoutSettings", "InsightsSettings", "ReportsSettings"]
+__all__ = [
+    "ClassifierSettings",
+    "HelpScoutSettings",
+    "InsightsSettings",
+    "ReportsSettings",
+    "WorkspaceSettings",
+]
 
 
 class HelpScoutSettings(ConfigModel):
@@ -80,6 +86,16 @@ class ReportsSettings(ConfigModel):
     """GitHub's REST API (GitHub Enterprise: ``https://HOST/api/v3``)."""
 
 
+class WorkspaceSettings(ConfigModel):
+    """``[insights.workspaces.<name>]``: what differs for one workspace (e.g. its own
+    ``[insights.workspaces.acme.reports] github_repository``); a table given replaces the
+    ``[insights]`` one of that name whole, one left out is shared."""
+
+    helpscout: HelpScoutSettings | None = None
+    classifier: ClassifierSettings | None = None
+    reports: ReportsSettings | None = None
+
+
 class InsightsSettings(ConfigModel):
     """``[insights]``: the conversation store and the Help Scout connection."""
 
@@ -102,6 +118,18 @@ class InsightsSettings(ConfigModel):
     helpscout: HelpScoutSettings = HelpScoutSettings()
     classifier: ClassifierSettings = ClassifierSettings()
     reports: ReportsSettings = ReportsSettings()
+    workspaces: dict[str, WorkspaceSettings] = {}
+    """Settings of single workspaces (added with ``deskside workspaces add``), by name."""
+
+    def of_workspace(self, name: str) -> InsightsSettings:
+        """These settings as workspace ``name`` sees them: its own tables where it has any."""
+        own = self.workspaces.get(name)
+        if own is None:
+            return self
+        tables = ("helpscout", "classifier", "reports")
+        return self.model_copy(
+            update={table: getattr(own, table) for table in tables if getattr(own, table)}
+        )
 
     @field_validator("database")
     @classmethod

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import delete, event, select, text
+from sqlalchemy import delete, event, make_url, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import (
@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from deskside.insights.models import Lease, utcnow
+from deskside.insights.models import DEFAULT_WORKSPACE, Lease, utcnow
 from deskside.insights.settings import InsightsSettings
 from deskside.sources.sql import async_url
 
@@ -46,6 +46,7 @@ __all__ = [
     "insert_for",
     "release_lease",
     "take_lease",
+    "workspace_location",
 ]
 
 T = TypeVar("T")
@@ -79,31 +80,39 @@ def database_url(given: str | None, settings: InsightsSettings | None = None) ->
 
 
 class Store:
-    """The engine and sessions of one insights database. ``await open()`` before use."""
+    """The engine and sessions of one workspace's insights data. ``await open()`` before use.
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
-        self.url = url
+    ``url`` is the ``[insights] database``; the default workspace's data is there, another
+    workspace's beside it (:func:`workspace_location`), so that no query of one workspace can
+    reach another's rows. Sessions carry the workspace in ``session.info["workspace"]``."""
+
+    def __init__(self, url: str, *, workspace: str = DEFAULT_WORKSPACE, pool_size: int = 5) -> None:
+        self.workspace = workspace
         self.dialect = url.split("+", 1)[0].split(":", 1)[0]
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError("the insights store runs on SQLite or PostgreSQL")
+        self.url, self.schema = workspace_location(url, workspace)
         # Errors never quote the SQL parameters: they are customers' data.
         options: dict[str, Any] = {"hide_parameters": True}
         if self.dialect == "postgresql":
             options |= {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
-        self.engine: AsyncEngine = create_async_engine(url, **options)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._reader = self.engine
+        if self.schema is not None:
+            _search_path(self.engine, self.schema)
         if self.dialect == "sqlite":
             _sqlite_pragmas(self.engine)
             _sqlite_write_transactions(self.engine)
             # Readers get their own connections with plain BEGIN: in WAL mode they never wait
             # for, nor hold up, the writer.
-            self._reader = create_async_engine(url, hide_parameters=True)
+            self._reader = create_async_engine(self.url, hide_parameters=True)
             _sqlite_pragmas(self._reader)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        info = {"workspace": workspace}
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
         # SQLite has one writer at a time: within a process, writers queue here, in order,
         # rather than in SQLite's busy handler, which sleeps and retries.
         self._write_turn = asyncio.Lock() if self.dialect == "sqlite" else None
-        self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(self._reader, expire_on_commit=False, info=info)
 
     async def open(self) -> Store:
         """Create or upgrade the schema (several processes may race here: they take turns).
@@ -115,8 +124,23 @@ class Store:
         async with self.engine.begin() as connection:
             if self.dialect == "postgresql":
                 await connection.execute(text("select pg_advisory_xact_lock(7406177)"))
+            if self.schema is not None:
+                await connection.execute(text(f'create schema if not exists "{self.schema}"'))
             await connection.run_sync(_upgrade)
         return self
+
+    async def destroy(self) -> None:
+        """Remove every row of this workspace for good: its PostgreSQL schema, or its SQLite
+        files. Only for a workspace other than the default one; the store is closed after."""
+        if self.workspace == DEFAULT_WORKSPACE:
+            raise ValueError("the default workspace cannot be removed")
+        if self.schema is not None:
+            async with self.engine.begin() as connection:
+                await connection.execute(text(f'drop schema if exists "{self.schema}" cascade'))
+        await self.aclose()
+        database = make_url(self.url).database
+        if self.dialect == "sqlite" and database and database != ":memory:":
+            await asyncio.to_thread(_remove_sqlite_files, Path(database))
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -138,6 +162,47 @@ class Store:
         await self.engine.dispose()
         if self._reader is not self.engine:
             await self._reader.dispose()
+
+
+def workspace_location(url: str, workspace: str) -> tuple[str, str | None]:
+    """Where ``workspace``'s data lives, given the ``[insights] database`` URL: the URL itself
+    for the default workspace; else, on SQLite, a file beside it (``insights.db`` →
+    ``insights.acme.db``) and, on PostgreSQL, the same database with the schema
+    ``deskside_acme`` (the second item). ``workspace`` must be a valid name
+    (:data:`deskside.insights.workspaces.NAME`)."""
+    if workspace == DEFAULT_WORKSPACE:
+        return url, None
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return url, "deskside_" + workspace.replace("-", "_")
+    database = parsed.database or ""
+    if database in ("", ":memory:"):  # each engine has a database of its own
+        return url, None
+    if database.startswith("file:"):
+        raise ValueError("workspaces need [insights] database to name a file, not a file: URI")
+    path = Path(database)
+    beside = path.with_name(f"{path.stem}.{workspace}{path.suffix or '.db'}")
+    return parsed.set(database=str(beside)).render_as_string(hide_password=False), None
+
+
+def _remove_sqlite_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).unlink()
+
+
+def _search_path(engine: AsyncEngine, schema: str) -> None:
+    """PostgreSQL: every connection of ``engine`` reads and writes ``schema`` (its tables
+    have no schema of their own), and sees no other."""
+
+    @event.listens_for(engine.sync_engine, "connect", insert=True)
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f'set search_path to "{schema}"')
+        cursor.close()
+        dbapi_connection.autocommit = autocommit
 
 
 def _private_sqlite_file(path: Path) -> None:

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from deskside.errors import HTTPError, Unauthorized
+from deskside.insights import DEFAULT_WORKSPACE
 from deskside.signing import bearer_token, token_matches
 
 if TYPE_CHECKING:
@@ -209,6 +210,8 @@ class Session:
     person: int | None = None
     generation: int = 0
     seen: float = 0.0
+    workspace: str = DEFAULT_WORKSPACE
+    """The workspace the pages show (the person chooses among theirs)."""
 
 
 class AdminAuth:
@@ -278,15 +281,17 @@ class AdminAuth:
             return None
         expires, csrf = document.get("e"), document.get("c")
         person, generation = document.get("p"), document.get("g", 0)
-        seen = document.get("s", 0)
+        seen, workspace = document.get("s", 0), document.get("w", DEFAULT_WORKSPACE)
         if not isinstance(expires, int | float) or not isinstance(csrf, str) or not csrf:
+            return None
+        if not isinstance(workspace, str):
             return None
         if not (person is None or type(person) is int) or type(generation) is not int:
             return None
         now = time.time()
         if expires <= now or not isinstance(seen, int | float) or seen + IDLE_SECONDS <= now:
             return None
-        return Session(float(expires), csrf, person, generation, float(seen))
+        return Session(float(expires), csrf, person, generation, float(seen), workspace)
 
     def set_session(self, response: Response, request: Request, session: Session) -> None:
         document = {
@@ -295,6 +300,7 @@ class AdminAuth:
             "p": session.person,
             "g": session.generation,
             "s": round(session.seen),
+            "w": session.workspace,
         }
         value = self._seal("session", document)
         response.set_cookie(

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from deskside.errors import Unauthorized
+from deskside.insights import DEFAULT_WORKSPACE
 from deskside.protocols.base import read_body
 from deskside.web.auth import (
     CSRF_FIELD,
@@ -35,6 +36,7 @@ from deskside.web.roles import Role, least_role
 
 __all__ = [
     "ADMIN_NAME",
+    "WORKSPACE_HEADER",
     "Directory",
     "GuardedRoute",
     "Identity",
@@ -45,6 +47,9 @@ __all__ = [
     "token_digest",
 ]
 
+WORKSPACE_HEADER = "x-deskside-workspace"
+"""Which workspace a request with the ``[admin] token`` acts in (a person's token acts in its
+own)."""
 ADMIN_NAME = "admin"
 """Who the admin password and ``[admin] token`` are, as pages and the audit name them."""
 _RENEW_AFTER = 60.0
@@ -52,18 +57,20 @@ _RENEW_AFTER = 60.0
 
 @dataclass(frozen=True)
 class Member:
-    """A person as the guard needs them: id, email, role and session generation."""
+    """A person as the guard needs them: id, email, role in ``workspace`` and session
+    generation."""
 
     id: int
     email: str
     role: Role
     generation: int
+    workspace: str = DEFAULT_WORKSPACE
 
 
 class Directory(Protocol):
     """The people of the insights store (:class:`deskside.insights.people.People`)."""
 
-    async def member(self, person_id: int) -> Member | None: ...
+    async def member(self, person_id: int, workspace: str | None = None) -> Member | None: ...
 
     async def token_member(self, digest: str) -> Member | None: ...
 
@@ -74,14 +81,15 @@ class Directory(Protocol):
 
 @dataclass(frozen=True)
 class Identity:
-    """Who calls: a name (a person's email or :data:`ADMIN_NAME`), their role, the person's id
-    (None for the admin password and ``[admin] token``), and their session (None for a
-    bearer token)."""
+    """Who calls: a name (a person's email or :data:`ADMIN_NAME`), the workspace they act in
+    and their role there, the person's id (None for the admin password and ``[admin] token``,
+    admins of every workspace), and their session (None for a bearer token)."""
 
     name: str
     role: Role
     person_id: int | None = None
     session: Session | None = None
+    workspace: str = DEFAULT_WORKSPACE
 
     @property
     def csrf(self) -> str:
@@ -115,27 +123,35 @@ def directory_of(request: Request) -> Directory | None:
 
 async def identify(request: Request) -> Identity | None:
     """The request's caller, or None (anonymous). A bearer token is tried first, then the
-    session cookie; a person's session is valid while the person exists and its generation is
-    theirs."""
+    session cookie; a person's session is valid while the person exists, belongs to the
+    session's workspace and its generation is theirs.
+
+    The workspace: a person's token's own; a session's (chosen on the page); for the
+    ``[admin] token``, the :data:`WORKSPACE_HEADER` (default: the default workspace)."""
     auth = AdminAuth.of(request)
     if auth.token_valid(request):
-        return Identity(ADMIN_NAME, Role.admin)
+        asked = request.headers.get(WORKSPACE_HEADER, "").strip() or DEFAULT_WORKSPACE
+        return Identity(ADMIN_NAME, Role.admin, workspace=asked[:40])
     directory = directory_of(request)
     authorization = request.headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip() and directory is not None:
         member = await directory.token_member(token_digest(token.strip()))
         if member is not None:
-            return Identity(member.email, member.role, member.id)
+            return Identity(member.email, member.role, member.id, workspace=member.workspace)
     session = auth.session(request)
     if session is None:
         return None
     if session.person is None:
-        return Identity(ADMIN_NAME, Role.admin, session=session)
-    found = await directory.member(session.person) if directory is not None else None
+        return Identity(ADMIN_NAME, Role.admin, session=session, workspace=session.workspace)
+    found = (
+        await directory.member(session.person, session.workspace)
+        if directory is not None
+        else None
+    )
     if found is None or found.generation != session.generation:
         return None
-    return Identity(found.email, found.role, found.id, session)
+    return Identity(found.email, found.role, found.id, session, found.workspace)
 
 
 def identity_of(request: Request) -> Identity:

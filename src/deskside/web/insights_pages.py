@@ -26,7 +26,7 @@ from deskside.insights.backfill import parse_since
 from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, config_problems
 from deskside.insights.labels import LABELS
 from deskside.insights.models import row_id
-from deskside.insights.service import InsightsService
+from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
 from deskside.lookup import normalise_emails
 from deskside.service import SidebarService
 from deskside.web import connection, dashboard
@@ -60,39 +60,35 @@ def insights_routes(
         found = [row_id(value) for key, value in await read_form_pairs(request) if key == name]
         return [value for value in found if value is not None]
 
-    def live_insights(request: Request, session: Identity) -> InsightsService | Response:
-        """The insights service, or the page saying why it cannot be used yet (its database
-        is not ready)."""
-        if not insights.ready:
-            return refusal(
-                request,
-                session,
-                503,
-                "The insights database is not available yet; reload in a moment.",
-            )
-        return insights
+    async def live_insights(request: Request, session: Identity) -> WorkspaceService | Response:
+        """The caller's workspace, or the page saying why it cannot be used (its database is
+        not ready yet, or it was removed)."""
+        found = await live_workspace(insights, session.workspace)
+        if isinstance(found, tuple):
+            return refusal(request, session, *found)
+        return found
 
-    def viewing(request: Request) -> tuple[Identity, InsightsService] | Response:
-        """A GET of an insights page: who asks and the insights service, or
+    async def viewing(request: Request) -> tuple[Identity, WorkspaceService] | Response:
+        """A GET of an insights page: who asks and their workspace, or
         :func:`live_insights`' refusal."""
         session = identity_of(request)
-        live = live_insights(request, session)
+        live = await live_insights(request, session)
         return live if isinstance(live, Response) else (session, live)
 
     async def deciding(
         request: Request,
-    ) -> tuple[Identity, dict[str, str], InsightsService] | Response:
+    ) -> tuple[Identity, dict[str, str], WorkspaceService] | Response:
         """A POST to an insights page: :func:`changing`, then :func:`live_insights`."""
         checked = await pages.changing(request)
         if isinstance(checked, Response):
             return checked
         session, form = checked
-        live = live_insights(request, session)
+        live = await live_insights(request, session)
         return live if isinstance(live, Response) else (session, form, live)
 
     @router.get(UI_PREFIX + "/insights")
     async def insights_view(request: Request, label: str | None = None) -> Response:
-        viewed = viewing(request)
+        viewed = await viewing(request)
         if isinstance(viewed, Response):
             return viewed
         session, live = viewed
@@ -151,7 +147,7 @@ def insights_routes(
     @router.get(UI_PREFIX + "/topics")
     async def topics_view(request: Request) -> Response:
         """Every topic, by label (Insights lists the first ten)."""
-        viewed = viewing(request)
+        viewed = await viewing(request)
         if isinstance(viewed, Response):
             return viewed
         session, live = viewed
@@ -169,7 +165,7 @@ def insights_routes(
 
     @router.get(UI_PREFIX + "/topics/{topic_id}")
     async def topic_view(request: Request, topic_id: str) -> Response:
-        viewed = viewing(request)
+        viewed = await viewing(request)
         if isinstance(viewed, Response):
             return viewed
         session, live = viewed
@@ -199,7 +195,7 @@ def insights_routes(
         )
 
     async def _report(
-        live: InsightsService, topic_id: int, trending: dict[int, str]
+        live: WorkspaceService, topic_id: int, trending: dict[int, str]
     ) -> reporting.Report | None:
         """The topic's report, with plans and revenue when ``[insights.reports]`` says how
         to find them (through this server's own sources and cache)."""
@@ -258,7 +254,7 @@ def insights_routes(
 
     @router.get(UI_PREFIX + "/connection")
     async def connection_view(request: Request) -> Response:
-        viewed = viewing(request)
+        viewed = await viewing(request)
         if isinstance(viewed, Response):
             return viewed
         session, live = viewed
@@ -271,8 +267,8 @@ def insights_routes(
             state=await connection.connection_state(live.store),
             importing=live.last_import,
             import_choices=IMPORT_CHOICES,
-            oauth=settings.insights.helpscout.mode == "oauth",
-            config_problems=config_problems(settings.insights),
+            oauth=live.settings.helpscout.mode == "oauth",
+            config_problems=config_problems(live.settings),
             done=request.query_params.get("done"),
             problem=request.query_params.get("problem"),
             erased_rows=_count_of(request.query_params.get("rows", "")),
@@ -296,7 +292,7 @@ def insights_routes(
             active="connection",
             back=("/connection", "Back to the Help Scout connection"),
         )
-        store, options = live.store, settings.insights
+        store, options = live.store, live.settings
         done, problem, shown = action, "", {}
         try:
             if action == "connect":
@@ -392,7 +388,7 @@ def insights_routes(
 
     @router.get(UI_PREFIX + "/reports")
     async def reports_view(request: Request) -> Response:
-        viewed = viewing(request)
+        viewed = await viewing(request)
         if isinstance(viewed, Response):
             return viewed
         session, live = viewed
@@ -404,13 +400,13 @@ def insights_routes(
             title="Reports",
             active="reports",
             reports=found,
-            github=settings.insights.reports.github_repository if github_token() else None,
+            github=live.settings.reports.github_repository if github_token(live) else None,
             exported=request.query_params.get("exported"),
             issue=safe_href(request.query_params.get("issue")),
         )
 
-    def github_token() -> str:
-        configured = settings.insights.reports.github_token
+    def github_token(live: WorkspaceService) -> str:
+        configured = live.settings.reports.github_token
         if configured is not None:
             return configured.get_secret_value()
         return os.environ.get("GITHUB_TOKEN", "")
@@ -422,8 +418,8 @@ def insights_routes(
         if isinstance(decided, Response):
             return decided
         session, _form, live = decided
-        options = settings.insights.reports
-        token = github_token()
+        options = live.settings.reports
+        token = github_token(live)
         failed = partial(
             refusal,
             request,

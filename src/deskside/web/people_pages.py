@@ -45,7 +45,7 @@ def people_routes(pages: Pages, settings: Settings, insights: InsightsService) -
         people: People | None = getattr(request.app.state, "people", None)
         if people is None:
             people = request.app.state.people = People(insights.store)
-        return people
+        return people.of(session.workspace if session is not None else people.workspace)
 
     async def people_page(
         request: Request, session: Identity, *, shown: tuple[str, str] | None = None
@@ -86,6 +86,8 @@ def people_routes(pages: Pages, settings: Settings, insights: InsightsService) -
             _, token = await people.add(email, Role.parse(form.get("role", "")), by=session.actor)
         except (PersonError, ValueError) as exc:
             return failed(request, session, 400, str(exc))
+        if token is None:  # a person of another workspace: no new password to set
+            return redirect(request, f"{UI_PREFIX}/people?done=joined")
         link = invitation_url(public_base_url(request, settings.server.public_url), token)
         return await people_page(request, session, shown=(f"Invitation link for {email}", link))
 
