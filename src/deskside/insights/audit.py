@@ -30,6 +30,7 @@ __all__ = [
     "record",
     "to_csv",
     "to_json",
+    "workspace_entries",
 ]
 
 _MAX_ENTRIES = 10_000
@@ -149,6 +150,19 @@ async def entries(
             AuditEntry(row.id, row.at, row.actor, row.action, row.detail, row.workspace)
             for row in rows
         ]
+
+
+async def workspace_entries(
+    store: Store, control: Store, wanted: AuditFilter | None = None, *, limit: int = 500
+) -> list[AuditEntry]:
+    """The audit of ``store``'s workspace, newest first: its own entries and, for a workspace
+    other than the default one, those about its people, which the default workspace's store
+    (``control``, where the people are) keeps."""
+    found = await entries(store, wanted, limit=limit)
+    if control is not store:
+        found += await entries(control, wanted, limit=limit, workspace=store.workspace)
+        found.sort(key=lambda entry: entry.at, reverse=True)
+    return found[: max(1, min(limit, _MAX_ENTRIES))]
 
 
 async def actions(store: Store) -> list[str]:
