@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside import __version__
 from deskside.errors import ConfigError
-from deskside.insights import audit
+from deskside.insights import DEFAULT_WORKSPACE, audit
 from deskside.insights.crypto import Cipher
 from deskside.insights.models import Connection, ErasureAudit, OAuthState, utcnow
 from deskside.insights.settings import InsightsSettings
@@ -79,6 +79,7 @@ else:
 __all__ = [
     "PROVIDER",
     "STATE_LIFETIME",
+    "STATE_WORKSPACE_MARK",
     "WEBHOOK_EVENTS",
     "AuthorizationRefused",
     "ConnectionLost",
@@ -93,14 +94,15 @@ __all__ = [
     "Sleep",
     "config_problems",
     "iso_utc",
+    "state_workspace",
     "webhook_secrets",
 ]
 
 PROVIDER = "helpscout"
 STATE_LIFETIME = timedelta(minutes=10)
+"""An authorisation must come back within this long; its ``state`` is then used up."""
 CONNECT_STARTED = "helpscout_authorise"
 """The audit's action when someone starts connecting Help Scout in a browser."""
-"""An authorisation must come back within this long; its ``state`` is then used up."""
 WEBHOOK_EVENTS: tuple[str, ...] = (
     "convo.created",
     "convo.assigned",
@@ -209,6 +211,18 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+STATE_WORKSPACE_MARK = "~"
+"""Separates the workspace from the random part of an authorisation's ``state`` (a
+workspace's name never holds it, nor does ``token_urlsafe``'s alphabet)."""
+
+
+def state_workspace(state: str) -> str:
+    """The workspace whose authorisation ``state`` is (see :meth:`HelpScoutAPI.
+    authorization_url`); whether it is one of ours, its store's :meth:`_use_state` decides."""
+    workspace, mark, _ = state.partition(STATE_WORKSPACE_MARK)
+    return workspace if mark else DEFAULT_WORKSPACE
+
+
 def _state_hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
@@ -282,6 +296,8 @@ class HelpScoutAPI:
         :data:`STATE_LIFETIME`, usable once) and the Help Scout URL to send the browser to.
         Audited as ``by``, whom the connection is then audited as too."""
         state = secrets.token_urlsafe(32)
+        if self._store.workspace != DEFAULT_WORKSPACE:  # for the callback to find its store
+            state = f"{self._store.workspace}{STATE_WORKSPACE_MARK}{state}"
         async with self._store.session() as session:
             await session.execute(
                 delete(OAuthState).where(OAuthState.created_at < utcnow() - STATE_LIFETIME)
