@@ -35,7 +35,14 @@ from deskside.console import (
 )
 from deskside.errors import ConfigError
 from deskside.helpdesks import HELPDESKS
-from deskside.insights import classify_cli, erasure_cli, helpscout_cli, people_cli, reports_cli
+from deskside.insights import (
+    classify_cli,
+    erasure_cli,
+    helpscout_cli,
+    people_cli,
+    reports_cli,
+    workspaces_cli,
+)
 from deskside.insights import cli as insights_cli
 from deskside.lookup import Lookup, normalise_emails
 from deskside.metrics import MULTIPROC_ENV
@@ -383,6 +390,7 @@ classify_cli.register(app)
 reports_cli.register(app)
 erasure_cli.register(app)
 people_cli.register(app)
+workspaces_cli.register(app)
 
 
 def _lookup(email: str, settings: Settings) -> Lookup:

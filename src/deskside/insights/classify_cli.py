@@ -21,7 +21,13 @@ import typer
 from rich.markup import escape
 
 from deskside.console import ConfigOption, err, fail
-from deskside.insights.cli import DatabaseOption, insights_context
+from deskside.insights import DEFAULT_WORKSPACE
+from deskside.insights.cli import (
+    DatabaseOption,
+    WorkspaceOption,
+    insights_context,
+    require_workspace_of,
+)
 
 if TYPE_CHECKING:
     from deskside.insights.classify import Classifier, Example
@@ -78,6 +84,7 @@ def classify(
     ] = None,
     database: DatabaseOption = None,
     config: ConfigOption = Path("deskside.toml"),
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     labels: Annotated[
         str | None,
         typer.Option(help="Only these labels, comma-separated (default: see --examples)."),
@@ -116,6 +123,8 @@ def classify(
 
     A line that cannot be labelled gets {"line": N, "error": …} instead; the others go on,
     and the exit code is then 1.
+
+    With a database, it learns from the agents' corrections stored in the workspace too.
     """
     from deskside.insights import classify as model
 
@@ -126,8 +135,8 @@ def classify(
             extra += model.read_examples_file(path)
         except (model.ExamplesError, OSError, UnicodeDecodeError) as exc:
             fail(f"--examples: {exc}")
-    if database is not None or _configured_database(config):
-        extra += _corrections(config, database)
+    if database is not None or workspace != DEFAULT_WORKSPACE or _configured_database(config):
+        extra += _corrections(config, database, workspace)
     everything = [*model.load_shipped_examples(), *extra]
     chosen = _labels(labels) if labels else model.labels_for(everything)
     classifier = model.Classifier()
@@ -253,13 +262,14 @@ def _configured_database(config: Path) -> bool:
     return settings.database is not None
 
 
-def _corrections(config: Path, database: str | None) -> list[Example]:
+def _corrections(config: Path, database: str | None, workspace: str) -> list[Example]:
     from sqlalchemy.exc import SQLAlchemyError
 
-    _, store = insights_context(config, database)
+    _, store = insights_context(config, database, workspace)
 
     async def read() -> list[Example]:
         try:
+            await require_workspace_of(store)
             return await stored_corrections(store)
         finally:
             await store.aclose()

@@ -1,5 +1,6 @@
 """The insights commands that read and work the store: ``conversations``, ``events`` and
-``worker``.
+``worker``; and what every insights command shares: ``--database``, ``--workspace`` and
+opening the store of a workspace.
 
 Like every insights command module, this one imports only light modules at the top; what a
 command needs (the store, SQLAlchemy, the worker) is imported when it runs, so that
@@ -9,10 +10,12 @@ command needs (the store, SQLAlchemy, the worker) is imported when it runs, so t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, TypeVar
 
 import typer
 from rich.table import Table
@@ -20,13 +23,25 @@ from rich.text import Text
 
 from deskside.console import ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError
+from deskside.insights import DEFAULT_WORKSPACE
 
 if TYPE_CHECKING:
     from deskside.insights import queries
     from deskside.insights.settings import InsightsSettings
     from deskside.insights.store import Store
 
-__all__ = ["DatabaseOption", "insights_context", "register", "run_with_store"]
+__all__ = [
+    "DatabaseOption",
+    "EveryWorkspaceOption",
+    "WorkspaceOption",
+    "insights_context",
+    "register",
+    "require_workspace",
+    "require_workspace_of",
+    "run_with_store",
+    "workspace_flag",
+    "workspace_stores",
+]
 
 T = TypeVar("T")
 _DEFAULT_CONFIG = Path("deskside.toml")
@@ -41,15 +56,43 @@ DatabaseOption = Annotated[
         show_default=False,
     ),
 ]
+WorkspaceOption = Annotated[
+    str,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="DESKSIDE_WORKSPACE",
+        help="The workspace (one Help Scout account and its data): deskside workspaces list.",
+    ),
+]
+EveryWorkspaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="DESKSIDE_WORKSPACE",
+        help="Only this workspace. Default: every workspace.",
+        show_default=False,
+    ),
+]
+
+_control_urls: weakref.WeakKeyDictionary[Store, str] = weakref.WeakKeyDictionary()
+"""The control store's URL of each store :func:`insights_context` made, for
+:func:`run_with_store` to check that its workspace exists."""
 
 
 def insights_context(
-    config: str | Path | None, database: str | None
+    config: str | Path | None, database: str | None, workspace: str = DEFAULT_WORKSPACE
 ) -> tuple[InsightsSettings, Store]:
-    """The ``[insights]`` settings of ``config`` (if that file exists) and an unopened store."""
+    """The ``[insights]`` settings of ``config`` (if that file exists) as ``workspace`` sees
+    them, and that workspace's unopened store; :func:`run_with_store` checks that it exists.
+    A name no workspace can have exits with status 2."""
     from deskside.config import load_insights_settings
     from deskside.insights.store import Store, database_url
+    from deskside.insights.workspaces import NAME
 
+    if workspace != DEFAULT_WORKSPACE and not NAME.fullmatch(workspace):
+        _no_such_workspace(workspace)
     try:
         settings = load_insights_settings(config)
     except ConfigError as exc:
@@ -57,9 +100,52 @@ def insights_context(
     try:
         url = database_url(database, settings)
         _refuse_a_missing_folder(url)
-        return settings, Store(url)
+        store = Store(url, workspace=workspace)
     except ValueError as exc:
         fail(f"insights database: {exc}")
+    _control_urls[store] = url
+    return settings.of_workspace(workspace), store
+
+
+def workspace_flag(workspace: str) -> str:
+    """`` --workspace NAME`` for the commands a message suggests, or nothing for the default
+    workspace."""
+    return "" if workspace == DEFAULT_WORKSPACE else f" --workspace {workspace}"
+
+
+async def require_workspace(control: Store, name: str) -> None:
+    """Exit with status 2 unless workspace ``name`` exists (``control``: the default
+    workspace's store, open)."""
+    from deskside.insights.workspaces import Workspaces
+
+    if not await Workspaces(control).exists(name):
+        _no_such_workspace(name)
+
+
+def _no_such_workspace(name: str) -> NoReturn:
+    fail(f"no workspace is called {name[:40]!r}: `deskside workspaces list`")
+
+
+@contextlib.asynccontextmanager
+async def workspace_stores(control: Store, only: str | None = None) -> AsyncIterator[list[Store]]:
+    """The open stores of workspace ``only`` or, without it, of every workspace (the default
+    one first); ``control``: the default workspace's store, open, and left open after. An
+    unknown ``only`` exits with status 2."""
+    from deskside.insights.workspaces import Workspaces
+
+    workspaces = Workspaces(control)
+    if only is not None:
+        await require_workspace(control, only)
+    names = [only] if only is not None else await workspaces.names()
+    async with contextlib.AsyncExitStack() as stack:
+        stores = []
+        for name in names:
+            store = workspaces.store(name)
+            if store is not control:
+                stack.push_async_callback(store.aclose)
+                await store.open()
+            stores.append(store)
+        yield stores
 
 
 def _refuse_a_missing_folder(url: str) -> None:
@@ -86,6 +172,7 @@ def run_with_store(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
 
     async def main() -> T:
         try:
+            await require_workspace_of(store)
             await store.open()
             return await work(store)
         finally:
@@ -97,16 +184,33 @@ def run_with_store(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
         fail(f"insights database: {str(exc).splitlines()[0]}")
 
 
+async def require_workspace_of(store: Store) -> None:
+    """Exit with status 2 when the workspace of ``store`` (made by :func:`insights_context`)
+    does not exist, before its database is created."""
+    from deskside.insights.store import Store
+
+    control_url = _control_urls.get(store)
+    if store.workspace == DEFAULT_WORKSPACE or control_url is None:
+        return
+    control = Store(control_url)
+    try:
+        await control.open()
+        await require_workspace(control, store.workspace)
+    finally:
+        await control.aclose()
+
+
 def conversations(
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
 ) -> None:
     """List the stored conversations (from webhooks and imports), newest first."""
     from deskside.insights import queries
 
-    _, store = insights_context(config, database)
+    _, store = insights_context(config, database, workspace)
 
     async def read(store: Store) -> list[queries.ConversationSummary]:
         async with store.read() as session:
@@ -134,6 +238,7 @@ def conversations(
 def events(
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     status: Annotated[
         Literal["pending", "done", "parked"] | None, typer.Option(help="Only these.")
     ] = None,
@@ -143,7 +248,7 @@ def events(
     """The webhook inbox: counts by status, and the latest events with their errors."""
     from deskside.insights import queries
 
-    _, store = insights_context(config, database)
+    _, store = insights_context(config, database, workspace)
 
     async def read(store: Store) -> tuple[int, dict[str, int], list[queries.EventSummary]]:
         async with store.session() as session:
@@ -175,17 +280,21 @@ def events(
 def worker(
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: EveryWorkspaceOption = None,
     drain: Annotated[
         bool, typer.Option("--drain", help="Stop when no event is due instead of waiting.")
     ] = False,
 ) -> None:
-    """Process stored webhook events (besides, or instead of, the server's own worker)."""
+    """Process stored webhook events (besides, or instead of, the server's own worker).
+
+    Without --workspace, it works through every workspace there is when it starts, all at
+    once; a workspace added later needs a restart (the server takes it up by itself).
+    """
     from deskside.insights.worker import Worker
 
-    settings, store = insights_context(config, database)
-    processor = Worker(store, attempts=settings.worker_attempts)
+    settings, control = insights_context(config, database)
 
-    async def work(store: Store) -> int:
+    async def drained(processor: Worker) -> int:
         if not drain:
             await processor.run()
         total = 0
@@ -193,12 +302,21 @@ def worker(
             total += processed
         return total
 
+    async def work(control: Store) -> dict[str, int]:
+        async with workspace_stores(control, workspace) as stores:
+            attempts = [settings.of_workspace(s.workspace).worker_attempts for s in stores]
+            processors = [Worker(s, attempts=n) for s, n in zip(stores, attempts, strict=True)]
+            totals = await asyncio.gather(*(drained(processor) for processor in processors))
+        return {store.workspace: total for store, total in zip(stores, totals, strict=True)}
+
     try:
-        total = run_with_store(store, work)
+        totals = run_with_store(control, work)
     except KeyboardInterrupt:
         err.print("Stopped; unfinished events stay pending for the next run.")
         raise typer.Exit(130) from None
-    out.print(f"{total} event(s) processed.")
+    if len(totals) > 1:
+        out.print("  ".join(f"{name}: {total}" for name, total in totals.items()))
+    out.print(f"{sum(totals.values())} event(s) processed.")
 
 
 def register(app: typer.Typer) -> None:

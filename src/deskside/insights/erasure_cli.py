@@ -19,7 +19,15 @@ from rich.text import Text
 
 from deskside.console import ConfigOption, err, fail, out
 from deskside.errors import ConfigError
-from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
+from deskside.insights import DEFAULT_WORKSPACE
+from deskside.insights.cli import (
+    DatabaseOption,
+    EveryWorkspaceOption,
+    WorkspaceOption,
+    insights_context,
+    run_with_store,
+    workspace_stores,
+)
 from deskside.lookup import normalise_emails
 
 if TYPE_CHECKING:
@@ -50,7 +58,8 @@ REMOVED_NAMES = {
 
 @dataclass
 class _Outcome:
-    removed: Removed
+    removed: dict[str, Removed]
+    """What was removed, by workspace."""
     cache_problem: str | None
 
 
@@ -63,9 +72,12 @@ def forget(
     ],
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: EveryWorkspaceOption = None,
 ) -> None:
     """Erase people for good (GDPR art. 17): their customers, conversations, messages, labels,
     topic memberships, corrections, webhook deliveries and cached sidebar answers.
+
+    In every workspace (a request covers all the company holds), unless --workspace names one.
 
     Exported GitHub issues are rewritten on the next export.
 
@@ -79,27 +91,35 @@ def forget(
         if not normalised:
             fail(f"{email!r} is not an email address")
         addresses.append(normalised[0])
-    _, store = insights_context(config, database)
+    _, control = insights_context(config, database)
     cache_url = _cache_url(config)
 
-    async def work(store: Store) -> _Outcome:
+    async def work(control: Store) -> _Outcome:
         from deskside.insights.erasure import forget as erase
 
+        removed = {}
         cache, problem = await _reachable_cache(cache_url)
         try:
-            removed = await erase(store, addresses, by="cli", cache=cache)
+            async with workspace_stores(control, workspace) as stores:
+                for index, store in enumerate(stores):  # one sidebar cache: dropped once
+                    dropping = cache if index == 0 else None
+                    removed[store.workspace] = await erase(
+                        store, addresses, by="cli", cache=dropping
+                    )
         finally:
             if cache is not None:
                 await cache.aclose()
         return _Outcome(removed, problem)
 
-    outcome = run_with_store(store, work)
+    outcome = run_with_store(control, work)
     who = ", ".join(addresses)
-    if outcome.removed.total:
-        out.print(Text(f"✓ erased {who}:", style="green"))
-        out.print(_counts_table(outcome.removed))
-    else:
-        out.print(Text(f"✓ nothing was stored about {who}", style="green"))
+    for name, removed in outcome.removed.items():
+        where = "" if list(outcome.removed) == [DEFAULT_WORKSPACE] else f" in workspace {name}"
+        if removed.total:
+            out.print(Text(f"✓ erased {who}{where}:", style="green"))
+            out.print(_counts_table(removed))
+        else:
+            out.print(Text(f"✓ nothing was stored about {who}{where}", style="green"))
     out.print("Their tombstones keep webhooks and imports from storing them again.")
     if cache_url == "memory" and config.is_file():
         err.print(
@@ -148,22 +168,24 @@ def _counts_table(removed: Removed) -> Table:
 def erasures(
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
 ) -> None:
-    """The audit of erasures and purges: when, who (cli, api:token-…, ui:admin, retention),
-    what and how many rows; never the erased data."""
+    """The audit of erasures and purges in a workspace: when, who (cli, api:token-…, ui:admin,
+    retention), what and how many rows; never the erased data."""
     from sqlalchemy import select
 
     from deskside.insights.models import ErasureAudit
 
-    _, store = insights_context(config, database)
+    _, store = insights_context(config, database, workspace)
 
     async def read(store: Store) -> list[ErasureAudit]:
         async with store.read() as session:
             newest = (
                 select(ErasureAudit)
                 .where(ErasureAudit.action.in_(("forget", "retention", "disconnect")))
+                .where(ErasureAudit.workspace == store.workspace)
                 .order_by(ErasureAudit.id.desc())
                 .limit(limit)
             )

@@ -29,7 +29,14 @@ from rich.text import Text
 
 from deskside.console import ConfigOption, err, fail, out, report_config_error
 from deskside.errors import ConfigError
-from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
+from deskside.insights import DEFAULT_WORKSPACE, HELPSCOUT_WEBHOOK_PATH
+from deskside.insights.cli import (
+    DatabaseOption,
+    WorkspaceOption,
+    insights_context,
+    run_with_store,
+    workspace_flag,
+)
 
 if TYPE_CHECKING:
     from deskside.insights.backfill import ImportProgress, ImportResult
@@ -38,7 +45,7 @@ if TYPE_CHECKING:
     from deskside.insights.settings import InsightsSettings
     from deskside.insights.store import Store
 
-__all__ = ["connect", "disconnect", "mailboxes", "register"]
+__all__ = ["connect", "disconnect", "mailboxes", "register", "webhook_path", "webhook_target"]
 
 T = TypeVar("T")
 _DEFAULT_CONFIG = Path("deskside.toml")
@@ -61,11 +68,13 @@ def connect(
     provider: ProviderArgument,
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     webhook_url: Annotated[
         str | None,
         typer.Option(
-            help="Also register a Help Scout webhook to this URL (your deskside's "
-            "/webhooks/helpscout), with a new secret stored encrypted.",
+            help="Also register a Help Scout webhook to your deskside (its address, or its "
+            "/webhooks/helpscout; the workspace's own path is added: "
+            "/webhooks/helpscout/NAME), with a new secret stored encrypted.",
         ),
     ] = None,
     no_browser: Annotated[
@@ -87,11 +96,9 @@ def connect(
     from deskside.insights.helpscout_authorize import authorize
 
     del provider  # one choice for now
-    settings, store = insights_context(config, database)
-    if webhook_url is not None and not (
-        urlsplit(webhook_url).scheme == "https" and urlsplit(webhook_url).hostname
-    ):
-        fail("--webhook-url must be an https:// URL that Help Scout can reach")
+    settings, store = insights_context(config, database, workspace)
+    if webhook_url is not None:
+        webhook_url = webhook_target(webhook_url, workspace)
     _require_credentials(settings)
 
     async def work(store: Store) -> tuple[list[Mailbox], str | None]:
@@ -111,16 +118,54 @@ def connect(
     try:
         found, webhook_id = _run(store, work)
     except KeyboardInterrupt:
-        err.print("Stopped. Run `deskside connect helpscout` again to finish connecting.")
+        err.print(
+            f"Stopped. Run `deskside connect helpscout{workspace_flag(workspace)}` again to "
+            "finish connecting."
+        )
         raise typer.Exit(130) from None
     out.print(f"[green]✓[/] connected to Help Scout ({settings.helpscout.mode})")
     if webhook_id is not None:
-        out.print(f"[green]✓[/] webhook {webhook_id} registered; its secret is stored encrypted")
+        out.print(
+            f"[green]✓[/] webhook {webhook_id} registered to {escape(str(webhook_url))}; its "
+            "secret is stored encrypted"
+        )
+    else:
+        out.print(
+            f"Help Scout's webhooks for this workspace go to https://your-deskside"
+            f"{webhook_path(workspace)} (--webhook-url registers one)."
+        )
     _print_mailboxes(found)
+    flag = workspace_flag(workspace)
     out.print(
-        "Next: choose mailboxes with `deskside mailboxes --select ID` (none chosen: all), "
-        "then `deskside import --since 90d`."
+        f"Next: choose mailboxes with `deskside mailboxes --select ID{flag}` (none chosen: "
+        f"all), then `deskside import --since 90d{flag}`."
     )
+
+
+def webhook_path(workspace: str) -> str:
+    """The server's path for Help Scout's webhooks to ``workspace``."""
+    suffix = "" if workspace == DEFAULT_WORKSPACE else f"/{workspace}"
+    return HELPSCOUT_WEBHOOK_PATH + suffix
+
+
+def webhook_target(url: str, workspace: str) -> str:
+    """The URL to register for ``workspace``'s webhooks, given ``--webhook-url``: the server's
+    address, or its ``/webhooks/helpscout``, gets the workspace's path (:func:`webhook_path`);
+    any other path is kept (a proxy's). Exits with status 2 for a URL Help Scout cannot use
+    or one of another workspace."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        fail("--webhook-url must be an https:// URL that Help Scout can reach")
+    path = parts.path.rstrip("/")
+    before, found, after = path.rpartition(HELPSCOUT_WEBHOOK_PATH)
+    if found and after.strip("/") and after.strip("/") != workspace:
+        fail(
+            f"--webhook-url: {path} takes the webhooks of the workspace {after.strip('/')!r}; "
+            f"this one's path is {webhook_path(workspace)}"
+        )
+    if not path or (found and not after):
+        path = (before if found else path) + webhook_path(workspace)
+    return parts._replace(path=path).geturl()
 
 
 def _require_credentials(settings: InsightsSettings) -> None:
@@ -139,6 +184,7 @@ def disconnect(
     provider: ProviderArgument,
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     delete_data: Annotated[
         bool,
         typer.Option(
@@ -157,7 +203,7 @@ def disconnect(
     from deskside.insights.retention import disconnect_helpscout
 
     del provider
-    settings, store = insights_context(config, database)
+    settings, store = insights_context(config, database, workspace)
 
     async def work(store: Store) -> Disconnected:
         return await disconnect_helpscout(settings, store, delete_data=delete_data, by="cli")
@@ -199,6 +245,7 @@ def disconnect(
 def mailboxes(
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     select_ids: Annotated[
         list[int] | None,
         typer.Option(
@@ -227,7 +274,7 @@ def mailboxes(
 
     if select_ids and select_all:
         fail("--select and --all: use one")
-    settings, store = insights_context(config, database)
+    settings, store = insights_context(config, database, workspace)
 
     async def work(store: Store) -> tuple[list[Mailbox], str | None]:
         problem = None
@@ -260,7 +307,8 @@ def mailboxes(
         out.print_json(json.dumps(rows))
         return
     if not found:
-        err.print("No mailboxes stored: run `deskside connect helpscout` first.")
+        flag = workspace_flag(workspace)
+        err.print(f"No mailboxes stored: run `deskside connect helpscout{flag}` first.")
         return
     _print_mailboxes(found)
     if not any(mailbox.selected for mailbox in found):
@@ -290,6 +338,7 @@ def _print_mailboxes(found: list[Mailbox]) -> None:
 def import_command(
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     since: Annotated[
         str,
         typer.Option(
@@ -322,7 +371,7 @@ def import_command(
         moment = parse_since(since)
     except ValueError as exc:
         fail(f"--since {since}: {exc}")
-    settings, store = insights_context(config, database)
+    settings, store = insights_context(config, database, workspace)
     reached: list[ImportProgress] = []
 
     async def work(store: Store) -> ImportResult:

@@ -1,6 +1,7 @@
 """``deskside users add|list|set-role|remove|audit`` and ``deskside tokens
-create|list|revoke``: the people of the web UI and the insights API, in the insights store.
-Add them with :func:`register`.
+create|list|revoke``: the people of the web UI and the insights API with their role in a
+workspace (``--workspace``), kept in the default workspace's store. Add them with
+:func:`register`.
 
 An invitation link or a token is printed once, to whoever runs the command; only its SHA-256
 is stored. Like every insights command module, the store is imported when a command runs.
@@ -18,7 +19,14 @@ from rich.table import Table
 from rich.text import Text
 
 from deskside.console import CommandGroup, ConfigOption, fail, out
-from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
+from deskside.insights import DEFAULT_WORKSPACE
+from deskside.insights.cli import (
+    DatabaseOption,
+    WorkspaceOption,
+    insights_context,
+    require_workspace,
+    run_with_store,
+)
 
 if TYPE_CHECKING:
     from deskside.insights.people import People
@@ -53,15 +61,17 @@ UrlOption = Annotated[
 ]
 
 
-def _people_do(config: Path, database: str | None, work: Any) -> Any:
-    """Run ``work(people)`` on the store of ``config``; a refusal exits with status 1."""
+def _people_do(config: Path, database: str | None, workspace: str, work: Any) -> Any:
+    """Run ``work(people)`` on the people of ``workspace``; a refusal exits with status 1, an
+    unknown workspace with status 2."""
     from deskside.insights.people import People, PersonError
 
     _, store = insights_context(config, database)
 
     async def run(store: Store) -> Any:
+        await require_workspace(store, workspace)
         try:
-            return await work(People(store))
+            return await work(People(store, workspace))
         except (PersonError, ValueError) as exc:
             return exc
 
@@ -86,6 +96,11 @@ def _base_url(config: Path, given: str | None) -> str:
     return f"http://{server.get('host', '127.0.0.1')}:{server.get('port', 8000)}"
 
 
+def _in(workspace: str, preposition: str = "in") -> str:
+    """`` in the workspace NAME``, or nothing for the default one."""
+    return "" if workspace == DEFAULT_WORKSPACE else f" {preposition} the workspace {workspace}"
+
+
 def _role(name: str) -> Any:
     from deskside.web.roles import Role
 
@@ -102,9 +117,13 @@ def add(
     url: UrlOption = None,
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
-    """Add a person and print their one-time invitation link (valid 72 hours), where they set
-    their password."""
+    """Add a person to a workspace with a role and print their one-time invitation link
+    (valid 72 hours), where they set their password.
+
+    Someone who is a person of another workspace already just joins this one: no link.
+    """
     from deskside.insights.people import invitation_url
 
     chosen = _role(role)
@@ -113,12 +132,18 @@ def add(
         _, token = await people.add(email, chosen, by=_BY)
         return token
 
-    token = _people_do(config, database, work)
+    token = _people_do(config, database, workspace, work)
+    where = _in(workspace)
     if token is None:
-        out.print(Text(f"✓ added {email} as {chosen.name}; they log in as they do already."))
+        out.print(
+            Text(f"✓ {email} joined{where} as {chosen.name}; they log in as they do already.")
+        )
         return
     out.print(
-        Text(f"✓ added {email} as {chosen.name}. Send them this link (it works once, for 72 h):")
+        Text(
+            f"✓ added {email}{where} as {chosen.name}. Send them this link (it works once, "
+            "for 72 h):"
+        )
     )
     print(invitation_url(_base_url(config, url), token))
 
@@ -129,11 +154,14 @@ def invite(
     url: UrlOption = None,
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
     """Print a new invitation link for a person (a forgotten password; the old link stops)."""
     from deskside.insights.people import invitation_url
 
-    token = _people_do(config, database, lambda people: people.invite_again(email, by=_BY))
+    token = _people_do(
+        config, database, workspace, lambda people: people.invite_again(email, by=_BY)
+    )
     print(invitation_url(_base_url(config, url), token))
 
 
@@ -141,10 +169,11 @@ def invite(
 def list_people(
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
 ) -> None:
-    """Everyone, with their role and whether they set a password yet."""
-    found = _people_do(config, database, lambda people: people.listed())
+    """Everyone of the workspace, with their role there and whether they set a password yet."""
+    found = _people_do(config, database, workspace, lambda people: people.listed())
     if as_json:
         rows = [{"email": p.email, "role": p.role.name, "invited": p.invited} for p in found]
         out.print_json(json.dumps(rows))
@@ -165,10 +194,11 @@ def set_role(
     role: Annotated[str, typer.Argument(metavar="ROLE", help="viewer, editor or admin.")],
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
     """Change a person's role (it takes effect on their next request)."""
     chosen = _role(role)
-    _people_do(config, database, lambda people: people.set_role(email, chosen, by=_BY))
+    _people_do(config, database, workspace, lambda people: people.set_role(email, chosen, by=_BY))
     out.print(Text(f"✓ {email} is now {chosen.name}"))
 
 
@@ -177,22 +207,25 @@ def remove(
     email: EmailArgument,
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
-    """Remove a person with their tokens; their sessions end on their next request."""
-    _people_do(config, database, lambda people: people.remove(email, by=_BY))
-    out.print(Text(f"✓ removed {email}"))
+    """Remove a person from the workspace with their tokens there; their sessions there end on
+    their next request. Someone left in no workspace is deleted."""
+    _people_do(config, database, workspace, lambda people: people.remove(email, by=_BY))
+    out.print(Text(f"✓ removed {email}{_in(workspace, 'from')}"))
 
 
 @users_app.command("audit")
 def audit(
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
 ) -> None:
     """Logins, failed logins, people added and removed, role and token changes: when, who,
     what."""
-    found = _people_do(config, database, lambda people: people.audit(limit))
+    found = _people_do(config, database, workspace, lambda people: people.audit(limit))
     if as_json:
         rows = [
             {"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "detail": r.detail}
@@ -214,18 +247,25 @@ def create(
     name: Annotated[str, typer.Option(help="What the token is for.")] = "token",
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
-    """Print a new API token of a person (with their role; shown this once):
-    Authorization: Bearer <token>."""
-    created = _people_do(config, database, lambda people: people.create_token(email, name, by=_BY))
-    out.print(Text(f"✓ token {created[0]} of {email} (shown once):"))
+    """Print a new API token of a person, acting in the workspace with their role there
+    (shown this once): Authorization: Bearer <token>."""
+    created = _people_do(
+        config, database, workspace, lambda people: people.create_token(email, name, by=_BY)
+    )
+    out.print(Text(f"✓ token {created[0]} of {email}{_in(workspace)} (shown once):"))
     print(created[1])
 
 
 @tokens_app.command("list")
-def list_tokens(config: ConfigOption = _DEFAULT_CONFIG, database: DatabaseOption = None) -> None:
+def list_tokens(
+    config: ConfigOption = _DEFAULT_CONFIG,
+    database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+) -> None:
     """Every token: its id, whose it is and its name (never the token)."""
-    found = _people_do(config, database, lambda people: people.tokens())
+    found = _people_do(config, database, workspace, lambda people: people.tokens())
     table = Table("id", "person", "name", "created (UTC)")
     for token in found:
         table.add_row(
@@ -239,9 +279,10 @@ def revoke(
     token_id: Annotated[int, typer.Argument(metavar="ID", help="As tokens list shows it.")],
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
     """Revoke a token: it stops working at once."""
-    _people_do(config, database, lambda people: people.revoke_token(token_id, by=_BY))
+    _people_do(config, database, workspace, lambda people: people.revoke_token(token_id, by=_BY))
     out.print(Text(f"✓ token {token_id} revoked"))
 
 

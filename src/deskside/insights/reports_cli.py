@@ -21,7 +21,8 @@ from rich.text import Text
 
 from deskside.console import ConfigOption, err, fail, out
 from deskside.errors import ConfigError
-from deskside.insights.cli import DatabaseOption, insights_context, run_with_store
+from deskside.insights import DEFAULT_WORKSPACE
+from deskside.insights.cli import DatabaseOption, WorkspaceOption, insights_context, run_with_store
 
 if TYPE_CHECKING:
     from deskside.insights.reports import CustomerFacts, ExportResult, GitHubIssues, Report
@@ -43,6 +44,7 @@ class _Outcome:
 def reports(
     config: ConfigOption = _DEFAULT_CONFIG,
     database: DatabaseOption = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     trending_only: Annotated[
         bool, typer.Option("--trending", help="Only topics that are trending.")
     ] = False,
@@ -65,13 +67,16 @@ def reports(
     ] = None,
 ) -> None:
     """Bug and feature topics as reports: customers, conversations, plans and revenue, when
-    first and last seen; trending ones first."""
+    first and last seen; trending ones first.
+
+    A workspace's \\[insights.workspaces.NAME.reports] replaces \\[insights.reports].
+    """
     from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
     from deskside.insights.erasure import rewrite_erased_exports
     from deskside.insights.reports import GitHubError, build_reports
     from deskside.insights.store import release_lease
 
-    settings, store = insights_context(config, database)
+    settings, store = insights_context(config, database, workspace)
     github = _github(settings) if export == "github" else None
     facts = _customer_facts(config, settings)
 
