@@ -2,11 +2,11 @@
 name typed, a confirmation page shows both topics before anything changes, and an Undo within
 10 minutes puts both topics back with their conversations and names (on SQLite and
 PostgreSQL). And a topic a person renamed keeps that name when new conversations make the
-grouping start over."""
+grouping start over. The API merges and undoes the same way."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,9 @@ from deskside.insights.models import Conversation, ErasureAudit, Topic, TopicMem
 from deskside.insights.queries import TopicSummary
 from deskside.insights.store import Store, database_url
 from deskside.web import dashboard
+from deskside.web.roles import Role
 from helpers import demo_settings, parse_html
+from test_people import person_client, running
 from test_web import ADMIN, PASSWORD, browser, csrf_of, log_in, seed_conversations
 
 pytestmark = pytest.mark.anyio
@@ -42,15 +44,31 @@ async def members(client: object, topic_id: int) -> set[int]:
     return {c.id for c in await dashboard.conversations(insights.store, topic=topic_id)}
 
 
+async def two_bug_topics(client: object, settings: Settings) -> list[TopicSummary]:
+    """Seed the conversations (two photo crashes) so that there are two bug topics; them."""
+    await seed_conversations(client, settings, {4: PHOTO_CRASH})  # type: ignore[arg-type]
+    insights = client._transport.app.state.insights  # type: ignore[attr-defined]
+    first, *others = await bug_topics(client)
+    if not others:  # grouped together: split the second photo crash off
+        await insights.analysis.split_topic(first.id, [4], "Second crash", by="cli")
+    return sorted(await bug_topics(client), key=lambda t: t.id)
+
+
+async def move_back(client: object, merge_id: int) -> None:
+    """Make the merge ``merge_id`` 11 minutes old."""
+    insights = client._transport.app.state.insights  # type: ignore[attr-defined]
+    async with insights.store.session() as session:
+        await session.execute(
+            update(ErasureAudit)
+            .where(ErasureAudit.id == merge_id)
+            .values(at=utcnow() - timedelta(minutes=11))
+        )
+
+
 async def test_a_merge_is_confirmed_then_undone(settings: Settings) -> None:
     async with browser(settings) as client:
         await log_in(client)
-        await seed_conversations(client, settings, {4: PHOTO_CRASH})
-        insights = client._transport.app.state.insights  # type: ignore[attr-defined]
-        first, *others = await bug_topics(client)
-        if not others:  # grouped together: split the second photo crash off
-            await insights.analysis.split_topic(first.id, [4], "Second crash", by="cli")
-        first, second = sorted(await bug_topics(client), key=lambda t: t.id)
+        first, second = await two_bug_topics(client, settings)
         before = {t.id: (t.name, await members(client, t.id)) for t in (first, second)}
 
         page = await client.get(f"/ui/topics/{second.id}")
@@ -110,12 +128,7 @@ async def test_a_merge_is_confirmed_then_undone(settings: Settings) -> None:
             data={"csrf_token": token, "into": str(first.id), "confirmed": "1"},
         )
         late_id = int(late.headers["location"].rsplit("=", 1)[1])
-        async with insights.store.session() as session:
-            await session.execute(
-                update(ErasureAudit)
-                .where(ErasureAudit.id == late_id)
-                .values(at=utcnow() - timedelta(minutes=11))
-            )
+        await move_back(client, late_id)
         refused = await client.post(
             f"/ui/topics/{first.id}/undo-merge", data={"csrf_token": token, "merge": str(late_id)}
         )
@@ -130,6 +143,60 @@ async def test_a_merge_is_confirmed_then_undone(settings: Settings) -> None:
             if "data-action" in row.attrs
         ]
         assert actions[:3] == ["topic_merged", "merge_undone", "topic_merged"]
+
+
+async def test_the_api_merges_and_undoes_within_ten_minutes(settings: Settings) -> None:
+    async with running(settings) as (app, people):
+        client = await person_client(app, people, "editor@team.example", Role.editor)
+        first, second = await two_bug_topics(client, settings)
+        before = {t.id: (t.name, await members(client, t.id)) for t in (first, second)}
+        tokens = {}
+        for role in (Role.viewer, Role.editor):
+            email = f"{role.name}@team.example"
+            if role is Role.viewer:
+                await people.add(email, role, by="test")
+            tokens[role] = {
+                "authorization": f"Bearer {(await people.create_token(email, 'ci', by='test'))[1]}"
+            }
+
+        async def merge() -> dict[str, object]:
+            asked = await client.post(
+                f"/api/insights/topics/{second.id}/merge",
+                json={"into": first.id},
+                headers=tokens[Role.editor],
+            )
+            assert asked.status_code == 200, asked.text
+            return dict(asked.json())
+
+        started = utcnow()
+        merged = await merge()
+        assert (merged["id"], merged["merged"]) == (first.id, second.id)
+        undo_until = datetime.fromisoformat(str(merged["undo_until"]))
+        assert started + timedelta(minutes=10) <= undo_until <= utcnow() + timedelta(minutes=10)
+        assert [t.id for t in await bug_topics(client)] == [first.id]
+
+        def undo(topic_id: int, role: Role = Role.editor) -> object:
+            return client.post(f"/api/insights/topics/{topic_id}/undo-merge", headers=tokens[role])
+
+        assert (await undo(second.id, Role.viewer)).status_code == 403
+        assert (await undo(999_999)).status_code == 404
+        assert [t.id for t in await bug_topics(client)] == [first.id]
+        undone = await undo(second.id)
+        assert undone.status_code == 200, undone.text
+        assert {t["id"]: t["name"] for t in undone.json()} == {
+            t: name for t, (name, _) in before.items()
+        }
+        after = {t.id: (t.name, await members(client, t.id)) for t in await bug_topics(client)}
+        assert after == before
+        assert (await undo(first.id)).status_code == 409  # nothing left to undo
+
+        # by the target's id too, but not after 10 minutes
+        merged = await merge()
+        await move_back(client, int(merged["merge"]))  # type: ignore[call-overload]
+        refused = await undo(first.id)
+        assert refused.status_code == 409 and "10 minutes" in refused.text
+        assert [t.id for t in await bug_topics(client)] == [first.id]
+        await client.aclose()
 
 
 async def test_a_renamed_topic_keeps_its_name_through_regrouping(settings: Settings) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request
@@ -19,10 +20,10 @@ from pydantic import BaseModel, Field
 
 from deskside.config import Settings
 from deskside.errors import BadRequest, HTTPError
-from deskside.insights import audit, erasure
+from deskside.insights import audit, erasure, merges
 from deskside.insights import reports as reporting
 from deskside.insights.analysis import Analysis, UnknownConversation, UnknownTopic
-from deskside.insights.models import RowId
+from deskside.insights.models import RowId, utcnow
 from deskside.insights.queries import (
     ConversationItem,
     TopicSummary,
@@ -46,6 +47,12 @@ Label = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
 class NotFound(HTTPError):
     status = 404
+
+
+class Conflict(HTTPError):
+    """The change cannot be made in the state things are in (a merge no longer undoable)."""
+
+    status = 409
 
 
 class BadGateway(HTTPError):
@@ -189,9 +196,29 @@ def insights_api(
 
     @router.post("/topics/{topic_id}/merge")
     async def merge(request: Request, topic_id: RowId, change: Merge) -> dict[str, Any]:
-        """Merge this topic into another of the same label, for good."""
-        await _decide(analysis.merge_topics(topic_id, change.into, by=_caller(request)))
-        return {"id": change.into, "merged": topic_id}
+        """Merge this topic into another of the same label, for good unless undone (see
+        ``undo-merge``) before ``undo_until`` (ISO 8601, UTC)."""
+        started = utcnow()
+        merge = await _decide(analysis.merge_topics(topic_id, change.into, by=_caller(request)))
+        until = started + timedelta(minutes=merges.UNDO_MINUTES)
+        return {"id": change.into, "merged": topic_id, "merge": merge, "undo_until": until}
+
+    @router.post("/topics/{topic_id}/undo-merge")
+    async def undo_merge(request: Request, topic_id: RowId) -> list[TopicSummary]:
+        """Undo the latest merge of this topic (merged away or merged into) made within the
+        last 10 minutes: both topics as they were, with their names and conversations. 409
+        when there is none to undo (none, undone already, too late, or the topics changed)."""
+        try:
+            found = await merges.latest_merge(store, topic_id)
+        except merges.UnknownTopic as exc:
+            raise NotFound(str(exc)) from None
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+        try:
+            await analysis.undo_merge(found.id, by=_caller(request))
+        except (LookupError, ValueError) as exc:  # undone meanwhile, or the topics changed
+            raise Conflict(f"cannot undo: {exc}") from None
+        return await topic_items(ids=[found.source, found.target])
 
     @router.post("/topics/{topic_id}/split")
     async def split(request: Request, topic_id: RowId, change: Split) -> dict[str, Any]:

@@ -8,6 +8,7 @@ undo puts both topics back as they were and is audited as ``merge_undone``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,14 @@ from deskside.insights import audit
 from deskside.insights.models import ErasureAudit, Topic, TopicMember, utcnow
 from deskside.insights.store import Store
 
-__all__ = ["UNDO_MINUTES", "UnknownTopic", "merge_topics", "undo_merge"]
+__all__ = [
+    "UNDO_MINUTES",
+    "RecentMerge",
+    "UnknownTopic",
+    "latest_merge",
+    "merge_topics",
+    "undo_merge",
+]
 
 UNDO_MINUTES = 10
 MERGED, UNDONE = "topic_merged", "merge_undone"
@@ -26,6 +34,16 @@ MERGED, UNDONE = "topic_merged", "merge_undone"
 
 class UnknownTopic(LookupError):
     """No live topic has that id (never existed, or merged into another)."""
+
+
+@dataclass(frozen=True)
+class RecentMerge:
+    """A merge that can still be undone: its id, the topic merged away, the topic it went
+    into."""
+
+    id: int
+    source: int
+    target: int
 
 
 async def live_topic(session: AsyncSession, topic_id: int) -> Topic:
@@ -103,3 +121,25 @@ async def undo_merge(store: Store, merge_id: int, *, by: str) -> int:
         row.counts = {**facts, "undone": True}
         audit.record(session, by, UNDONE, f"topic {source.id} out of {target.id} again")
         return source.id
+
+
+async def latest_merge(store: Store, topic_id: int) -> RecentMerge:
+    """The latest merge of ``topic_id`` (merged away, or merged into) not undone yet and made
+    within :data:`UNDO_MINUTES`. :class:`UnknownTopic` when no topic ever had that id;
+    ``ValueError`` when there is no such merge (none, undone, or too late)."""
+    since = utcnow() - timedelta(minutes=UNDO_MINUTES)
+    async with store.read() as session:
+        if await session.get(Topic, topic_id) is None:
+            raise UnknownTopic(f"no topic {topic_id}")
+        rows = await session.scalars(
+            select(ErasureAudit)
+            .where(ErasureAudit.action == MERGED, ErasureAudit.at >= since)
+            .order_by(ErasureAudit.id.desc())
+        )
+        for row in rows:
+            facts = row.counts
+            if topic_id in (facts.get("from"), facts.get("into")) and not facts.get("undone"):
+                return RecentMerge(row.id, int(facts["from"]), int(facts["into"]))
+    raise ValueError(
+        f"topic {topic_id} has no merge to undo (a merge can be undone for {UNDO_MINUTES} minutes)"
+    )
