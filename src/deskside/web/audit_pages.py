@@ -1,6 +1,9 @@
-"""The Audit page under ``/ui/audit`` (admins): every change people made, filtered by who,
-action and date range, and the same entries as CSV (``/ui/audit.csv``) or JSON
-(``/ui/audit.json``) downloads. The entries come from :mod:`deskside.insights.audit`."""
+"""The Audit page under ``/ui/audit`` (admins): every change people made in the caller's
+workspace, filtered by who, action and date range, and the same entries as CSV
+(``/ui/audit.csv``) or JSON (``/ui/audit.json``) downloads. The entries come from
+:mod:`deskside.insights.audit`: the workspace's own, and (for a workspace other than the
+default one) the changes to its people, kept with the people in the default workspace's
+database."""
 
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from deskside.insights import audit
-from deskside.insights.service import InsightsService
+from deskside.insights.service import InsightsService, WorkspaceService
 from deskside.web.guard import identity_of
 from deskside.web.pages import UI_PREFIX, Pages
+from deskside.web.workspace_pages import LiveWorkspace
 
 __all__ = ["audit_routes"]
 
@@ -22,12 +26,16 @@ __all__ = ["audit_routes"]
 def audit_routes(pages: Pages, insights: InsightsService) -> APIRouter:
     """The Audit page and its downloads, for the insights pages to include."""
     router = APIRouter(include_in_schema=False, route_class=pages.route_class())
+    caller = LiveWorkspace(pages, insights)
 
-    async def read(request: Request) -> tuple[list[audit.AuditEntry], dict[str, str]] | Response:
-        session = identity_of(request)
-        if not insights.ready:
-            message = "The insights database is not available yet; reload in a moment."
-            return pages.refusal(request, session, 503, message, title="Audit", active="audit")
+    async def read(
+        request: Request,
+    ) -> tuple[list[audit.AuditEntry], dict[str, str], WorkspaceService] | Response:
+        """The entries the query asks for, newest first, what it asked, and the workspace."""
+        viewed = await caller.viewing(request)
+        if isinstance(viewed, Response):
+            return viewed
+        session, live = viewed
         asked = {
             key: request.query_params.get(key, "")[:100]
             for key in ("who", "action", "since", "until")
@@ -36,14 +44,18 @@ def audit_routes(pages: Pages, insights: InsightsService) -> APIRouter:
             wanted = audit.audit_filter(**asked)
         except ValueError as exc:
             return pages.refusal(request, session, 400, str(exc), title="Audit", active="audit")
-        return await audit.entries(insights.store, wanted, limit=10_000), asked
+        found = await audit.workspace_entries(live.store, insights.store, wanted, limit=10_000)
+        return found, asked, live
 
     @router.get(UI_PREFIX + "/audit")
     async def audit_view(request: Request) -> Response:
         found = await read(request)
         if isinstance(found, Response):
             return found
-        entries, asked = found
+        entries, asked, live = found
+        actions = set(await audit.actions(live.store))
+        if live.store is not insights.store:
+            actions |= set(await audit.actions(insights.store))
         query = urlencode({key: value for key, value in asked.items() if value})
         return pages.page(
             request,
@@ -54,7 +66,7 @@ def audit_routes(pages: Pages, insights: InsightsService) -> APIRouter:
             entries=entries[:500],
             total=len(entries),
             asked=asked,
-            actions=await audit.actions(insights.store),
+            actions=sorted(actions),
             query=f"?{query}" if query else "",
         )
 

@@ -26,15 +26,17 @@ from deskside.insights.backfill import parse_since
 from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, config_problems
 from deskside.insights.labels import LABELS
 from deskside.insights.models import row_id
-from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
+from deskside.insights.service import InsightsService, WorkspaceService
 from deskside.lookup import normalise_emails
+from deskside.proxy import public_base_url
 from deskside.service import SidebarService
 from deskside.web import connection, dashboard
 from deskside.web.audit_pages import audit_routes
 from deskside.web.auth import read_form_pairs
-from deskside.web.guard import Identity, identity_of
+from deskside.web.guard import Identity
 from deskside.web.merge_pages import merge_routes
 from deskside.web.pages import UI_PREFIX, Pages, conversation_ref, safe_href
+from deskside.web.workspace_pages import LiveWorkspace, webhook_path
 
 __all__ = ["IMPORT_CHOICES", "insights_routes"]
 
@@ -53,38 +55,14 @@ def insights_routes(
     router = APIRouter(include_in_schema=False, route_class=pages.route_class())
     router.include_router(audit_routes(pages, insights))
     router.include_router(merge_routes(pages, insights))
+    caller = LiveWorkspace(pages, insights)
+    viewing, deciding = caller.viewing, caller.deciding
 
     async def form_ids(request: Request, name: str) -> list[int]:
         """The ids the form's ``name`` fields (ticked checkboxes) give; a value that can name
         no row is left out, as if not ticked."""
         found = [row_id(value) for key, value in await read_form_pairs(request) if key == name]
         return [value for value in found if value is not None]
-
-    async def live_insights(request: Request, session: Identity) -> WorkspaceService | Response:
-        """The caller's workspace, or the page saying why it cannot be used (its database is
-        not ready yet, or it was removed)."""
-        found = await live_workspace(insights, session.workspace)
-        if isinstance(found, tuple):
-            return refusal(request, session, *found)
-        return found
-
-    async def viewing(request: Request) -> tuple[Identity, WorkspaceService] | Response:
-        """A GET of an insights page: who asks and their workspace, or
-        :func:`live_insights`' refusal."""
-        session = identity_of(request)
-        live = await live_insights(request, session)
-        return live if isinstance(live, Response) else (session, live)
-
-    async def deciding(
-        request: Request,
-    ) -> tuple[Identity, dict[str, str], WorkspaceService] | Response:
-        """A POST to an insights page: :func:`changing`, then :func:`live_insights`."""
-        checked = await pages.changing(request)
-        if isinstance(checked, Response):
-            return checked
-        session, form = checked
-        live = await live_insights(request, session)
-        return live if isinstance(live, Response) else (session, form, live)
 
     @router.get(UI_PREFIX + "/insights")
     async def insights_view(request: Request, label: str | None = None) -> Response:
@@ -269,6 +247,8 @@ def insights_routes(
             import_choices=IMPORT_CHOICES,
             oauth=live.settings.helpscout.mode == "oauth",
             config_problems=config_problems(live.settings),
+            webhook_url=public_base_url(request, settings.server.public_url)
+            + webhook_path(live.name),
             done=request.query_params.get("done"),
             problem=request.query_params.get("problem"),
             erased_rows=_count_of(request.query_params.get("rows", "")),

@@ -17,6 +17,7 @@ from deskside.insights.service import InsightsService
 from deskside.web import dashboard
 from deskside.web.guard import Identity
 from deskside.web.pages import UI_PREFIX, Pages
+from deskside.web.workspace_pages import LiveWorkspace
 
 __all__ = ["merge_routes"]
 
@@ -26,13 +27,7 @@ log = logging.getLogger("deskside.web")
 def merge_routes(pages: Pages, insights: InsightsService) -> APIRouter:
     """The merge and undo routes, for the insights pages to include."""
     router = APIRouter(include_in_schema=False, route_class=pages.route_class())
-
-    async def deciding(request: Request) -> tuple[Identity, dict[str, str]] | Response:
-        checked = await pages.changing(request)
-        if isinstance(checked, Response) or insights.ready:
-            return checked
-        message = "The insights database is not available yet; reload in a moment."
-        return pages.refusal(request, checked[0], 503, message)
+    deciding = LiveWorkspace(pages, insights).deciding
 
     def no_topic(request: Request, session: Identity, topic_id: str) -> Response:
         message = f"There is no topic {topic_id} (any more)."
@@ -45,18 +40,18 @@ def merge_routes(pages: Pages, insights: InsightsService) -> APIRouter:
         decided = await deciding(request)
         if isinstance(decided, Response):
             return decided
-        session, form = decided
+        session, form, live = decided
         back = (f"/topics/{topic_id}", "Back to the topic")
         source, target = row_id(topic_id), row_id(form.get("into", ""))
-        trending = await insights.trends()
-        found = await dashboard.topics(insights.store, trending, ids=[source]) if source else []
+        trending = await live.trends()
+        found = await dashboard.topics(live.store, trending, ids=[source]) if source else []
         if source is None or not found:
             return no_topic(request, session, topic_id)
         if target is None:
             return pages.refusal(request, session, 400, "choose the topic to merge into", back=back)
         name = " ".join(form.get("name", "").split())[:200]
         if form.get("confirmed") != "1":
-            targets = await dashboard.topics(insights.store, trending, ids=[target])
+            targets = await dashboard.topics(live.store, trending, ids=[target])
             if not targets:
                 return no_topic(request, session, str(target))
             if target == source or targets[0].label != found[0].label:
@@ -74,7 +69,7 @@ def merge_routes(pages: Pages, insights: InsightsService) -> APIRouter:
                 undo_minutes=UNDO_MINUTES,
             )
         try:
-            merge = await insights.analysis.merge_topics(
+            merge = await live.analysis.merge_topics(
                 source, target, by=session.actor, name=name or None
             )
         except UnknownTopic:
@@ -91,13 +86,13 @@ def merge_routes(pages: Pages, insights: InsightsService) -> APIRouter:
         decided = await deciding(request)
         if isinstance(decided, Response):
             return decided
-        session, form = decided
+        session, form, live = decided
         back = (f"/topics/{topic_id}", "Back to the topic")
         merge = row_id(form.get("merge", ""))
         try:
             if merge is None:
                 raise LookupError("no merge")
-            restored = await insights.analysis.undo_merge(merge, by=session.actor)
+            restored = await live.analysis.undo_merge(merge, by=session.actor)
         except LookupError:
             return pages.refusal(request, session, 404, "There is no such merge.", back=back)
         except ValueError as exc:

@@ -13,6 +13,8 @@ import base64
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,6 +170,8 @@ class Pages:
             f"{authorize.scheme}://{authorize.netloc}" if insights_enabled else ""
         )
         self._env = _environment()
+        self.workspace_choices: Callable[[Request, Identity], Awaitable[list[str]]] | None = None
+        """The workspaces a caller may switch to (set by the insights pages; none without)."""
 
     def auth_of(self, request: Request) -> AdminAuth:
         return AdminAuth.of(request, self._default_auth)
@@ -197,9 +201,29 @@ class Pages:
             csrf=session.csrf if session else "",
             ui=self.root(request) + UI_PREFIX,
             insights_enabled=self.insights_enabled,
+            workspaces=getattr(request.state, "workspaces", []),
             **context,
         )
         return HTMLResponse(body, status_code=status, headers=self.headers)
+
+    def start_session(
+        self,
+        response: Response,
+        request: Request,
+        person: int | None,
+        generation: int,
+        workspace: str,
+    ) -> None:
+        """Log ``person`` (None: the admin password) in: a new session, showing
+        ``workspace``, in ``response``'s cookie."""
+        auth = self.auth_of(request)
+        session = replace(auth.new_session(person, generation), workspace=workspace)
+        auth.set_session(response, request, session)
+
+    async def _note_workspaces(self, request: Request, identity: Identity | None) -> None:
+        """Keep the caller's :attr:`workspace_choices` for the page header (the switcher)."""
+        if identity is not None and self.workspace_choices is not None:
+            request.state.workspaces = await self.workspace_choices(request, identity)
 
     def to_login(self, request: Request) -> RedirectResponse:
         """To the login page, which comes back to this page."""
@@ -249,6 +273,7 @@ class Pages:
             async def refuse(
                 self, request: Request, identity: Identity | None, least: Role
             ) -> Response:
+                await pages._note_workspaces(request, identity)
                 if identity is None:
                     if request.method in ("GET", "HEAD"):
                         return pages.to_login(request)
@@ -259,7 +284,9 @@ class Pages:
                 )
 
             async def limit_body(self, request: Request) -> None:
-                """The forms read at most FORM_LIMIT bytes themselves."""
+                """The forms read at most FORM_LIMIT bytes themselves. Called once the caller
+                is admitted, before the handler: the header's workspaces are read here."""
+                await pages._note_workspaces(request, getattr(request.state, "identity", None))
 
         return PageRoute
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
-from functools import cache
+from dataclasses import replace
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
@@ -29,6 +30,7 @@ from deskside.web.auth import CSRF_FIELD, PasswordHash, read_form
 from deskside.web.guard import ADMIN_NAME, Identity, directory_of, identify, identity_of
 from deskside.web.pages import STATIC_DIR, UI_PREFIX, Pages
 from deskside.web.preview import (
+    DeskSetup,
     check_sources,
     desk_setups,
     parse_emails,
@@ -147,7 +149,7 @@ def web_routes(
         if directory is not None:
             await directory.record(f"ui:{who.name}", "login", f"from {client}")
         response = redirect(request, target)
-        auth.set_session(response, request, auth.new_session(who.person_id, generation))
+        pages.start_session(response, request, who.person_id, generation, who.workspace)
         return response
 
     @cache
@@ -158,9 +160,9 @@ def web_routes(
     async def check_login(
         request: Request, username: str, password: str
     ) -> tuple[Identity, int] | None:
-        """Who ``username`` and ``password`` log in as, and their session generation: the
-        person of that email, else (any other name, ``admin`` or none) the admin password;
-        None when they do not match."""
+        """Who ``username`` and ``password`` log in as (in their first workspace), and their
+        session generation: the person of that email, else (any other name, ``admin`` or none)
+        the admin password; None when they do not match."""
         if not password or len(password) > 1024:
             return None
         directory = directory_of(request)
@@ -171,7 +173,8 @@ def web_routes(
             known = PasswordHash.parse(hashed) if hashed is not None else unmatchable()
             if not await run_in_threadpool(known.matches, password) or hashed is None:
                 return None
-            return Identity(member.email, member.role, member.id), member.generation
+            who = Identity(member.email, member.role, member.id, workspace=member.workspace)
+            return who, member.generation
         if await auth_of(request).check_password(password):
             return Identity(ADMIN_NAME, Role.admin), 0
         return None
@@ -239,18 +242,21 @@ def web_routes(
     @router.get(UI_PREFIX + "/setup")
     async def setup_view(request: Request) -> Response:
         session = identity_of(request)
+        base = public_base_url(request, settings.server.public_url)
         webhook = None
         if insights is not None:
-            webhook = [s.get_secret_value() for s in settings.insights.helpscout.webhook_secret]
+            helpscout = settings.insights.of_workspace(session.workspace).helpscout
+            webhook = [s.get_secret_value() for s in helpscout.webhook_secret]
+        desks = desk_setups(service, base, webhook)
+        if insights is not None:
+            desks = [_workspace_webhook(desk, base, session.workspace) for desk in desks]
         return page(
             request,
             "setup.html",
             session=session,
             title="Setup",
             active="setup",
-            desks=desk_setups(
-                service, public_base_url(request, settings.server.public_url), webhook
-            ),
+            desks=desks,
             checks=await check_sources(service),
         )
 
@@ -261,9 +267,12 @@ def web_routes(
         # alembic, lxml), which a process without [insights] never loads.
         from deskside.web.insights_pages import insights_routes
         from deskside.web.people_pages import people_routes
+        from deskside.web.workspace_pages import workspace_choices, workspace_routes
 
+        pages.workspace_choices = partial(workspace_choices, insights)
         router.include_router(insights_routes(pages, settings, service, insights))
         router.include_router(people_routes(pages, settings, insights))
+        router.include_router(workspace_routes(pages, insights))
         if settings.ui.oidc is not None:
             from deskside.web.sso import sso_routes
 
@@ -305,3 +314,18 @@ def web_routes(
         return refusal(request, session, 404, message, title="Not found", active=None, back=back)
 
     return router
+
+
+def _workspace_webhook(desk: DeskSetup, base: str, workspace: str) -> DeskSetup:
+    """``desk`` as the Setup page of ``workspace`` shows it: the Help Scout webhook's URL is
+    that workspace's."""
+    from deskside.web.workspace_pages import webhook_path
+
+    if desk.kind != "helpscout_webhook":
+        return desk
+    url = base.rstrip("/") + webhook_path(workspace)
+    values = [
+        replace(value, value=url) if value.label == "Webhook URL" else value
+        for value in desk.values
+    ]
+    return replace(desk, values=values)

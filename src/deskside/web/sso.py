@@ -6,9 +6,10 @@ and PKCE verifier in a short-lived signed cookie and sends the browser to the pr
 ``GET /ui/sso/callback`` takes the browser back: the ``state`` must be the cookie's (and is
 used once), the code is exchanged for an ID token whose signature (the provider's JWKS),
 ``iss``, ``aud``, ``exp`` and ``nonce`` are verified. The person with the token's email then
-logs in with their role; someone new is added with ``default_role`` when their domain is one
-of ``allowed_domains``, else refused ("access denied"). Every sign-in, and every refusal, is
-in the audit; no log line holds an address.
+logs in with their role, in their first workspace; someone new is added to the default
+workspace with ``default_role`` when their domain is one of ``allowed_domains``, else refused
+("access denied"). Every sign-in, and every refusal, is in the audit; no log line holds an
+address.
 
 Only a server with an ``[insights]`` table imports this module: people live in its store.
 """
@@ -314,9 +315,8 @@ def sso_routes(
             return refused(request, refusal.status, refusal.message)
         log.info("ui: a person signed in with single sign-on from %s", client)
         await people.record(f"ui:{member.email}", "login", f"single sign-on from {client}")
-        auth = pages.auth_of(request)
         response = pages.redirect(request, target)
-        auth.set_session(response, request, auth.new_session(member.id, member.generation))
+        pages.start_session(response, request, member.id, member.generation, member.workspace)
         clear_flow(response, request)
         return response
 

@@ -1,0 +1,130 @@
+"""Workspaces in the web UI: every insights page acts in the caller's workspace
+(:class:`LiveWorkspace`), and a person of several workspaces (or the admin password, when
+there are several) switches between them with the header's form (``POST /ui/workspace``).
+
+Only a server with an ``[insights]`` table imports this module (see
+:func:`deskside.web.routes.web_routes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from deskside.insights import DEFAULT_WORKSPACE, HELPSCOUT_WEBHOOK_PATH
+from deskside.insights.people import People
+from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
+from deskside.web.auth import SESSION_COOKIE
+from deskside.web.guard import Identity, identity_of
+from deskside.web.pages import UI_PREFIX, Pages
+
+__all__ = ["LiveWorkspace", "webhook_path", "workspace_choices", "workspace_routes"]
+
+log = logging.getLogger("deskside.web")
+
+
+def webhook_path(workspace: str) -> str:
+    """Where Help Scout sends ``workspace``'s webhooks."""
+    if workspace == DEFAULT_WORKSPACE:
+        return HELPSCOUT_WEBHOOK_PATH
+    return f"{HELPSCOUT_WEBHOOK_PATH}/{workspace}"
+
+
+class LiveWorkspace:
+    """The caller's workspace, as the insights pages use it."""
+
+    def __init__(self, pages: Pages, insights: InsightsService) -> None:
+        self.pages = pages
+        self.insights = insights
+
+    async def of(self, request: Request, session: Identity) -> WorkspaceService | Response:
+        """The caller's workspace, or the page saying why it cannot be used (its database is
+        not ready yet, or it was removed)."""
+        found = await live_workspace(self.insights, session.workspace)
+        if isinstance(found, tuple):
+            return self.pages.refusal(request, session, *found)
+        return found
+
+    async def viewing(self, request: Request) -> tuple[Identity, WorkspaceService] | Response:
+        """A GET of an insights page: who asks and their workspace, or :meth:`of`'s
+        refusal."""
+        session = identity_of(request)
+        live = await self.of(request, session)
+        return live if isinstance(live, Response) else (session, live)
+
+    async def deciding(
+        self, request: Request
+    ) -> tuple[Identity, dict[str, str], WorkspaceService] | Response:
+        """A POST to an insights page: :meth:`Pages.changing`, then :meth:`of`."""
+        checked = await self.pages.changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        live = await self.of(request, session)
+        return live if isinstance(live, Response) else (session, form, live)
+
+
+def _people(request: Request, insights: InsightsService) -> People:
+    people: People | None = getattr(request.app.state, "people", None)
+    if people is None:
+        people = request.app.state.people = People(insights.store)
+    return people
+
+
+async def workspace_choices(
+    insights: InsightsService, request: Request, identity: Identity
+) -> list[str]:
+    """The workspaces a logged-in browser may switch to: a person's own, every one for the
+    admin password's session; none for a bearer token or before the database is open."""
+    if identity.session is None or not insights.ready:
+        return []
+    if identity.person_id is None:
+        return await insights.workspaces.names()
+    return await _people(request, insights).workspaces_of(identity.person_id)
+
+
+class _NewSession(RedirectResponse):
+    """A redirect carrying a new session cookie: the guard's renewal of the request's old
+    session, added after the handler, must not overwrite it."""
+
+    def set_cookie(self, key: str, *args: Any, **kwargs: Any) -> None:
+        ours = f"{SESSION_COOKIE}=".encode()
+        if key == SESSION_COOKIE and any(
+            name == b"set-cookie" and value.startswith(ours) for name, value in self.raw_headers
+        ):
+            return
+        super().set_cookie(key, *args, **kwargs)
+
+
+def workspace_routes(pages: Pages, insights: InsightsService) -> APIRouter:
+    """``POST /ui/workspace``, for :func:`deskside.web.routes.web_routes` to include."""
+    router = APIRouter(include_in_schema=False, route_class=pages.route_class())
+
+    @router.post(UI_PREFIX + "/workspace")
+    async def switch_workspace(request: Request) -> Response:
+        """Show the pages of the form's ``workspace`` (one of :func:`workspace_choices`;
+        else a 403 page) from now on, starting with Insights."""
+        checked = await pages.changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        chosen = form.get("workspace", "").strip()[:40]
+        if session.session is None:
+            message = "A token acts in its own workspace: there is nothing to switch."
+            return pages.refusal(request, session, 400, message, title="Workspace", active=None)
+        if chosen not in await workspace_choices(insights, request, session):
+            message = f"You are not a member of the workspace {chosen!r}."
+            return pages.refusal(request, session, 403, message, title="Not allowed", active=None)
+        log.info("ui: a session switched workspace")
+        response = _NewSession(pages.root(request) + f"{UI_PREFIX}/insights", status_code=303)
+        renewed = replace(session.session, workspace=chosen, seen=time.time())
+        pages.auth_of(request).set_session(response, request, renewed)
+        return response
+
+    return router
