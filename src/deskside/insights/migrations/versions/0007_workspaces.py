@@ -27,16 +27,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("erasure_audit", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "workspace", sa.String(length=40), nullable=False, server_default="default"
-            )
+            sa.Column("workspace", sa.String(length=40), nullable=False, server_default="default")
         )
         batch_op.create_index(batch_op.f("ix_erasure_audit_workspace"), ["workspace"])
     with op.batch_alter_table("person_tokens", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "workspace", sa.String(length=40), nullable=False, server_default="default"
-            )
+            sa.Column("workspace", sa.String(length=40), nullable=False, server_default="default")
         )
 
 
