@@ -185,7 +185,6 @@ def erasures(
             newest = (
                 select(ErasureAudit)
                 .where(ErasureAudit.action.in_(("forget", "retention", "disconnect")))
-                .where(ErasureAudit.workspace == store.workspace)
                 .order_by(ErasureAudit.id.desc())
                 .limit(limit)
             )

@@ -133,16 +133,18 @@ def add(
         return token
 
     token = _people_do(config, database, workspace, work)
-    where = _in(workspace)
     if token is None:
         out.print(
-            Text(f"✓ {email} joined{where} as {chosen.name}; they log in as they do already.")
+            Text(
+                f"✓ {email} joined the workspace {workspace} as {chosen.name}; they log in as "
+                "they do already."
+            )
         )
         return
     out.print(
         Text(
-            f"✓ added {email}{where} as {chosen.name}. Send them this link (it works once, "
-            "for 72 h):"
+            f"✓ added {email}{_in(workspace)} as {chosen.name}. Send them this link (it works "
+            "once, for 72 h):"
         )
     )
     print(invitation_url(_base_url(config, url), token))
