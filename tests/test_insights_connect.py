@@ -19,7 +19,6 @@ import pytest
 import typer
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
-from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from deskside.config import Settings
@@ -27,13 +26,17 @@ from deskside.insights import audit, helpscout_cli
 from deskside.insights.backfill import parse_since
 from deskside.insights.helpscout_api import webhook_secrets
 from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
-from deskside.insights.oauth_routes import oauth_routes
+from deskside.insights.oauth_routes import CALLBACK_PATH as CALLBACK
+from deskside.insights.oauth_routes import CONNECT_PATH as CONNECT
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
+from deskside.web.roles import Role
 from fake_helpscout import FakeHelpScout, approve, generate_dataset, sign_webhook
 from fake_http import Received, Reply, unused_port
+from test_people import client_of, person_client, running
 
 KEY = Fernet.generate_key().decode()
+ADMIN_TOKEN = "admin-token-0123456789"
 runner = CliRunner()
 app = typer.Typer()
 helpscout_cli.register(app)
@@ -298,11 +301,9 @@ def test_the_webhook_signer_matches_help_scouts_vector() -> None:
     assert sign_webhook("asdfasdf", b'{"id":123}') == "7S2+kN8bZsrdAEADJ+yYfWWsf/4="
 
 
-@pytest.mark.anyio
-async def test_web_routes_connect_and_refuse_forged_states(
-    helpscout: FakeHelpScout, tmp_path: Path
-) -> None:
-    settings = Settings.model_validate(
+def web_settings(helpscout: FakeHelpScout, tmp_path: Path, **options: str) -> Settings:
+    """The app's settings: an ``[admin] token`` and password, Help Scout as ``options`` say."""
+    return Settings.model_validate(
         {
             "sources": {
                 "app": {
@@ -311,45 +312,70 @@ async def test_web_routes_connect_and_refuse_forged_states(
                     "query": "select email from users where email in :emails",
                 }
             },
-            "admin": {"token": "admin-token-0123456789"},
-            "insights": {"encryption_key": KEY, "helpscout": helpscout.settings_document()},
+            "admin": {"token": ADMIN_TOKEN, "password": "admin-password-0123456789"},
+            "insights": {
+                "database": f"sqlite:///{tmp_path / 'insights.db'}",
+                "encryption_key": KEY,
+                "helpscout": helpscout.settings_document(**options),
+            },
         }
     )
-    store = await Store(database_url(f"sqlite:///{tmp_path / 'insights.db'}")).open()
-    web = Starlette(routes=oauth_routes(settings, store))
-    transport = httpx.ASGITransport(app=web)
-    async with httpx.AsyncClient(transport=transport, base_url="http://deskside") as client:
-        assert (await client.get("/insights/helpscout/connect")).status_code == 401
+
+
+@pytest.mark.anyio
+async def test_web_routes_connect_and_refuse_forged_states(
+    helpscout: FakeHelpScout, tmp_path: Path
+) -> None:
+    async with running(web_settings(helpscout, tmp_path)) as (app, people):
+        store = app.state.insights.store
+        client = client_of(app)
+        assert (await client.get(CONNECT)).status_code == 401
         wrong = {"authorization": "Bearer not-the-token"}
-        assert (await client.get("/insights/helpscout/connect", headers=wrong)).status_code == 401
-        admin = {"authorization": "Bearer admin-token-0123456789"}
-        started = await client.get("/insights/helpscout/connect", headers=admin)
+        assert (await client.get(CONNECT, headers=wrong)).status_code == 401
+        for role in (Role.editor, Role.admin):
+            await people.add(f"{role.name}@team.example", role, by="test")
+        editor = await people.create_token("editor@team.example", "ci", by="test")
+        refused = await client.get(CONNECT, headers={"authorization": f"Bearer {editor[1]}"})
+        assert refused.status_code == 403
+        # an admin's API token or session does as well as the [admin] token
+        admin = await people.create_token("admin@team.example", "ci", by="test")
+        by_token = await client.get(CONNECT, headers={"authorization": f"Bearer {admin[1]}"})
+        assert by_token.status_code == 302
+        boss = await person_client(app, people, "boss@team.example", Role.admin)
+        assert (await boss.get(CONNECT)).status_code == 302
+        await boss.aclose()
+
+        started = await client.get(CONNECT, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
         assert started.status_code == 302
         assert started.headers["location"].startswith(helpscout.url("/authentication/"))
         code, state = await asyncio.to_thread(approve, started.headers["location"])
 
         forged = await client.get(
-            "/insights/helpscout/callback",
-            params={"code": helpscout.issue_code(), "state": "forged"},
+            CALLBACK, params={"code": helpscout.issue_code(), "state": "forged"}
         )
         assert forged.status_code == 400 and "not started here" in forged.text
-        done = await client.get(
-            "/insights/helpscout/callback", params={"code": code, "state": state}
-        )
+        done = await client.get(CALLBACK, params={"code": code, "state": state})
         assert done.status_code == 200 and "connected" in done.text
-        again = await client.get(
-            "/insights/helpscout/callback", params={"code": helpscout.issue_code(), "state": state}
-        )
+        again = await client.get(CALLBACK, params={"code": helpscout.issue_code(), "state": state})
         assert again.status_code == 400 and "already used" in again.text
-        denied = await client.get("/insights/helpscout/callback", params={"error": "access_denied"})
+        denied = await client.get(CALLBACK, params={"error": "access_denied"})
         assert denied.status_code == 400
-    async with store.session() as session:
-        assert (await session.get(Connection, "helpscout")) is not None
-        assert len(list(await session.scalars(select(Mailbox)))) == 3
-    # the audit says who connected: the admin token that started the authorisation
-    admin_actor = "api:token-" + hashlib.sha256(b"admin-token-0123456789").hexdigest()[:8]
-    found = await audit.entries(store)
-    assert [(e.actor, e.action, e.detail) for e in found if e.action == "helpscout_connect"] == [
-        (admin_actor, "helpscout_connect", "connected (oauth)")
-    ]
-    await store.aclose()
+        await client.aclose()
+        async with store.session() as session:
+            assert (await session.get(Connection, "helpscout")) is not None
+            assert len(list(await session.scalars(select(Mailbox)))) == 3
+        # the audit says who connected: the admin token that started the authorisation
+        admin_actor = "api:token-" + hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest()[:8]
+        found = await audit.entries(store)
+        connected = [(e.actor, e.detail) for e in found if e.action == "helpscout_connect"]
+        assert connected == [(admin_actor, "connected (oauth)")]
+
+
+@pytest.mark.anyio
+async def test_connecting_in_the_browser_needs_oauth_mode(
+    helpscout: FakeHelpScout, tmp_path: Path
+) -> None:
+    settings = web_settings(helpscout, tmp_path, mode="client_credentials")
+    async with running(settings) as (app, _), client_of(app) as client:
+        answer = await client.get(CONNECT, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert answer.status_code == 400 and "deskside connect helpscout" in answer.text

@@ -38,7 +38,7 @@ from deskside.lookup import normalise_emails
 from deskside.signing import bearer_token
 from deskside.web.guard import GuardedRoute, identity_of
 
-__all__ = ["API_PREFIX", "insights_api"]
+__all__ = ["API_PREFIX", "caller", "insights_api"]
 
 API_PREFIX = "/api/insights"
 T = TypeVar("T")
@@ -157,7 +157,7 @@ def insights_api(
     ) -> dict[str, Any]:
         """An agent's label: it sticks, and the classifier learns from it."""
         try:
-            label = await analysis.relabel(conversation_id, change.label, by=_caller(request))
+            label = await analysis.relabel(conversation_id, change.label, by=caller(request))
         except UnknownConversation:
             raise NotFound(f"no conversation {conversation_id}") from None
         except ValueError as exc:
@@ -193,7 +193,7 @@ def insights_api(
     @router.post("/topics/{topic_id}/rename")
     async def rename(request: Request, topic_id: RowId, change: Rename) -> dict[str, Any]:
         """A person's name for the topic; regrouping keeps it."""
-        await _decide(analysis.rename_topic(topic_id, change.name, by=_caller(request)))
+        await _decide(analysis.rename_topic(topic_id, change.name, by=caller(request)))
         return {"id": topic_id, "name": " ".join(change.name.split())}
 
     @router.post("/topics/{topic_id}/merge")
@@ -201,7 +201,7 @@ def insights_api(
         """Merge this topic into another of the same label, for good unless undone (see
         ``undo-merge``) before ``undo_until`` (ISO 8601, UTC)."""
         started = utcnow()
-        merge = await _decide(analysis.merge_topics(topic_id, change.into, by=_caller(request)))
+        merge = await _decide(analysis.merge_topics(topic_id, change.into, by=caller(request)))
         until = started + timedelta(minutes=merges.UNDO_MINUTES)
         return {"id": change.into, "merged": topic_id, "merge": merge, "undo_until": until}
 
@@ -217,7 +217,7 @@ def insights_api(
         except ValueError as exc:
             raise Conflict(str(exc)) from None
         try:
-            await analysis.undo_merge(found.id, by=_caller(request))
+            await analysis.undo_merge(found.id, by=caller(request))
         except (LookupError, ValueError) as exc:  # undone meanwhile, or the topics changed
             raise Conflict(f"cannot undo: {exc}") from None
         return await topic_items(ids=[found.source, found.target])
@@ -225,7 +225,7 @@ def insights_api(
     @router.post("/topics/{topic_id}/split")
     async def split(request: Request, topic_id: RowId, change: Split) -> dict[str, Any]:
         """Move some conversations out into a new topic, for good."""
-        by = _caller(request)
+        by = caller(request)
         new_id = await _decide(
             analysis.split_topic(topic_id, change.conversation_ids, change.name, by=by)
         )
@@ -264,7 +264,7 @@ def insights_api(
             raise NotFound(f"no bug or feature report for topic {topic_id}")
         try:
             async with reporting.GitHubIssues(
-                options.github_repository, token, options.github_api_url, by=_caller(request)
+                options.github_repository, token, options.github_api_url, by=caller(request)
             ) as github:
                 result = await github.export(store, found[0])
                 await erasure.rewrite_erased_exports_quietly(store, github, exported=[topic_id])
@@ -284,7 +284,7 @@ def insights_api(
                 raise BadRequest(f"emails[{position}] is not an email address")
             addresses.append(found[0])
         cache = request.app.state.service.resolver.cache
-        removed = await erasure.forget(store, addresses, by=_caller(request), cache=cache)
+        removed = await erasure.forget(store, addresses, by=caller(request), cache=cache)
         return Erasure(addresses=len(set(addresses)), rows=removed.total, removed=removed.counts)
 
     @router.get("/audit", response_model=None)
@@ -324,7 +324,7 @@ def _silence_parameter_aliases() -> None:
     )
 
 
-def _caller(request: Request) -> str:
+def caller(request: Request) -> str:
     """Who asks, as the audit names them: for the ``[admin] token``, ``api:token-<the first 8
     hex digits of its SHA-256>``; else ``api:<email>`` for a person's token, ``ui:<email>`` or
     ``ui:admin`` for a web UI session."""

@@ -1,24 +1,25 @@
 """The Help Scout connection in the browser, for the web UI: ``GET /insights/helpscout/connect``
-(admin bearer token) sends the browser to Help Scout, ``GET /insights/helpscout/callback`` is
-where Help Scout sends it back. Mount :func:`oauth_routes` in the app; the store must be open.
+(an admin: the ``[admin] token``, an admin's API token or session) sends the browser to Help
+Scout, ``GET /insights/helpscout/callback`` (public: the ``state`` protects it) is where Help
+Scout sends it back. Add :func:`oauth_routes` to the app's routes; the store must be open.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from deskside.config import Settings
 from deskside.errors import ConfigError
+from deskside.insights.api import caller
 from deskside.insights.backfill import sync_mailboxes
 from deskside.insights.helpscout_api import AuthorizationRefused, HelpScoutAPI, HelpScoutError
 from deskside.insights.store import Store
-from deskside.signing import bearer_token, token_matches
+from deskside.web.guard import GuardedRoute
 
 __all__ = ["CALLBACK_PATH", "CONNECT_PATH", "oauth_routes"]
 
@@ -28,22 +29,15 @@ _PRIVATE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
 log = logging.getLogger("deskside.insights")
 
 
-def oauth_routes(settings: Settings, store: Store) -> list[Route]:
-    """The two routes. ``connect`` answers 401 without a valid ``Authorization: Bearer`` admin
-    token (``[admin] token``; none configured: always 401), else 302 to Help Scout.
-    ``callback`` answers 400 for a forged, expired or reused ``state`` or a denial, 502 when
-    Help Scout cannot be reached, 200 with a short page when connected."""
-    admin_tokens = [token.get_secret_value() for token in settings.admin.token]
+def oauth_routes(settings: Settings, store: Store) -> list[BaseRoute]:
+    """The two routes, guarded as :data:`deskside.web.roles.PERMISSIONS` says. ``connect``
+    answers 401 without a token or session, 403 below the admin role, 400 in
+    ``client_credentials`` mode, else 302 to Help Scout. ``callback`` answers 400 for a forged,
+    expired or reused ``state`` or a denial, 502 when Help Scout cannot be reached, 200 with a
+    short page when connected."""
     insights = settings.insights
 
     async def connect(request: Request) -> Response:
-        token = bearer_token(request.headers.get("authorization"))
-        if not token_matches(token, admin_tokens):
-            return JSONResponse(
-                {"error": "an admin bearer token is required"},
-                status_code=401,
-                headers={"www-authenticate": "Bearer"},
-            )
         if insights.helpscout.mode != "oauth":
             return JSONResponse(
                 {"error": "client_credentials mode: run `deskside connect helpscout`"},
@@ -51,7 +45,7 @@ def oauth_routes(settings: Settings, store: Store) -> list[Route]:
             )
         try:
             async with HelpScoutAPI(insights, store) as api:
-                url = await api.authorization_url(by=_token_actor(token or ""))
+                url = await api.authorization_url(by=caller(request))
         except ConfigError as exc:
             log.error("cannot start a Help Scout authorisation: %s", "; ".join(exc.problems))
             return JSONResponse({"error": "deskside is not set up for Help Scout"}, 503)
@@ -82,8 +76,8 @@ def oauth_routes(settings: Settings, store: Store) -> list[Route]:
         return _page(200, "deskside is connected to Help Scout. You can close this tab.")
 
     return [
-        Route(CONNECT_PATH, connect, methods=["GET"]),
-        Route(CALLBACK_PATH, callback, methods=["GET"]),
+        GuardedRoute(path, endpoint, methods=["GET"], include_in_schema=False)
+        for path, endpoint in ((CONNECT_PATH, connect), (CALLBACK_PATH, callback))
     ]
 
 
@@ -93,8 +87,3 @@ def _page(status: int, message: str) -> HTMLResponse:
         f"<p style='font:16px system-ui;margin:3em'>{html.escape(message)}</p>"
     )
     return HTMLResponse(body, status_code=status, headers=_PRIVATE)
-
-
-def _token_actor(token: str) -> str:
-    """How the audit names the ``[admin] token``: ``api:token-<8 hex of its SHA-256>``."""
-    return "api:token-" + hashlib.sha256(token.encode()).hexdigest()[:8]

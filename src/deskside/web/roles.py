@@ -96,6 +96,10 @@ PERMISSIONS: dict[tuple[str, str], Role | None] = {
     ("POST", f"{_API}/reports/{{topic_id}}/export/github"): E,
     ("POST", f"{_API}/forget"): A,
     ("GET", f"{_API}/audit"): A,
+    # Help Scout's authorisation in the browser (Help Scout sends the browser back to the
+    # callback, which the authorisation's state protects)
+    ("GET", "/insights/helpscout/connect"): A,
+    ("GET", "/insights/helpscout/callback"): PUBLIC,
 }
 """``(method, path template)`` → the least role (or :data:`PUBLIC`). HEAD follows GET."""
 
