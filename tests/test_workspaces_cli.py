@@ -17,14 +17,18 @@ from typer.testing import CliRunner, Result
 
 from deskside.cli import app as cli_app
 from deskside.insights.changes import save_conversations
+from deskside.insights.helpscout_cli import webhook_target
 from deskside.insights.inbox import Inbox
 from deskside.insights.normalise import conversation_record
 from deskside.insights.people import People
 from deskside.insights.store import Store, database_url
 from deskside.web.guard import token_digest
+from fake_helpscout import FakeHelpScout, generate_dataset
+from test_insights_connect import write_config
 from test_insights_webhooks import conversation
 
 UNKNOWN = "no workspace is called 'nope': `deskside workspaces list`"
+WEBHOOKS = "https://deskside.example/webhooks/helpscout"
 ANN = 601
 """The customer with a conversation in both workspaces (customer601@example.com)."""
 
@@ -247,3 +251,43 @@ def test_forget_covers_every_workspace_unless_one_is_named(insights_url: str, na
         assert numbers == {"default": [131], "acme": [132]}
     audit = deskside(insights_url, "erasures", "--json", "-w", "acme")
     assert [row["action"] for row in json.loads(audit.output)] == ["forget"]
+
+
+# ── Help Scout ───────────────────────────────────────────────────────────────────────────────
+
+
+def test_a_workspace_connects_its_own_help_scout_account(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'insights.db'}"
+    with FakeHelpScout(generate_dataset(30, customers=10, seed=7)) as helpscout:
+        config = write_config(tmp_path / "deskside.toml", helpscout, mode="client_credentials")
+        assert deskside(url, "workspaces", "add", "acme").exit_code == 0
+
+        def run(*args: str) -> Result:
+            return CliRunner().invoke(cli_app, [*args, "-c", str(config)], env={"COLUMNS": "200"})
+
+        other = run("connect", "helpscout", "-w", "acme", "--webhook-url", WEBHOOKS + "/beta")
+        assert other.exit_code == 2 and "the workspace 'beta'" in other.output
+        connected = run("connect", "helpscout", "-w", "acme", "--webhook-url", WEBHOOKS)
+        assert connected.exit_code == 0, connected.output
+        assert "import --since 90d --workspace acme" in connected.output
+        assert [hook["url"] for hook in helpscout.webhooks.values()] == [WEBHOOKS + "/acme"]
+
+        imported = run("import", "--since", "400d", "--workspace", "acme")
+        assert imported.exit_code == 0, imported.output
+        assert json.loads(run("mailboxes", "--json").output) == []
+        assert json.loads(run("mailboxes", "--json", "-w", "acme").output) != []
+        assert subjects(url) == []
+        assert len(subjects(url, "-w", "acme")) == 30
+
+
+def test_the_webhook_url_gets_the_workspaces_path() -> None:
+    base = "https://deskside.example"
+    for given, workspace, wanted in (
+        (base, "default", base + "/webhooks/helpscout"),
+        (base + "/", "acme", base + "/webhooks/helpscout/acme"),
+        (base + "/webhooks/helpscout", "acme", base + "/webhooks/helpscout/acme"),
+        (base + "/webhooks/helpscout/acme", "acme", base + "/webhooks/helpscout/acme"),
+        (base + "/in/webhooks/helpscout/", "acme", base + "/in/webhooks/helpscout/acme"),
+        (base + "/proxy/hs?k=1", "acme", base + "/proxy/hs?k=1"),
+    ):
+        assert webhook_target(given, workspace) == wanted, given
