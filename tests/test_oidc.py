@@ -25,8 +25,8 @@ from deskside.config import Settings
 from deskside.errors import ConfigError
 from deskside.web.roles import Role
 from fake_http import FakeHTTPServer, Received, Reply
-from helpers import demo_settings
-from test_people import ADMIN, PASSWORD, client_of, running
+from helpers import demo_settings, parse_html
+from test_people import ADMIN, PASSWORD, client_of, log_in, running
 from test_web import NO_INSIGHTS
 
 pytestmark = pytest.mark.anyio
@@ -191,6 +191,16 @@ async def test_a_first_sign_in_from_an_allowed_domain_adds_a_viewer(settings: Se
         assert listed == {"new.person@team.example": Role.viewer}
         actions = [(row.actor, row.action) for row in await people.audit()]
         assert ("ui:new.person@team.example", "login") in actions
+        # no invitation for them: the People page says how they sign in
+        async with client_of(app) as admin:
+            assert (await log_in(admin, "admin", PASSWORD)).status_code == 303
+            page = parse_html((await admin.get("/ui/people")).text)
+        statuses = {
+            row.attrs["data-person"]: row.find_all("td")[2].text().strip()
+            for row in page.find_all("tr")
+            if "data-person" in row.attrs
+        }
+        assert statuses == {"new.person@team.example": "single sign-on"}
 
 
 async def test_a_person_already_there_signs_in_with_their_role(

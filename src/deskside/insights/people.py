@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,8 +69,15 @@ class Listed:
     email: str
     role: Role
     invited: bool
-    """Whether they have not set a password yet."""
+    """Whether they have not set a password yet, and were invited to."""
     created_at: datetime
+    single_sign_on: bool = False
+    """Whether they have no password and were never invited: they sign in with single sign-on."""
+
+    @property
+    def status(self) -> str:
+        """``active``, ``invited`` or ``single sign-on``, as lists say."""
+        return "single sign-on" if self.single_sign_on else "invited" if self.invited else "active"
 
 
 @dataclass(frozen=True)
@@ -153,10 +160,13 @@ class People:
 
     # Management
 
-    async def add(self, email: str, role: Role, *, by: str) -> tuple[int, str | None]:
+    async def add(
+        self, email: str, role: Role, *, by: str, invite: bool = True
+    ) -> tuple[int, str | None]:
         """Add ``email`` to this workspace with ``role``: their id and a one-time invitation
         token (valid :data:`INVITATION_HOURS` hours), or None for the token when they are a
-        person of another workspace already (they log in as before)."""
+        person of another workspace already (they log in as before) or ``invite`` is False (a
+        newcomer of single sign-on: no password to set)."""
         address = _address(email)
         if address is None:
             raise PersonError(f"{email!r} is not an email address")
@@ -168,7 +178,7 @@ class People:
                     person = Person(email=address, session_generation=0, created_at=utcnow())
                     session.add(person)
                     await session.flush()
-                    token = await _invite(session, person.id)
+                    token = await _invite(session, person.id) if invite else None
                 session.add(
                     Membership(person_id=person.id, workspace=self.workspace, role=role.name)
                 )
@@ -232,14 +242,21 @@ class People:
         async with self.store.read() as session:
             rows = await session.execute(
                 select(Person.id, Person.email, Membership.role, Person.password_hash)
-                .add_columns(Person.created_at)
+                .add_columns(Person.created_at, exists().where(Invitation.person_id == Person.id))
                 .join(Membership, Membership.person_id == Person.id)
                 .where(Membership.workspace == self.workspace)
                 .order_by(Person.email)
             )
             return [
-                Listed(pid, email, Role.parse(role), hashed is None, created)
-                for pid, email, role, hashed, created in rows
+                Listed(
+                    pid,
+                    email,
+                    Role.parse(role),
+                    invited=hashed is None and asked,
+                    created_at=created,
+                    single_sign_on=hashed is None and not asked,
+                )
+                for pid, email, role, hashed, created, asked in rows
             ]
 
     async def set_role(self, email: str, role: Role, *, by: str) -> None:

@@ -185,8 +185,8 @@ def list_people(
         return
     table = Table("email", "role", "status", "since (UTC)")
     for person in found:
-        status = "invited" if person.invited else "active"
-        table.add_row(Text(person.email), person.role.name, status, f"{person.created_at:%Y-%m-%d}")
+        since = f"{person.created_at:%Y-%m-%d}"
+        table.add_row(Text(person.email), person.role.name, person.status, since)
     out.print(table)
 
 

@@ -386,7 +386,8 @@ def sso_routes(
                 "single sign-on: not a person, and not to be added",
             )
         try:
-            person_id, _ = await people.add(address, Role.parse(oidc.default_role), by="ui:sso")
+            role = Role.parse(oidc.default_role)
+            person_id, _ = await people.add(address, role, by="ui:sso", invite=False)
         except PersonError:  # added meanwhile (a second tab)
             person_id = None
         member = await people.member(person_id) if person_id is not None else None
