@@ -57,7 +57,7 @@ def main() -> None:
             page.goto(f"{server.url}/ui/login")
             if not name:
                 page.screenshot(path=OUT / "login.png")
-            page.get_by_label("Admin password").fill(server.password)
+            page.get_by_label("Password").fill(server.password)
             page.get_by_role("button", name="Log in").click()
             page.wait_for_url("**/ui/insights")
             page.screenshot(path=OUT / f"insights{name}.png", full_page=True)
