@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deskside.insights.analysis import Analysis
 from deskside.insights.api import insights_api
-from deskside.insights.store import Store, database_url
+from deskside.insights.service import InsightsService
 from helpers import serve
 from test_insights_webhooks import conversation, deliver, insights_settings, opened, settled
 
@@ -283,9 +282,7 @@ def test_the_parameters_warn_of_nothing_while_a_thread_silences_warnings(
     monkeypatch.setattr(warnings, "showwarning", lambda message, *_: seen.append(str(message)))
     warnings.filterwarnings("always", category=UserWarning, append=True)
     url = f"sqlite:///{tmp_path / 'insights.db'}"
-    settings = insights_settings(tmp_path, database, url)
-    store = Store(database_url(url))
-    analysis = Analysis(store, settings.insights)
+    insights = InsightsService(insights_settings(tmp_path, database, url).insights)
     stop = threading.Event()
 
     def silencing() -> None:
@@ -293,14 +290,11 @@ def test_the_parameters_warn_of_nothing_while_a_thread_silences_warnings(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
 
-    async def no_trends() -> dict[int, str]:
-        return {}
-
     thread = threading.Thread(target=silencing)
     thread.start()
     try:
         for _ in range(100):  # without the filter, the first ten or so let one out
-            insights_api(settings, store, analysis, trends=no_trends)
+            insights_api(insights)
     finally:
         stop.set()
         thread.join()

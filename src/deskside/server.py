@@ -257,11 +257,9 @@ def _add_insights_routes(
         (HELPSCOUT_WEBHOOK_PATH + "/{workspace}", workspace_webhook),
     ):
         app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
-    app.router.routes.extend(oauth_routes(settings, insights.store))
+    app.router.routes.extend(oauth_routes())
     if api:
-        app.include_router(
-            insights_api(settings, insights.store, insights.analysis, trends=insights.trends)
-        )
+        app.include_router(insights_api(insights))
 
 
 def _endpoint(

@@ -1,9 +1,10 @@
 """The insights JSON API under ``/api/insights`` (the dashboard reads it; scripts may too).
 
 Every route needs ``Authorization: Bearer <token>`` (``[admin] token``, or a person's API
-token) or a web UI session, of at least the role :mod:`deskside.web.roles` names. Reads come
-from the store; the actions (relabel, rename, merge, split, export) are what a person decides,
-and stick; ``forget`` erases people for good.
+token) or a web UI session, of at least the role :mod:`deskside.web.roles` names, and acts in
+the caller's workspace (:func:`caller_workspace`): another workspace's ids are unknown here
+(404). Reads come from the workspace's store; the actions (relabel, rename, merge, split,
+export) are what a person decides, and stick; ``forget`` erases people for good.
 """
 
 from __future__ import annotations
@@ -11,19 +12,18 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from deskside.config import Settings
-from deskside.errors import BadRequest, HTTPError
+from deskside.errors import BadRequest, HTTPError, NotFound, ServiceUnavailable
 from deskside.insights import audit, erasure, merges
 from deskside.insights import reports as reporting
-from deskside.insights.analysis import Analysis, UnknownConversation, UnknownTopic
+from deskside.insights.analysis import UnknownConversation, UnknownTopic
 from deskside.insights.models import RowId, utcnow
 from deskside.insights.queries import (
     ConversationItem,
@@ -33,21 +33,17 @@ from deskside.insights.queries import (
     labelled_conversations,
     topic_summaries,
 )
-from deskside.insights.store import Store
+from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
 from deskside.lookup import normalise_emails
 from deskside.signing import bearer_token
 from deskside.web.guard import GuardedRoute, identity_of
 
-__all__ = ["API_PREFIX", "caller", "insights_api"]
+__all__ = ["API_PREFIX", "Live", "caller", "caller_workspace", "insights_api"]
 
 API_PREFIX = "/api/insights"
 T = TypeVar("T")
 Label = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 """A label to filter by: any text but a NUL character, which PostgreSQL cannot compare."""
-
-
-class NotFound(HTTPError):
-    status = 404
 
 
 class Conflict(HTTPError):
@@ -111,23 +107,30 @@ class Overview(BaseModel):
     events: dict[str, int]
 
 
-def insights_api(
-    settings: Settings,
-    store: Store,
-    analysis: Analysis,
-    *,
-    trends: Callable[[], Awaitable[dict[int, str]]],
-) -> APIRouter:
-    """The router; ``trends()`` gives the trending topics' notes by topic id. Callers need a
-    token, or a web UI session (with its CSRF token for changes), of the route's role."""
-    _silence_parameter_aliases()
+async def caller_workspace(request: Request) -> WorkspaceService:
+    """The workspace the caller acts in (:attr:`deskside.web.guard.Identity.workspace`): 404
+    when there is no such workspace (any more), 503 while its database is not open."""
+    found = await live_workspace(request.app.state.insights, identity_of(request).workspace)
+    if isinstance(found, WorkspaceService):
+        return found
+    status, message = found
+    raise (NotFound if status == 404 else ServiceUnavailable)(message)
+
+
+Live = Annotated[WorkspaceService, Depends(caller_workspace)]
+"""A route's parameter: the caller's workspace."""
+
+
+def insights_api(insights: InsightsService) -> APIRouter:
+    """The router. Callers need a token, or a web UI session (with its CSRF token for
+    changes), of the route's role; each route works in the caller's workspace."""
     router = APIRouter(prefix=API_PREFIX, route_class=GuardedRoute, tags=["insights"])
 
     @router.get("/overview")
-    async def overview(weeks: int = Query(12, ge=1, le=104)) -> Overview:
+    async def overview(live: Live, weeks: int = Query(12, ge=1, le=104)) -> Overview:
         """Counts by label, and new conversations per week and label (the last ``weeks``
         weeks, this one included; weeks without any are left out)."""
-        async with store.read() as session:
+        async with live.store.read() as session:
             counts = await label_counts(session, weeks=weeks)
             events = await event_counts(session)
         return Overview(
@@ -143,21 +146,22 @@ def insights_api(
 
     @router.get("/conversations")
     async def conversations(
+        live: Live,
         label: Label | None = None,
         topic: RowId | None = None,
         limit: int = Query(100, ge=1, le=1000),
     ) -> list[ConversationItem]:
         """The newest conversations first, with their label and topic."""
-        async with store.read() as session:
+        async with live.store.read() as session:
             return await labelled_conversations(session, label=label, topic=topic, limit=limit)
 
     @router.post("/conversations/{conversation_id}/label")
     async def relabel(
-        request: Request, conversation_id: RowId, change: LabelChange
+        live: Live, request: Request, conversation_id: RowId, change: LabelChange
     ) -> dict[str, Any]:
         """An agent's label: it sticks, and the classifier learns from it."""
         try:
-            label = await analysis.relabel(conversation_id, change.label, by=caller(request))
+            label = await live.analysis.relabel(conversation_id, change.label, by=caller(request))
         except UnknownConversation:
             raise NotFound(f"no conversation {conversation_id}") from None
         except ValueError as exc:
@@ -165,80 +169,84 @@ def insights_api(
         return {"id": conversation_id, "label": label, "labelled_by": "agent"}
 
     async def topic_items(
-        label: str | None = None, ids: list[int] | None = None
+        live: WorkspaceService, label: str | None = None, ids: list[int] | None = None
     ) -> list[TopicSummary]:
-        notes = await trends()
-        async with store.read() as session:
+        notes = await live.trends()
+        async with live.store.read() as session:
             return await topic_summaries(session, notes, label=label, ids=ids)
 
     @router.get("/topics")
     async def topics(
+        live: Live,
         label: Label | None = None,
         trending: bool = False,
         min_customers: int = Query(1, ge=1),
     ) -> list[TopicSummary]:
         """Topics, trending ones first, then by customers."""
-        found = await topic_items(label)
+        found = await topic_items(live, label)
         return [t for t in found if t.customers >= min_customers and (t.trending or not trending)]
 
     @router.get("/topics/{topic_id}")
-    async def topic(topic_id: RowId) -> TopicDetail:
+    async def topic(live: Live, topic_id: RowId) -> TopicDetail:
         """A topic and its conversations (newest first)."""
-        found = await topic_items(ids=[topic_id])
+        found = await topic_items(live, ids=[topic_id])
         if not found:
             raise NotFound(f"no topic {topic_id}")
-        members = await conversations(topic=topic_id, limit=1000)
+        members = await conversations(live, topic=topic_id, limit=1000)
         return TopicDetail(**found[0].model_dump(), members=members)
 
     @router.post("/topics/{topic_id}/rename")
-    async def rename(request: Request, topic_id: RowId, change: Rename) -> dict[str, Any]:
+    async def rename(
+        live: Live, request: Request, topic_id: RowId, change: Rename
+    ) -> dict[str, Any]:
         """A person's name for the topic; regrouping keeps it."""
-        await _decide(analysis.rename_topic(topic_id, change.name, by=caller(request)))
+        await _decide(live.analysis.rename_topic(topic_id, change.name, by=caller(request)))
         return {"id": topic_id, "name": " ".join(change.name.split())}
 
     @router.post("/topics/{topic_id}/merge")
-    async def merge(request: Request, topic_id: RowId, change: Merge) -> dict[str, Any]:
+    async def merge(live: Live, request: Request, topic_id: RowId, change: Merge) -> dict[str, Any]:
         """Merge this topic into another of the same label, for good unless undone (see
         ``undo-merge``) before ``undo_until`` (ISO 8601, UTC)."""
         started = utcnow()
-        merge = await _decide(analysis.merge_topics(topic_id, change.into, by=caller(request)))
+        merge = await _decide(live.analysis.merge_topics(topic_id, change.into, by=caller(request)))
         until = started + timedelta(minutes=merges.UNDO_MINUTES)
         return {"id": change.into, "merged": topic_id, "merge": merge, "undo_until": until}
 
     @router.post("/topics/{topic_id}/undo-merge")
-    async def undo_merge(request: Request, topic_id: RowId) -> list[TopicSummary]:
+    async def undo_merge(live: Live, request: Request, topic_id: RowId) -> list[TopicSummary]:
         """Undo the latest merge of this topic (merged away or merged into) made within the
         last 10 minutes: both topics as they were, with their names and conversations. 409
         when there is none to undo (none, undone already, too late, or the topics changed)."""
         try:
-            found = await merges.latest_merge(store, topic_id)
+            found = await merges.latest_merge(live.store, topic_id)
         except merges.UnknownTopic as exc:
             raise NotFound(str(exc)) from None
         except ValueError as exc:
             raise Conflict(str(exc)) from None
         try:
-            await analysis.undo_merge(found.id, by=caller(request))
+            await live.analysis.undo_merge(found.id, by=caller(request))
         except (LookupError, ValueError) as exc:  # undone meanwhile, or the topics changed
             raise Conflict(f"cannot undo: {exc}") from None
-        return await topic_items(ids=[found.source, found.target])
+        return await topic_items(live, ids=[found.source, found.target])
 
     @router.post("/topics/{topic_id}/split")
-    async def split(request: Request, topic_id: RowId, change: Split) -> dict[str, Any]:
+    async def split(live: Live, request: Request, topic_id: RowId, change: Split) -> dict[str, Any]:
         """Move some conversations out into a new topic, for good."""
         by = caller(request)
         new_id = await _decide(
-            analysis.split_topic(topic_id, change.conversation_ids, change.name, by=by)
+            live.analysis.split_topic(topic_id, change.conversation_ids, change.name, by=by)
         )
         return {"id": new_id, "from": topic_id}
 
     @router.get("/reports", response_model=None)
     async def reports(
+        live: Live,
         trending: bool = False,
         format: Literal["json", "markdown", "csv"] = "json",
     ) -> list[reporting.Report] | Response:
         """A report per bug and feature topic (trending ones first)."""
-        notes = await trends()
-        found = await reporting.build_reports(store, trending=notes)
+        notes = await live.trends()
+        found = await reporting.build_reports(live.store, trending=notes)
         if trending:
             found = [report for report in found if report.trending]
         if format == "markdown":
@@ -249,9 +257,9 @@ def insights_api(
         return found
 
     @router.post("/reports/{topic_id}/export/github")
-    async def export_github(request: Request, topic_id: RowId) -> dict[str, Any]:
+    async def export_github(live: Live, request: Request, topic_id: RowId) -> dict[str, Any]:
         """Open the topic's GitHub issue, or update the one opened before."""
-        options = settings.insights.reports
+        options = live.settings.reports
         token = (
             options.github_token.get_secret_value()
             if options.github_token is not None
@@ -259,21 +267,25 @@ def insights_api(
         )
         if not options.github_repository or not token:
             raise BadRequest("set [insights.reports] github_repository and github_token")
-        found = await reporting.build_reports(store, trending=await trends(), topic_ids=[topic_id])
+        found = await reporting.build_reports(
+            live.store, trending=await live.trends(), topic_ids=[topic_id]
+        )
         if not found:
             raise NotFound(f"no bug or feature report for topic {topic_id}")
         try:
             async with reporting.GitHubIssues(
                 options.github_repository, token, options.github_api_url, by=caller(request)
             ) as github:
-                result = await github.export(store, found[0])
-                await erasure.rewrite_erased_exports_quietly(store, github, exported=[topic_id])
+                result = await github.export(live.store, found[0])
+                await erasure.rewrite_erased_exports_quietly(
+                    live.store, github, exported=[topic_id]
+                )
         except reporting.GitHubError as exc:
             raise BadGateway(str(exc)) from None
         return {"number": result.number, "url": result.url, "created": result.created}
 
     @router.post("/forget")
-    async def forget(request: Request, asked: ForgetRequest) -> Erasure:
+    async def forget(live: Live, request: Request, asked: ForgetRequest) -> Erasure:
         """Erase people for good (GDPR art. 17): everything stored about each address, and
         this server's cached sidebar answers about them; a tombstone keeps them from being
         stored again, and the audit records who asked, never the addresses."""
@@ -284,11 +296,12 @@ def insights_api(
                 raise BadRequest(f"emails[{position}] is not an email address")
             addresses.append(found[0])
         cache = request.app.state.service.resolver.cache
-        removed = await erasure.forget(store, addresses, by=caller(request), cache=cache)
+        removed = await erasure.forget(live.store, addresses, by=caller(request), cache=cache)
         return Erasure(addresses=len(set(addresses)), rows=removed.total, removed=removed.counts)
 
     @router.get("/audit", response_model=None)
     async def audit_log(
+        live: Live,
         who: str | None = Query(None, max_length=100),
         action: str | None = Query(None, max_length=20, pattern=r"^[a-z_]*$"),
         since: str | None = Query(None, max_length=10, description="YYYY-MM-DD, UTC"),
@@ -301,7 +314,7 @@ def insights_api(
             wanted = audit.audit_filter(who, action, since, until)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        found = await audit.entries(store, wanted, limit=limit)
+        found = await audit.workspace_entries(live.store, insights.store, wanted, limit=limit)
         if format == "csv":
             return PlainTextResponse(audit.to_csv(found), media_type="text/csv; charset=utf-8")
         return audit.to_json(found)

@@ -13,12 +13,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
 
-from deskside.config import Settings
 from deskside.errors import ConfigError
-from deskside.insights.api import caller
+from deskside.insights.api import caller, caller_workspace
 from deskside.insights.backfill import sync_mailboxes
-from deskside.insights.helpscout_api import AuthorizationRefused, HelpScoutAPI, HelpScoutError
-from deskside.insights.store import Store
+from deskside.insights.helpscout_api import (
+    AuthorizationRefused,
+    HelpScoutAPI,
+    HelpScoutError,
+    state_workspace,
+)
+from deskside.insights.service import live_workspace
 from deskside.web.guard import GuardedRoute
 
 __all__ = ["CALLBACK_PATH", "CONNECT_PATH", "oauth_routes"]
@@ -29,15 +33,16 @@ _PRIVATE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
 log = logging.getLogger("deskside.insights")
 
 
-def oauth_routes(settings: Settings, store: Store) -> list[BaseRoute]:
+def oauth_routes() -> list[BaseRoute]:
     """The two routes, guarded as :data:`deskside.web.roles.PERMISSIONS` says. ``connect``
     answers 401 without a token or session, 403 below the admin role, 400 in
-    ``client_credentials`` mode, else 302 to Help Scout. ``callback`` answers 400 for a forged,
-    expired or reused ``state`` or a denial, 502 when Help Scout cannot be reached, 200 with a
-    short page when connected."""
-    insights = settings.insights
+    ``client_credentials`` mode, else 302 to Help Scout, to connect the caller's workspace.
+    ``callback`` answers 400 for a forged, expired or reused ``state`` or a denial, 502 when
+    Help Scout cannot be reached, 200 with a short page when connected."""
 
     async def connect(request: Request) -> Response:
+        workspace = await caller_workspace(request)
+        insights, store = workspace.settings, workspace.store
         if insights.helpscout.mode != "oauth":
             return JSONResponse(
                 {"error": "client_credentials mode: run `deskside connect helpscout`"},
@@ -58,6 +63,12 @@ def oauth_routes(settings: Settings, store: Store) -> list[BaseRoute]:
         code, state = params.get("code"), params.get("state")
         if not code or not state:
             return _page(400, "This address is for Help Scout's redirect.")
+        found = await live_workspace(request.app.state.insights, state_workspace(state))
+        if isinstance(found, tuple):
+            return _page(
+                400 if found[0] == 404 else found[0], "This authorisation is unknown here."
+            )
+        insights, store = found.settings, found.store
         try:
             async with HelpScoutAPI(insights, store) as api:
                 await api.complete_authorization(code, state)
