@@ -8,6 +8,7 @@ webhook URL. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from deskside.web.auth import PasswordHash
 from deskside.web.roles import Role
 from helpers import BASE_URL, demo_settings, helpscout_signature, parse_html
 from test_insights_webhooks import conversation, settled
+from test_oidc import LocalProvider, oidc_settings, sign_in
+from test_oidc import provider as provider  # the fixture
+from test_people import client_of, running
 from test_web import ADMIN, PASSWORD, browser, csrf_of, log_in, seed_conversations
 
 pytestmark = pytest.mark.anyio
@@ -216,3 +220,40 @@ async def test_the_help_scout_page_and_setup_name_the_workspaces_webhook(
         copied = {e.attrs["data-copy"] for e in setup.iter() if "data-copy" in e.attrs}
         assert f"{BASE_URL}/webhooks/helpscout/acme" in copied
         assert f"{BASE_URL}/webhooks/helpscout" not in copied
+
+
+async def test_a_switch_a_while_after_the_last_page_keeps_the_workspace_chosen(
+    settings: Settings,
+) -> None:
+    """The session's last use is renewed on the same answer that switches: the new
+    workspace's cookie is the one the browser keeps."""
+    async with browser(settings) as client:
+        await insights_of(client).workspaces.add("acme")
+        await log_in(client)
+        auth = client._transport.app.state.admin_auth  # type: ignore[attr-defined]
+        now = time.time()
+        document = {"e": now + 3600, "c": "csrf-token", "p": None, "g": 0, "s": now - 600}
+        sealed = auth.seal("session", document)  # the admin password's, used 10 minutes ago
+        client.cookies.set("deskside_session", sealed, domain="deskside.test")
+        data = {"csrf_token": "csrf-token", "workspace": "acme"}
+        switched = await client.post("/ui/workspace", data=data)
+        assert switched.status_code == 303
+        cookies = switched.headers.get_list("set-cookie")
+        assert len(cookies) == 1, cookies
+        page = await client.get("/ui/connection")
+        assert webhook_url(page.text) == f"{BASE_URL}/webhooks/helpscout/acme"
+
+
+async def test_single_sign_on_opens_the_persons_first_workspace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    identities: LocalProvider = request.getfixturevalue("provider")  # test_oidc's, imported
+    identities.email = "boss@elsewhere.example"  # not an allowed domain: added to acme only
+    settings = oidc_settings(monkeypatch, tmp_path, database, identities)
+    async with running(settings) as (app, people), client_of(app) as client:
+        await app.state.insights.workspaces.add("acme")
+        await people.of("acme").add("boss@elsewhere.example", Role.admin, by="test")
+        answer, _ = await sign_in(client)
+        assert answer.status_code == 303, answer.text
+        page = await client.get("/ui/connection")
+        assert webhook_url(page.text) == f"{BASE_URL}/webhooks/helpscout/acme"
