@@ -14,12 +14,14 @@ from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from deskside.insights import DEFAULT_WORKSPACE, HELPSCOUT_WEBHOOK_PATH
 from deskside.insights.people import People
 from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
+from deskside.insights.store import describe_error
 from deskside.web.auth import SESSION_COOKIE
 from deskside.web.guard import Identity, identity_of
 from deskside.web.pages import UI_PREFIX, Pages
@@ -81,12 +83,17 @@ async def workspace_choices(
     insights: InsightsService, request: Request, identity: Identity
 ) -> list[str]:
     """The workspaces a logged-in browser may switch to: a person's own, every one for the
-    admin password's session; none for a bearer token or before the database is open."""
+    admin password's session; none for a bearer token, before the database is open or while
+    it does not answer (the page shows without the switcher)."""
     if identity.session is None or not insights.ready:
         return []
-    if identity.person_id is None:
-        return await insights.workspaces.names()
-    return await _people(request, insights).workspaces_of(identity.person_id)
+    try:
+        if identity.person_id is None:
+            return await insights.workspaces.names()
+        return await _people(request, insights).workspaces_of(identity.person_id)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("ui: cannot read the workspaces: %s", describe_error(exc))
+        return []
 
 
 class _NewSession(RedirectResponse):
