@@ -167,7 +167,8 @@ def _refuse_a_missing_folder(url: str) -> None:
 
 
 def run_with_store(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open ``store``, run ``work`` with it, close it; a database error exits with status 2."""
+    """Open ``store``, run ``work`` with it, close it. A database error, or a workspace that
+    does not exist (checked before its database is created), exits with status 2."""
     from sqlalchemy.exc import SQLAlchemyError
 
     async def main() -> T:
