@@ -207,7 +207,7 @@ def people_routes(pages: Pages, settings: Settings, insights: InsightsService) -
             return invitation_page(request, token, None)
         log.info("ui: a person set their password from an invitation")
         response = redirect(request, UI_PREFIX + "/")
-        auth.set_session(response, request, auth.new_session(member.id, member.generation))
+        pages.start_session(response, request, member.id, member.generation, member.workspace)
         return response
 
     # ── Log out everywhere ───────────────────────────────────────────────────────────────────
