@@ -111,6 +111,27 @@ def test_a_viewer_sees_no_controls_of_other_roles(page: Any, server: LiveServer)
     assert page.get_by_role("button", name="Relabel").count() == 0
 
 
+def test_an_editor_sees_the_editing_controls_and_no_admin_ones(
+    page: Any, server: LiveServer
+) -> None:
+    editor = "eve@team.example"
+    page.goto(invite(server, editor, "editor"))
+    page.get_by_label("New password").fill(VIEWER_PASSWORD)
+    page.get_by_label("Again").fill(VIEWER_PASSWORD)
+    page.get_by_role("button", name="Set the password and log in").click()
+    page.wait_for_url(re.compile(r"/ui/insights$"))
+    assert page.locator("#whoami").inner_text() == f"{editor} · editor"
+    assert nav_links(page) == ["Insights", "Reports", "Preview"]
+    assert page.get_by_role("button", name="Relabel").count() == 3
+    topic_page(page, server)
+    assert page.get_by_role("button", name="Rename").count() == 1
+    assert page.get_by_role("checkbox", name=re.compile("^Split off")).count() >= 1
+    for admins_only in ("people", "connection", "audit", "setup"):
+        answer = page.goto(f"{server.url}/ui/{admins_only}")
+        assert answer.status == 403, admins_only
+        assert "This needs the admin role; you are editor." in page.locator("main").inner_text()
+
+
 def test_an_admin_sees_every_control_and_the_people(page: Any, server: LiveServer) -> None:
     log_in(page, server)
     assert page.locator("#whoami").inner_text() == "admin · admin"
