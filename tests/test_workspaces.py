@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from deskside.insights import DEFAULT_WORKSPACE
+from deskside.insights import DEFAULT_WORKSPACE, audit, erasure
 from deskside.insights.models import Conversation, Customer, Membership
 from deskside.insights.people import People
 from deskside.insights.store import Store, database_url
@@ -145,3 +145,27 @@ async def test_a_webhook_lands_in_its_workspace_only_with_that_workspaces_secret
         await insights.workspaces.remove("acme")
         with pytest.raises(UnknownWorkspace):
             await insights.workspace("nowhere")
+
+
+async def test_a_workspaces_audit_holds_its_own_changes_and_those_of_its_people(
+    insights_url: str,
+) -> None:
+    control = await Store(database_url(insights_url)).open()
+    workspaces = Workspaces(control)
+    try:
+        await workspaces.add("acme")
+        acme = await workspaces.store("acme").open()
+        await erasure.forget(acme, ["cora@customer.example"], by="cli")
+        await People(control, "acme").add("ana@team.example", Role.editor, by="cli")
+        await People(control).add("bo@team.example", Role.viewer, by="cli")
+
+        seen = await audit.workspace_entries(acme, control)
+        assert [(e.action, e.workspace) for e in seen] == [
+            ("person_added", "acme"),
+            ("forget", "acme"),
+        ]
+        default = await audit.workspace_entries(control, control)
+        assert [(e.action, e.workspace) for e in default] == [("person_added", "default")]
+        await acme.aclose()
+    finally:
+        await control.aclose()

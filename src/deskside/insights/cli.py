@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, TypeVar
@@ -76,11 +75,6 @@ EveryWorkspaceOption = Annotated[
     ),
 ]
 
-_control_urls: weakref.WeakKeyDictionary[Store, str] = weakref.WeakKeyDictionary()
-"""The control store's URL of each store :func:`insights_context` made, for
-:func:`run_with_store` to check that its workspace exists."""
-
-
 def insights_context(
     config: str | Path | None, database: str | None, workspace: str = DEFAULT_WORKSPACE
 ) -> tuple[InsightsSettings, Store]:
@@ -103,7 +97,6 @@ def insights_context(
         store = Store(url, workspace=workspace)
     except ValueError as exc:
         fail(f"insights database: {exc}")
-    _control_urls[store] = url
     return settings.of_workspace(workspace), store
 
 
@@ -186,14 +179,13 @@ def run_with_store(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
 
 
 async def require_workspace_of(store: Store) -> None:
-    """Exit with status 2 when the workspace of ``store`` (made by :func:`insights_context`)
-    does not exist, before its database is created."""
+    """Exit with status 2 when the workspace of ``store`` does not exist, before its
+    database is created."""
     from deskside.insights.store import Store
 
-    control_url = _control_urls.get(store)
-    if store.workspace == DEFAULT_WORKSPACE or control_url is None:
+    if store.workspace == DEFAULT_WORKSPACE:
         return
-    control = Store(control_url)
+    control = Store(store.database_url)
     try:
         await control.open()
         await require_workspace(control, store.workspace)

@@ -250,6 +250,7 @@ async def record_removal(store: Store, by: str, action: str, detail: str, remove
     async with store.session() as session:
         session.add(
             ErasureAudit(
+                workspace=store.workspace,
                 at=utcnow(),
                 actor=by[:100],
                 action=action,

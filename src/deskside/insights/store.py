@@ -91,6 +91,8 @@ class Store:
         self.dialect = url.split("+", 1)[0].split(":", 1)[0]
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError("the insights store runs on SQLite or PostgreSQL")
+        self.database_url = url
+        """``[insights] database``, where the default workspace's data and the people are."""
         self.url, self.schema = workspace_location(url, workspace)
         # Errors never quote the SQL parameters: they are customers' data.
         options: dict[str, Any] = {"hide_parameters": True}

@@ -78,7 +78,7 @@ class Workspaces:
         one); whether the workspace exists is the caller's to check (:meth:`exists`)."""
         if name == DEFAULT_WORKSPACE:
             return self.control
-        return Store(self.control.url, workspace=check_name(name), pool_size=pool_size)
+        return Store(self.control.database_url, workspace=check_name(name), pool_size=pool_size)
 
     async def add(self, name: str) -> bool:
         """Create workspace ``name`` with an empty database; False when it exists already."""
