@@ -172,6 +172,8 @@ async def test_the_audit_of_a_workspace_shows_its_changes_and_its_people(
         await log_in(client)
         page = await client.get("/ui/insights")
         assert switcher(page.text) == ["default", "acme"]  # the admin password: every one
+        assert (await switch(client, page, "nowhere")).status_code == 404
+        assert (await switch(client, page, "")).status_code == 400
         csrf = csrf_of(page.text)
         relabel = {"csrf_token": csrf, "label": "docs"}
         await client.post("/ui/insights/conversations/3/label", data=relabel)

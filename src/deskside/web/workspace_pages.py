@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter
@@ -116,18 +117,22 @@ def workspace_routes(pages: Pages, insights: InsightsService) -> APIRouter:
     @router.post(UI_PREFIX + "/workspace")
     async def switch_workspace(request: Request) -> Response:
         """Show the pages of the form's ``workspace`` (one of :func:`workspace_choices`;
-        else a 403 page) from now on, starting with Insights."""
+        else a 403 page, or 404 for the admin password) from now on, starting with
+        Insights."""
         checked = await pages.changing(request)
         if isinstance(checked, Response):
             return checked
         session, form = checked
         chosen = form.get("workspace", "").strip()[:40]
+        failed = partial(pages.refusal, request, session, title="Workspace", active=None)
         if session.session is None:
-            message = "A token acts in its own workspace: there is nothing to switch."
-            return pages.refusal(request, session, 400, message, title="Workspace", active=None)
+            return failed(400, "A token acts in its own workspace: there is nothing to switch.")
+        if not chosen:
+            return failed(400, "Choose a workspace.")
         if chosen not in await workspace_choices(insights, request, session):
-            message = f"You are not a member of the workspace {chosen!r}."
-            return pages.refusal(request, session, 403, message, title="Not allowed", active=None)
+            if session.person_id is None:  # the admin password may open every workspace
+                return failed(404, f"There is no workspace {chosen!r}.")
+            return failed(403, f"You are not a member of the workspace {chosen!r}.")
         log.info("ui: a session switched workspace")
         response = _NewSession(pages.root(request) + f"{UI_PREFIX}/insights", status_code=303)
         renewed = replace(session.session, workspace=chosen, seen=time.time())
