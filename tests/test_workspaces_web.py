@@ -17,6 +17,7 @@ import pytest
 
 from deskside.config import Settings
 from deskside.insights.people import People
+from deskside.web import dashboard
 from deskside.web.auth import PasswordHash
 from deskside.web.roles import Role
 from helpers import BASE_URL, demo_settings, helpscout_signature, parse_html
@@ -38,8 +39,23 @@ def settings(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, insights_url: str
 ) -> Settings:
     """The demo config with the web UI on, its insights in ``insights_url``."""
+    return web_settings(monkeypatch, tmp_path, database, insights_url)
+
+
+def web_settings(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database: str,
+    insights_url: str,
+    tables: str = "",
+) -> Settings:
+    """:func:`settings`, with more ``[insights.…]`` ``tables``."""
     monkeypatch.setenv("DESKSIDE_ADMIN_PASSWORD", PASSWORD)
-    replace = {"[server]\n": ADMIN, "[insights]": f'[insights]\ndatabase = "{insights_url}"'}
+    replace = {
+        "[server]\n": ADMIN,
+        "[insights]": f'[insights]\ndatabase = "{insights_url}"',
+        "[insights.helpscout]": f"{tables}\n[insights.helpscout]",
+    }
     return demo_settings(monkeypatch, tmp_path, database, replace=replace)
 
 
@@ -47,9 +63,12 @@ def insights_of(client: httpx.AsyncClient) -> Any:
     return client._transport.app.state.insights  # type: ignore[attr-defined]
 
 
-async def with_acme(client: httpx.AsyncClient, settings: Settings) -> None:
+async def with_acme(
+    client: httpx.AsyncClient, settings: Settings, customer: str | None = None
+) -> Any:
     """The default workspace's conversations (1, 2, 3) and a workspace acme with its own
-    (:data:`ACME`), each delivered by webhook to its workspace's URL, stored and grouped."""
+    (:data:`ACME`, from ``customer`` when given), each delivered by webhook to its workspace's
+    URL, stored and grouped; acme's service."""
     await seed_conversations(client, settings)
     insights = insights_of(client)
     await insights.workspaces.add("acme")
@@ -58,6 +77,9 @@ async def with_acme(client: httpx.AsyncClient, settings: Settings) -> None:
     for number, text in ACME.items():
         document = conversation(number, threads=1, customer_id=800 + number)
         document["_embedded"]["threads"][0]["body"] = f"<p>{text}</p>"
+        if customer is not None:
+            document["primaryCustomer"]["email"] = customer
+            document["_embedded"]["threads"][0]["createdBy"]["email"] = customer
         body = json.dumps(document).encode()
         headers = {
             "Content-Type": "application/json",
@@ -68,6 +90,7 @@ async def with_acme(client: httpx.AsyncClient, settings: Settings) -> None:
         assert answer.status_code == 200, answer.text
     await settled(acme.store)
     await acme.analysis.update()
+    return acme
 
 
 async def person(client: httpx.AsyncClient, email: str, *workspaces: tuple[str, Role]) -> None:
@@ -259,3 +282,28 @@ async def test_single_sign_on_opens_the_persons_first_workspace(
         assert answer.status_code == 303, answer.text
         page = await client.get("/ui/connection")
         assert webhook_url(page.text) == f"{BASE_URL}/webhooks/helpscout/acme"
+
+
+async def test_a_topic_shows_plans_as_its_workspaces_reports_table_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, insights_url: str
+) -> None:
+    """acme's ``[insights.workspaces.acme.reports]`` looks up plans; the default workspace
+    has no such table."""
+    table = '[insights.workspaces.acme.reports]\nplan = "app.plan"\n'
+    settings = web_settings(monkeypatch, tmp_path, database, insights_url, table)
+    async with browser(settings) as client:
+        acme = await with_acme(client, settings, customer="owner@acme.example")
+        await log_in(client)
+        default_bug = (await bug_topics(insights_of(client).default))[0]
+        page = await client.get(f"/ui/topics/{default_bug}")
+        assert "Plans" not in parse_html(page.text).text()
+        assert (await switch(client, page, "acme")).status_code == 303
+        topic = await client.get(f"/ui/topics/{(await bug_topics(acme))[0]}")
+        assert "Pro (1)" in parse_html(topic.text).text()
+
+
+async def bug_topics(workspace: Any) -> list[int]:
+    """The ids of the workspace's bug topics."""
+    found = await dashboard.topics(workspace.store, await workspace.trends(), label="bug")
+    assert found, "no bug topic"
+    return [topic.id for topic in found]

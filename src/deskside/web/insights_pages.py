@@ -175,11 +175,13 @@ def insights_routes(
     async def _report(
         live: WorkspaceService, topic_id: int, trending: dict[int, str]
     ) -> reporting.Report | None:
-        """The topic's report, with plans and revenue when ``[insights.reports]`` says how
-        to find them (through this server's own sources and cache)."""
+        """The topic's report, with plans and revenue when the workspace's
+        ``[insights.reports]`` says how to find them (through this server's own sources and
+        cache)."""
         facts: reporting.CustomerFacts | None = None
+        own = settings.model_copy(update={"insights": live.settings})
         try:
-            facts = reporting.CustomerFacts(settings, service=service)
+            facts = reporting.CustomerFacts(own, service=service)
         except ValueError:
             log.warning("ui: [insights.reports] plan or revenue_cents is not a valid expression")
         found = await reporting.build_reports(
