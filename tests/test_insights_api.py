@@ -290,6 +290,7 @@ def test_the_parameters_warn_of_nothing_while_a_thread_silences_warnings(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
 
+    insights_api(insights)  # the app is built before its threads start
     thread = threading.Thread(target=silencing)
     thread.start()
     try:

@@ -124,6 +124,7 @@ Live = Annotated[WorkspaceService, Depends(caller_workspace)]
 def insights_api(insights: InsightsService) -> APIRouter:
     """The router. Callers need a token, or a web UI session (with its CSRF token for
     changes), of the route's role; each route works in the caller's workspace."""
+    _silence_parameter_aliases()
     router = APIRouter(prefix=API_PREFIX, route_class=GuardedRoute, tags=["insights"])
 
     @router.get("/overview")
