@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
@@ -124,7 +123,6 @@ Live = Annotated[WorkspaceService, Depends(caller_workspace)]
 def insights_api(insights: InsightsService) -> APIRouter:
     """The router. Callers need a token, or a web UI session (with its CSRF token for
     changes), of the route's role; each route works in the caller's workspace."""
-    _silence_parameter_aliases()
     router = APIRouter(prefix=API_PREFIX, route_class=GuardedRoute, tags=["insights"])
 
     @router.get("/overview")
@@ -321,21 +319,6 @@ def insights_api(insights: InsightsService) -> APIRouter:
         return audit.to_json(found)
 
     return router
-
-
-def _silence_parameter_aliases() -> None:
-    """Silence, for as long as the process lasts, pydantic's warning that a ``Field``'s alias
-    has no effect where FastAPI uses it.
-
-    FastAPI builds each parameter's validator from a ``Field`` naming the parameter
-    (``alias='who'``) and silences that warning itself with ``warnings.catch_warnings()``, which
-    is process-wide: a thread of the analysis (scikit-learn) leaving its own ``catch_warnings()``
-    meanwhile lets the warning out. deskside's models have no aliases, so none is hidden. (A
-    filter added while a module is imported would not last: imports may run inside a
-    ``catch_warnings()``; hence here, when the app is built.)"""
-    warnings.filterwarnings(
-        "ignore", r"The 'alias' attribute with value '\w+' was provided", UserWarning
-    )
 
 
 def caller(request: Request) -> str:

@@ -75,6 +75,7 @@ EveryWorkspaceOption = Annotated[
     ),
 ]
 
+
 def insights_context(
     config: str | Path | None, database: str | None, workspace: str = DEFAULT_WORKSPACE
 ) -> tuple[InsightsSettings, Store]:

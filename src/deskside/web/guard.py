@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from deskside.web.auth import (
     CSRF_HEADER,
     FORM_LIMIT,
     SAFE_METHODS,
+    SESSION_COOKIE,
     AdminAuth,
     Forbidden,
     Session,
@@ -145,9 +147,7 @@ async def identify(request: Request) -> Identity | None:
     if session.person is None:
         return Identity(ADMIN_NAME, Role.admin, session=session, workspace=session.workspace)
     found = (
-        await directory.member(session.person, session.workspace)
-        if directory is not None
-        else None
+        await directory.member(session.person, session.workspace) if directory is not None else None
     )
     if found is None or found.generation != session.generation:
         return None
@@ -174,6 +174,7 @@ class GuardedRoute(APIRoute):
     """The API checks a session's CSRF token here; the UI's forms do it themselves."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        _silence_parameter_aliases()
         super().__init__(path, endpoint, **kwargs)
         self.least = {method: least_role(method, self.path) for method in self.methods or ()}
 
@@ -202,12 +203,38 @@ class GuardedRoute(APIRoute):
             await self.limit_body(request)
             response = await handler(request)
             session = identity.session if identity is not None else None
-            if session is not None and session.seen + _RENEW_AFTER < time.time():
+            if (
+                session is not None
+                and session.seen + _RENEW_AFTER < time.time()
+                and not _sets_session(response)  # a new session (a login, a switch) wins
+            ):
                 renewed = replace(session, seen=time.time())
                 AdminAuth.of(request).set_session(response, request, renewed)
             return response
 
         return guarded
+
+
+def _silence_parameter_aliases() -> None:
+    """Silence, for as long as the process lasts, pydantic's warning that a ``Field``'s alias
+    has no effect where FastAPI uses it.
+
+    FastAPI builds each parameter's validator from a ``Field`` naming the parameter
+    (``alias='who'``) and silences that warning itself with ``warnings.catch_warnings()``, which
+    is process-wide: a thread of the analysis (scikit-learn) leaving its own ``catch_warnings()``
+    meanwhile lets the warning out. deskside's models have no aliases, so none is hidden. (A
+    filter added while a module is imported would not last: imports may run inside a
+    ``catch_warnings()``; hence here, as each route is built.)"""
+    warnings.filterwarnings(
+        "ignore", r"The 'alias' attribute with value '\w+' was provided", UserWarning
+    )
+
+
+def _sets_session(response: Response) -> bool:
+    cookie = f"{SESSION_COOKIE}=".encode()
+    return any(
+        name == b"set-cookie" and value.startswith(cookie) for name, value in response.raw_headers
+    )
 
 
 async def _require_csrf(request: Request, identity: Identity) -> None:

@@ -12,7 +12,6 @@ import logging
 import time
 from dataclasses import replace
 from functools import partial
-from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,7 +22,6 @@ from deskside.insights import DEFAULT_WORKSPACE, HELPSCOUT_WEBHOOK_PATH
 from deskside.insights.people import People
 from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
 from deskside.insights.store import describe_error
-from deskside.web.auth import SESSION_COOKIE
 from deskside.web.guard import Identity, identity_of
 from deskside.web.pages import UI_PREFIX, Pages
 
@@ -97,19 +95,6 @@ async def workspace_choices(
         return []
 
 
-class _NewSession(RedirectResponse):
-    """A redirect carrying a new session cookie: the guard's renewal of the request's old
-    session, added after the handler, must not overwrite it."""
-
-    def set_cookie(self, key: str, *args: Any, **kwargs: Any) -> None:
-        ours = f"{SESSION_COOKIE}=".encode()
-        if key == SESSION_COOKIE and any(
-            name == b"set-cookie" and value.startswith(ours) for name, value in self.raw_headers
-        ):
-            return
-        super().set_cookie(key, *args, **kwargs)
-
-
 def workspace_routes(pages: Pages, insights: InsightsService) -> APIRouter:
     """``POST /ui/workspace``, for :func:`deskside.web.routes.web_routes` to include."""
     router = APIRouter(include_in_schema=False, route_class=pages.route_class())
@@ -134,7 +119,7 @@ def workspace_routes(pages: Pages, insights: InsightsService) -> APIRouter:
                 return failed(404, f"There is no workspace {chosen!r}.")
             return failed(403, f"You are not a member of the workspace {chosen!r}.")
         log.info("ui: a session switched workspace")
-        response = _NewSession(pages.root(request) + f"{UI_PREFIX}/insights", status_code=303)
+        response = RedirectResponse(pages.root(request) + f"{UI_PREFIX}/insights", status_code=303)
         renewed = replace(session.session, workspace=chosen, seen=time.time())
         pages.auth_of(request).set_session(response, request, renewed)
         return response
