@@ -7,7 +7,7 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -26,7 +26,7 @@ from deskside.layout import CardLayout
 from deskside.protocols import AnyHelpdeskConfig
 from deskside.proxy import normalise_public_url
 from deskside.references import BUILT_IN_NAMES, Location, Problem, unknown_names
-from deskside.sources import AnySourceConfig
+from deskside.sources import SourceConfig, config_union, source_kinds
 from deskside.web.sso_settings import UISettings
 
 __all__ = [
@@ -43,6 +43,11 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _HEADER = re.compile(r"^\[(\[)?\s*([^\]]+?)\s*\]\]?")
 _KEY = re.compile(r"^([A-Za-z0-9_\-.\"' ]+?)\s*=")
 _RESERVED = BUILT_IN_NAMES
+
+if TYPE_CHECKING:  # what every registered kind's model is
+    AnySourceConfig = SourceConfig
+else:  # a table of any registered source kind, told apart by ``kind``
+    AnySourceConfig = config_union()
 
 
 class LookupSettings(ConfigModel):
@@ -184,16 +189,27 @@ class Settings(ConfigModel):
         return self
 
 
-def load_settings(path: str | Path, *, extra_sources: dict[str, Any] | None = None) -> Settings:
+def load_settings(
+    path: str | Path,
+    *,
+    extra_sources: dict[str, Any] | None = None,
+    extra_helpdesks: dict[str, Any] | None = None,
+) -> Settings:
     """The validated config at ``path``; raises :class:`ConfigError` listing every problem,
     names that expressions and templates read but no source defines included.
 
-    ``extra_sources`` adds ``[sources.NAME]`` tables (the demo adds Stripe when it has a key).
+    ``extra_sources`` adds ``[sources.NAME]`` tables (the demo adds Stripe when it has a key);
+    ``extra_helpdesks`` adds the ``[helpdesks.NAME]`` tables the file does not have (the demo
+    serves every registered helpdesk).
     """
     path = Path(path)
     text, document = _read(path)
     if extra_sources:
         document["sources"] = {**document.get("sources", {}), **extra_sources}
+    if extra_helpdesks:
+        helpdesks = document.get("helpdesks", {})
+        extra = {name: table for name, table in extra_helpdesks.items() if name not in helpdesks}
+        document["helpdesks"] = {**helpdesks, **extra}
     try:
         settings = Settings.model_validate(document, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
@@ -275,7 +291,12 @@ def _describe(path: Path, text: str, error: Any) -> str:
         close = difflib.get_close_matches(str(location[-1]), _known_keys(), n=1)
         message = "unknown key" + (f": did you mean `{close[0]}`?" if close else "; remove it")
     elif kind == "union_tag_invalid":
-        message = f"unknown kind: {message}"
+        message = (
+            f"unknown kind {error['ctx']['tag']!r}: use one of {error['ctx']['expected_tags']}"
+        )
+    elif kind == "union_tag_not_found" and location[:1] == ["sources"]:
+        kinds = ", ".join(repr(name) for name in source_kinds())
+        message = f"required: add `kind = …`, one of {kinds}"
     return _place(path, text, location, message)
 
 
@@ -316,21 +337,19 @@ def _clean_location(loc: tuple[Any, ...]) -> list[str | int]:
 
 
 def _kinds() -> set[str]:
-    from deskside import protocols, sources
+    from deskside import protocols
 
-    return {p.kind for p in protocols.PROTOCOLS.values()} | {
-        s.kind for s in sources._SOURCES.values()
-    }
+    return {p.kind for p in protocols.PROTOCOLS.values()} | set(source_kinds())
 
 
 def _known_keys() -> list[str]:
-    from deskside import layout, protocols, sources
+    from deskside import layout, protocols
 
     models: list[Any] = [Settings, LookupSettings, ServerSettings, AdminSettings]
     models += [layout.CardLayout]
     models += [InsightsSettings, HelpScoutSettings]
     models += [layout.FieldLayout, layout.BadgeLayout, layout.LinkLayout, layout.SectionLayout]
-    models += list(protocols.PROTOCOLS) + list(sources._SOURCES)
+    models += list(protocols.PROTOCOLS) + [s.config for s in source_kinds().values()]
     return sorted({name for model in models for name in model.model_fields})
 
 

@@ -31,7 +31,8 @@ class SourceQueryError(SourceError):
 
 
 class SourceConfig(ConfigModel):
-    """Keys every ``[sources.NAME]`` table accepts besides its own."""
+    """Keys every ``[sources.NAME]`` table accepts besides its own. A kind's model adds
+    ``kind: Literal["<kind>"]``: that is how a table selects it."""
 
     label: str | None = None
     """How the source is named to agents, e.g. in "Billing unavailable"; default: NAME."""
@@ -51,11 +52,19 @@ class SourceConfig(ConfigModel):
 class Source(ABC):
     """Where customer data lives. ``fetch`` returns every record for the lookup's addresses.
 
+    The contract every kind keeps (``tests/test_source_contract.py`` holds each to it): a
+    failure is a :class:`~deskside.errors.SourceError` whose message never holds the looked-up
+    addresses nor a secret; ``fetch`` may be cancelled at any await (the deadline) and then
+    leaves no task or connection of its own behind; ``aclose`` releases every connection.
+
     A source raises :class:`~deskside.errors.SourceError` (or anything else) when it cannot
     answer; the resolver contains it. An empty list means "no such customer here".
     """
 
     kind: ClassVar[str]
+    """What ``kind = "…"`` in ``[sources.NAME]`` selects; also shown by ``deskside check``."""
+    config_model: ClassVar[type[SourceConfig]]
+    """The model of this kind's table (its ``kind`` is ``Literal[<kind>]``)."""
 
     def __init__(self, name: str, config: SourceConfig) -> None:
         self.name = name

@@ -18,7 +18,7 @@ from deskside.errors import SourceError
 from deskside.lookup import Lookup
 from deskside.sources.base import Record, Source, SourceConfig
 
-__all__ = ["HttpSource", "HttpSourceConfig"]
+__all__ = ["SOURCE", "HttpSource", "HttpSourceConfig"]
 
 _PLACEHOLDER = re.compile(r"\{(emails?)\}")
 
@@ -67,6 +67,7 @@ class HttpSource(Source):
     """
 
     kind = "http"
+    config_model = HttpSourceConfig
 
     def __init__(self, name: str, config: HttpSourceConfig) -> None:
         super().__init__(name, config)
@@ -136,3 +137,7 @@ def _as_records(found: Any) -> list[Record]:
     if isinstance(found, list):
         return [item if isinstance(item, dict) else {"value": item} for item in found]
     return [{"value": found}]
+
+
+SOURCE = HttpSource
+"""This module's source kind (see :mod:`deskside.sources`)."""

@@ -21,7 +21,7 @@ from deskside.errors import SourceError
 from deskside.lookup import Lookup
 from deskside.sources.base import Record, Source, SourceConfig
 
-__all__ = ["PythonSource", "PythonSourceConfig", "import_function"]
+__all__ = ["SOURCE", "PythonSource", "PythonSourceConfig", "import_function"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class PythonSource(Source):
     """
 
     kind = "python"
+    config_model = PythonSourceConfig
 
     def __init__(self, name: str, config: PythonSourceConfig) -> None:
         super().__init__(name, config)
@@ -136,3 +137,7 @@ def _as_records(reference: str, result: Any) -> list[Record]:
         f"{reference} returned a {type(result).__name__}: "
         "expected a mapping, a list of mappings, or None"
     )
+
+
+SOURCE = PythonSource
+"""This module's source kind (see :mod:`deskside.sources`)."""

@@ -17,7 +17,7 @@ from deskside.errors import SourceError
 from deskside.lookup import Lookup
 from deskside.sources.base import CHECK_LOOKUP, Record, Source, SourceConfig, SourceQueryError
 
-__all__ = ["SqlSource", "SqlSourceConfig"]
+__all__ = ["SOURCE", "SqlSource", "SqlSourceConfig"]
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -88,6 +88,7 @@ class SqlSource(Source):
     """Runs the configured query with the addresses bound as an expanding parameter."""
 
     kind = "sql"
+    config_model = SqlSourceConfig
 
     def __init__(self, name: str, config: SqlSourceConfig) -> None:
         super().__init__(name, config)
@@ -165,3 +166,7 @@ def _without(addresses: Sequence[str], message: str) -> str:
         return f"'{_HIDDEN}" if any(a.startswith(start) for a in addresses) else match.group(0)
 
     return re.sub(r"'([^'\s]{3,})", cut_short, message)
+
+
+SOURCE = SqlSource
+"""This module's source kind (see :mod:`deskside.sources`)."""

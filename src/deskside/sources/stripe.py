@@ -29,7 +29,7 @@ from deskside.sources.base import Record, Source, SourceConfig
 if TYPE_CHECKING:
     import stripe
 
-__all__ = ["StripeSource", "StripeSourceConfig", "describe_stripe_error", "monthly_cents"]
+__all__ = ["SOURCE", "StripeSource", "StripeSourceConfig", "describe_stripe_error", "monthly_cents"]
 
 _T = TypeVar("_T")
 
@@ -127,6 +127,7 @@ class StripeSource(Source):
     """
 
     kind = "stripe"
+    config_model = StripeSourceConfig
 
     def __init__(self, name: str, config: StripeSourceConfig) -> None:
         import stripe
@@ -379,3 +380,7 @@ def _datetime(timestamp: int | None) -> datetime | None:
 
 def _upper(code: str | None) -> str | None:
     return code.upper() if code else None
+
+
+SOURCE = StripeSource
+"""This module's source kind (see :mod:`deskside.sources`)."""
