@@ -1,23 +1,31 @@
-"""The README's promises: its two commands, and the config reference covering every key."""
+"""The docs' promises: the README's two commands, a README short enough to read, every config
+key documented, a page for every helpdesk, right signature vectors, and links that resolve."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
-from deskside import layout, protocols, sources
-from deskside.config import LookupSettings, ServerSettings
-from deskside.insights.settings import (
-    ClassifierSettings,
-    HelpScoutSettings,
-    InsightsSettings,
-    ReportsSettings,
-)
-from deskside.protocols.plain import PlainCard
-from deskside.web.sso_settings import OidcSettings
+import pytest
+from pydantic import BaseModel
+
+from deskside.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+CONFIGURATION = (DOCS / "configuration.md").read_text(encoding="utf-8")
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "CHANGELOG.md",
+    ROOT / "benchmarks" / "README.md",
+    *sorted(DOCS.rglob("*.md")),
+]
 
 
 def _shell_blocks() -> list[str]:
@@ -37,21 +45,158 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert tests in ci_lines
 
 
+def test_readme_is_short_and_installs_from_a_checkout() -> None:
+    assert len(README.splitlines()) <= 300
+    assert "pip install ." in README
+    assert not re.search(r"pip install (-U )?deskside\b", README), "deskside is on no index"
+
+
+def _models(annotation: object) -> Iterator[type[BaseModel]]:
+    """Every pydantic model an annotation can hold (through unions, lists, dicts, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    if typing.get_origin(annotation) is typing.Literal:
+        return
+    for argument in typing.get_args(annotation):
+        yield from _models(argument)
+
+
+def _config_models() -> dict[type[BaseModel], str | None]:
+    """Every model of the config file, each with the helpdesk kind it belongs to (or None)."""
+    found: dict[type[BaseModel], str | None] = {Settings: None}
+    todo: list[tuple[type[BaseModel], str | None]] = [(Settings, None)]
+    while todo:
+        model, kind = todo.pop()
+        for name, field in model.model_fields.items():
+            for inner in _models(field.annotation):
+                inner_kind = kind
+                if model is Settings and name == "helpdesks":
+                    inner_kind = _kind(inner)
+                if inner not in found:
+                    found[inner] = inner_kind
+                    todo.append((inner, inner_kind))
+    return found
+
+
+def _kind(model: type[BaseModel]) -> str:
+    kinds = typing.get_args(model.model_fields["kind"].annotation)
+    assert len(kinds) == 1, f"{model.__name__}.kind is not one Literal"
+    return str(kinds[0])
+
+
+def _documented(name: str, text: str) -> bool:
+    return re.search(rf"`{re.escape(name)}`|\.{re.escape(name)}\]", text) is not None
+
+
 def test_every_config_key_is_documented() -> None:
-    models = [ServerSettings, LookupSettings, layout.CardLayout, layout.FieldLayout]
-    models += [layout.BadgeLayout, layout.LinkLayout, layout.SectionLayout]
-    models += [*protocols.PROTOCOLS, *sources._SOURCES, PlainCard]
-    models += [InsightsSettings, HelpScoutSettings, ClassifierSettings, ReportsSettings]
-    models += [OidcSettings]
-    missing = {
-        f"{model.__name__}.{name}"
-        for model in models
-        for name in model.model_fields
-        if not re.search(rf"`{name}`|\.{name}\]", README)
-    }
+    """In docs/configuration.md; a helpdesk's own keys may be on its page instead."""
+    models = _config_models()
+    assert len(models) > 20, "the walk through the config models found too little"
+    missing = set()
+    for model, kind in models.items():
+        text = CONFIGURATION
+        if kind is not None:
+            text += (DOCS / "helpdesks" / f"{kind}.md").read_text(encoding="utf-8")
+        missing |= {
+            f"{model.__name__}.{name}"
+            for name in model.model_fields
+            if not _documented(name, text)
+        }
     assert not missing, f"undocumented config keys: {sorted(missing)}"
+
+
+def test_every_helpdesk_has_its_page() -> None:
+    kinds = {kind for kind in _config_models().values() if kind is not None}
+    assert {"helpscout", "therethere", "helper", "plain", "card"} <= kinds
+    pages = {page.stem for page in (DOCS / "helpdesks").glob("*.md")}
+    assert kinds <= pages, f"helpdesks without a page in docs/helpdesks/: {kinds - pages}"
+    for kind in kinds:
+        assert f"helpdesks/{kind}.md" in CONFIGURATION + README, f"{kind}'s page is not linked"
 
 
 def test_demo_config_is_the_documented_example() -> None:
     assert "examples/demo/deskside.toml" in README
     assert (ROOT / "examples" / "demo" / "deskside.toml").is_file()
+
+
+_SCHEMES = {
+    "sha1-base64": (hashlib.sha1, base64.b64encode),
+    "sha256-base64": (hashlib.sha256, base64.b64encode),
+    "sha256-hex": (hashlib.sha256, lambda digest: digest.hex().encode()),
+}
+
+
+def _vectors() -> list[list[str]]:
+    text = (DOCS / "protocols.md").read_text(encoding="utf-8")
+    table = text.split("## 8. Signature vectors", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in table.splitlines() if line.startswith("| ")]
+    return [[cell.strip().strip("`") for cell in row] for row in rows[1:]]
+
+
+@pytest.mark.parametrize("row", _vectors(), ids=lambda row: row[1])
+def test_signature_vectors_in_the_wire_reference(row: list[str]) -> None:
+    """Recomputed with Python's hmac, independently of deskside's signing code."""
+    _section, _helpdesk, scheme, secret, message, signature = row
+    digest, encode = _SCHEMES[scheme]
+    expected = encode(hmac.new(secret.encode(), message.encode(), digest).digest()).decode()
+    assert signature == expected
+
+
+def test_the_wire_reference_has_every_vector() -> None:
+    assert len(_vectors()) >= 8
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+    slugs: set[str] = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.MULTILINE):
+        slug, n = _slug(heading), 1
+        while slug in slugs:
+            slug, n = f"{_slug(heading)}-{n}", n + 1
+        slugs.add(slug)
+    return slugs
+
+
+def _links(page: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    return re.findall(r"\]\(([^)\s]+)\)", text)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_relative_links_resolve(page: Path) -> None:
+    assert page.is_file(), f"{page.relative_to(ROOT)} is missing"
+    broken = []
+    for link in _links(page):
+        if re.match(r"[a-z]+:", link):
+            continue
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        if not target.exists():
+            broken.append(link)
+        elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
+            broken.append(link)
+    assert not broken, f"{page.relative_to(ROOT)}: links to nothing: {broken}"
+
+
+def test_pages_are_reachable_from_the_readme() -> None:
+    """Every docs page is linked from the README or from a page the README links to."""
+    seen, todo = set(), [ROOT / "README.md"]
+    while todo:
+        page = todo.pop()
+        if page in seen or page.suffix != ".md" or not page.is_file():
+            continue
+        seen.add(page)
+        for link in _links(page):
+            if not re.match(r"[a-z]+:", link) and link.partition("#")[0]:
+                target = (page.parent / link.partition("#")[0]).resolve()
+                todo.extend(sorted(target.glob("*.md")) if target.is_dir() else [target])
+    unreachable = [str(page.relative_to(ROOT)) for page in PAGES if page not in seen]
+    assert not unreachable, f"pages no link leads to: {unreachable}"
+
