@@ -1,7 +1,7 @@
-"""Helper (protocols.md §4): the customer-info request and the widget identity, end to end.
+"""Helper (docs/protocols.md §4): the customer-info request and the widget identity, end to end.
 
 Every request goes through the real app over the demo database. Signatures come from the
-small signer below (hmac + base64, written from protocols.md) and from the documented vectors,
+small signer below (hmac + base64, written from docs/protocols.md) and from the documented vectors,
 never from deskside's own signing code.
 """
 

@@ -1,7 +1,7 @@
-"""Plain customer cards (protocols.md §5), end to end over the demo.
+"""Plain customer cards (docs/protocols.md §5), end to end over the demo.
 
 Requests are signed by the few lines of hmac below; every 200 answer is checked by an
-independent validator of Plain's component tree written from protocols.md.
+independent validator of Plain's component tree written from docs/protocols.md.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def plain_request(email: str | None, keys: list[str]) -> dict[str, Any]:
     }
 
 
-# ── A validator for Plain's components (protocols.md §5) ──────────────────────────────────────
+# ── A validator for Plain's components (docs/protocols.md §5) ─────────────────────────────────
 
 _SIZES = {"XS", "S", "M", "L", "XL"}
 _TEXT_SIZES = {"S", "M", "L"}

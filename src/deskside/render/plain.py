@@ -1,4 +1,4 @@
-"""Sidebar → Plain's customer-card components (single-key objects, protocols.md §5).
+"""Sidebar → Plain's customer-card components (single-key objects, docs/protocols.md §5).
 
 Text from customer data (titles, labels, values, notes) is ``componentPlainText``, which Plain
 shows as it is; ``componentText`` (markdown) holds only a ``markdown`` field, the author's own
