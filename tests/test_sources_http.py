@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from deskside.errors import SourceError
 from deskside.lookup import Lookup
 from deskside.sources.http import HttpSource, HttpSourceConfig
 from fake_http import FakeHTTPServer, Received, Reply, unused_port
+from test_source_contract import ContractCase, SilentServer
 
 pytestmark = pytest.mark.anyio
 
@@ -295,3 +297,19 @@ async def test_connection_refused_is_a_source_error() -> None:
         await fetch(url, "a@x.example", timeout_seconds=30)
 
     assert time.perf_counter() - started < 10  # refused at once: not a wait for the timeout
+
+
+@asynccontextmanager
+async def contract_case(tmp_path: Path, silent: SilentServer) -> AsyncIterator[ContractCase]:
+    """For ``test_source_contract``: an API that knows one customer; one that fails with 500
+    (echoing the address); one that never answers."""
+    with FakeHTTPServer() as server:
+        server.route("/customers/ada@example.com", Reply.json({"plan": "Pro"}))
+        server.route("/customers/*", Reply.status(404))
+        server.route("/down/*", lambda request: Reply.json({"error": request.path}, status=500))
+        yield ContractCase(
+            answering={"kind": "http", "url": server.url("/customers/{email}")},
+            known="ada@example.com",
+            failing={"kind": "http", "url": server.url("/down/{email}")},
+            hanging={"kind": "http", "url": silent.url("http") + "/customers/{email}"},
+        )

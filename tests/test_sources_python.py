@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from deskside.lookup import Lookup
 from deskside.resolve import Resolver
 from deskside.sources import build_source
 from deskside.sources.python import PythonSource, PythonSourceConfig
+from test_source_contract import ContractCase, SilentServer
 
 LOOKUP = Lookup(emails=("owner@acme.example", "owner@acme.test"), name="Olivia")
 
@@ -271,3 +274,39 @@ def test_config_error_names_the_line_and_the_problem(tmp_path: Path) -> None:
         load_settings(path)
     (problem,) = raised.value.problems
     assert problem.startswith(f"{path}:3: sources.crm.function: cannot import deskside_nowhere_xyz")
+
+
+CONTRACT_HOOK = """
+import asyncio
+
+
+def found(lookup):
+    return {"plan": "Pro"} if "ada@example.com" in lookup.emails else None
+
+
+def fails(lookup):
+    raise RuntimeError(f"no account for {lookup.email}")
+
+
+async def hangs(lookup):
+    await asyncio.Event().wait()
+"""
+
+
+@asynccontextmanager
+async def contract_case(tmp_path: Path, silent: SilentServer) -> AsyncIterator[ContractCase]:
+    """For ``test_source_contract``: a hook that finds one customer; one that raises (its
+    message holds the address); an async one that never returns."""
+    module = f"deskside_contract_{uuid.uuid4().hex[:12]}"
+    (tmp_path / f"{module}.py").write_text(CONTRACT_HOOK, encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield ContractCase(
+            answering={"kind": "python", "function": f"{module}:found"},
+            known="ada@example.com",
+            failing={"kind": "python", "function": f"{module}:fails"},
+            hanging={"kind": "python", "function": f"{module}:hangs"},
+        )
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(module, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 import tomllib
@@ -24,6 +25,7 @@ from deskside.lookup import Lookup, normalise_emails
 from deskside.sources.base import SourceQueryError
 from deskside.sources.sql import SqlSource, SqlSourceConfig, async_url
 from fake_http import unused_port
+from test_source_contract import ContractCase, SilentServer
 
 DEMO_TOML = Path(__file__).resolve().parents[1] / "examples" / "demo" / "deskside.toml"
 DEMO_QUERY: str = tomllib.loads(DEMO_TOML.read_text(encoding="utf-8"))["sources"]["app"]["query"]
@@ -377,3 +379,21 @@ def test_async_url_rejects_what_it_cannot_use(url: str, message: str) -> None:
 
     with pytest.raises(ValidationError, match=message):
         SqlSourceConfig.model_validate({"kind": "sql", "url": url, "query": DEMO_QUERY})
+
+
+@asynccontextmanager
+async def contract_case(tmp_path: Path, silent: SilentServer) -> AsyncIterator[ContractCase]:
+    """For ``test_source_contract``: a SQLite file with one customer; a missing table; a
+    PostgreSQL that never answers."""
+    database = tmp_path / "contract.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("create table customers (email text, plan text)")
+        connection.execute("insert into customers values ('ada@example.com', 'Pro')")
+    query = "select email, plan from customers where lower(email) in :emails"
+    table = {"kind": "sql", "url": f"sqlite:///{database}", "query": query}
+    yield ContractCase(
+        answering=table,
+        known="ada@example.com",
+        failing={**table, "query": query.replace("customers", "no_such_table")},
+        hanging={**table, "url": f"{silent.url('postgresql')}/contract"},
+    )

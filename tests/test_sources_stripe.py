@@ -24,6 +24,7 @@ from deskside.sources import build_source
 from deskside.sources.sql import SqlSource, SqlSourceConfig
 from deskside.sources.stripe import StripeSource, StripeSourceConfig, monthly_cents
 from fake_stripe import API_KEY, FakeStripe
+from test_source_contract import ContractCase, SilentServer
 
 pytestmark = pytest.mark.anyio
 
@@ -515,3 +516,20 @@ def test_config_takes_the_key_from_the_environment(monkeypatch: pytest.MonkeyPat
 def test_config_mistakes_are_explained(table: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         StripeSourceConfig.model_validate({"kind": "stripe", **table})
+
+
+@asynccontextmanager
+async def contract_case(tmp_path: Path, silent: SilentServer) -> AsyncIterator[ContractCase]:
+    """For ``test_source_contract``: the fake Stripe with one subscriber; Stripe failing with
+    500s; a Stripe that never answers."""
+    with FakeStripe() as fake:
+        customer = fake.add_customer("ada@example.com", name="Ada")
+        fake.add_subscription(customer, fake.price(4900, nickname="Pro"))
+        table = {"kind": "stripe", "api_key": fake.api_key, "api_base": fake.url}
+        failing = {**table, "api_base": "http://127.0.0.1:9", "max_network_retries": 0}
+        yield ContractCase(
+            answering=table,
+            known="ada@example.com",
+            failing=failing,
+            hanging={**table, "api_base": silent.url("http"), "max_network_retries": 0},
+        )
