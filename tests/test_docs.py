@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from deskside.config import Settings
+from deskside.sources import source_kinds
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -103,6 +104,13 @@ def test_every_config_key_is_documented() -> None:
             f"{model.__name__}.{name}" for name in model.model_fields if not _documented(name, text)
         }
     assert not missing, f"undocumented config keys: {sorted(missing)}"
+
+
+def test_every_registered_source_kind_is_in_the_config_walk() -> None:
+    """So the key check above covers a source kind a plugin registers, too."""
+    walked = set(_config_models())
+    missing = {kind for kind, found in source_kinds().items() if found.config not in walked}
+    assert not missing, f"source kinds the config models do not reach: {missing}"
 
 
 def test_every_helpdesk_has_its_page() -> None:
