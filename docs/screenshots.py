@@ -1,4 +1,4 @@
-"""Take the README's screenshots of the web UI: ``python docs/screenshots.py``.
+"""Take the docs' screenshots of the web UI (docs/web-ui.md): ``python docs/screenshots.py``.
 
 Serves the demo (with a few weeks of made-up Help Scout conversations) the way the end-to-end
 tests do, and photographs the login, Preview, Setup and Insights pages in headless Chromium
