@@ -246,22 +246,32 @@ class CrmSource(Source):
 
 
 SOURCE = CrmSource
+
+
+class Mismatched(CrmSource):
+    kind = "other"  # yet its config model says "crm"
 '''
 
 
 def _installed_plugin(tmp_path: Path) -> dict[str, str]:
     """A package ``acme_crm`` installed in ``tmp_path`` (module and dist-info, as pip lays them
-    out) that registers the source kind ``crm``; the environment that puts it on the path."""
+    out) that registers the source kind ``crm``, and two broken ones: ``ghost`` from a module
+    that is missing, ``other`` a class whose config model is another kind's; the environment
+    that puts it on the path."""
     (tmp_path / "acme_crm.py").write_text(CRM_PLUGIN, encoding="utf-8")
     dist_info = tmp_path / "acme_crm-1.0.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-crm\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text("[deskside.sources]\ncrm = acme_crm\n")
+    entry_points = "[deskside.sources]\ncrm = acme_crm\nghost = acme_ghost_not_installed\n"
+    entry_points += "other = acme_crm:Mismatched\n"
+    (dist_info / "entry_points.txt").write_text(entry_points)
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path, "NO_COLOR": "1", "COLUMNS": "200"}
 
 
-def test_an_installed_package_adds_a_source_kind(tmp_path: Path) -> None:
+def test_an_installed_package_adds_a_source_kind_and_a_broken_one_is_left_out(
+    tmp_path: Path,
+) -> None:
     env = _installed_plugin(tmp_path)
     config = tmp_path / "deskside.toml"
     config.write_text(
@@ -278,6 +288,10 @@ def test_an_installed_package_adds_a_source_kind(tmp_path: Path) -> None:
     assert done.returncode == 0, output + done.stderr.decode()
     assert re.search(r"crm\s+│\s+crm\s+│\s+ok", output), output
     assert re.search(r"crm\s+│\s+1 record", output), output
+    warning = "source kind left out: acme_ghost_not_installed (entry point 'ghost' of"
+    assert warning in done.stderr.decode()  # the broken plugins are left out, nothing else
+    mismatched = "acme_crm:Mismatched (entry point 'other' of deskside.sources): "
+    assert mismatched + "CrmConfig needs `kind: Literal['other']`" in done.stderr.decode()
 
 
 def test_an_installed_kind_with_a_wrong_table_is_a_config_error(tmp_path: Path) -> None:

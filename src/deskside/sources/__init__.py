@@ -5,7 +5,8 @@ A module is a source kind when it defines ``SOURCE``: its :class:`Source` subcla
 tables with ``kind = "<the class's kind>"``. The registry holds every such module of this
 package (found with :mod:`pkgutil`: a new built-in kind is one new module) and every module
 named by an entry point of the group ``deskside.sources`` (a source kind from another
-installed package; the entry point's name is the kind)::
+installed package; the entry point's name is the kind, its value the module or the
+``Source`` subclass itself)::
 
     [project.entry-points."deskside.sources"]
     crm = "acme_deskside.crm"
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import pkgutil
 import types
 import typing
@@ -37,10 +39,13 @@ __all__ = [
     "Source",
     "SourceConfig",
     "SourceKind",
+    "SourceKindError",
     "build_source",
     "config_union",
     "source_kinds",
 ]
+
+log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "deskside.sources"
 """The entry-point group through which an installed package adds source kinds."""
@@ -65,45 +70,42 @@ class SourceKind:
 def source_kinds() -> Mapping[str, SourceKind]:
     """Every registered kind by name: the built-ins (alphabetical), then the installed ones.
 
-    Raises :class:`SourceKindError` when a module breaks the contract or two declare one kind.
+    A built-in module that breaks the contract raises :class:`SourceKindError`. An installed
+    one that fails to import, breaks the contract, is named otherwise than its kind or claims
+    a kind already registered is left out with a warning saying why: deskside still starts,
+    and a config that uses it is told the kind is unknown.
     """
     kinds: dict[str, SourceKind] = {}
-    modules = [
-        importlib.import_module(f"{__name__}.{info.name}")
-        for info in pkgutil.iter_modules(__path__)
-    ]
-    found: list[tuple[str | None, types.ModuleType]]
-    found = [(None, module) for module in modules if hasattr(module, "SOURCE")]
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "SOURCE"):
+            declared = _declared(module.SOURCE, module.__name__)
+            kinds[declared.kind] = declared
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry_point.load()
-        if not isinstance(loaded, types.ModuleType):
-            raise SourceKindError(
-                f"the entry point {entry_point.name} = {entry_point.value!r} ({ENTRY_POINT_GROUP}) "
-                "must name a module that defines SOURCE"
-            )
-        found.append((entry_point.name, loaded))
-    for name, module in found:
-        declared = _declared(module)
-        if name is not None and name != declared.kind:
-            raise SourceKindError(
-                f"the entry point {name!r} ({ENTRY_POINT_GROUP}) names {module.__name__}, whose "
-                f"kind is {declared.kind!r}: name the entry point {declared.kind!r}"
-            )
-        if declared.kind in kinds:
-            raise SourceKindError(
-                f"two modules declare the source kind {declared.kind!r}: "
-                f"{kinds[declared.kind].module} and {declared.module}"
-            )
+        where = f"{entry_point.value} (entry point {entry_point.name!r} of {ENTRY_POINT_GROUP})"
+        try:
+            loaded = entry_point.load()
+            is_module = isinstance(loaded, types.ModuleType)
+            source = getattr(loaded, "SOURCE", None) if is_module else loaded
+            declared = _declared(source, where)
+            if declared.kind != entry_point.name:
+                raise SourceKindError(f"{where}: its kind is {declared.kind!r}: name it so")
+            if declared.kind in kinds:
+                raise SourceKindError(f"{where}: {kinds[declared.kind].module} declares it already")
+        except SourceKindError as exc:
+            log.warning("source kind left out: %s", exc)
+            continue
+        except Exception as exc:
+            log.warning("source kind left out: %s: %s: %s", where, type(exc).__name__, exc)
+            continue
         kinds[declared.kind] = declared
     return types.MappingProxyType(kinds)
 
 
-def _declared(module: types.ModuleType) -> SourceKind:
-    """The kind ``module`` declares with ``SOURCE``, checked."""
-    source = getattr(module, "SOURCE", None)
-    where = module.__name__
+def _declared(source: object, where: str) -> SourceKind:
+    """The kind ``source`` (a module's ``SOURCE``, or what an entry point names) declares."""
     if not (isinstance(source, type) and issubclass(source, Source)):
-        raise SourceKindError(f"{where}.SOURCE must be a subclass of deskside.sources.Source")
+        raise SourceKindError(f"{where}: SOURCE must be a subclass of deskside.sources.Source")
     config = getattr(source, "config_model", None)
     if not (isinstance(config, type) and issubclass(config, SourceConfig)):
         raise SourceKindError(f"{where}: {source.__name__}.config_model must be a SourceConfig")
