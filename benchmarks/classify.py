@@ -41,7 +41,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
-from deskside.insights.classify import (
+from deskside.insights.analysis.classify import (
     Classifier,
     Example,
     Prediction,
@@ -352,7 +352,7 @@ def _baseline(examples: Sequence[Example], texts: Sequence[str], truth: Sequence
 
 def _words_chars_lr(examples: Sequence[Example], texts: Sequence[str]) -> list[Prediction]:
     """The chosen features with an uncalibrated logistic regression instead of the SVM."""
-    from deskside.insights.classify import _feature_union
+    from deskside.insights.analysis.classify import _feature_union
 
     model = make_pipeline(_feature_union(), LogisticRegression(C=10, max_iter=3000))
     model.fit([prepare_text(e.text) for e in examples], [e.label for e in examples])

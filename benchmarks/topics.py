@@ -34,7 +34,7 @@ from typing import Any
 
 from sklearn.metrics import homogeneity_completeness_v_measure
 
-from deskside.insights.topics import PATTERN_MIN_CUSTOMERS, Item, TopicModel
+from deskside.insights.analysis.topics import PATTERN_MIN_CUSTOMERS, Item, TopicModel
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "topics.json"

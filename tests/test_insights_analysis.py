@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from deskside.insights.analysis import Analysis, UnknownConversation
-from deskside.insights.changes import save_conversations
+from deskside.insights.analysis.engine import Analysis, UnknownConversation
+from deskside.insights.ingest.changes import save_conversations
+from deskside.insights.ingest.normalise import conversation_record
 from deskside.insights.models import Classification, LabelledExample, Topic, TopicMember
-from deskside.insights.normalise import conversation_record
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
 

@@ -14,18 +14,18 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from deskside.insights.backfill import (
+from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutAPIError, NotConnected
+from deskside.insights.helpscout.inbox import Inbox
+from deskside.insights.ingest.backfill import (
     ImportProgress,
     import_conversations,
     selected_mailboxes,
     sync_mailboxes,
 )
-from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutAPIError, NotConnected
-from deskside.insights.inbox import Inbox
+from deskside.insights.ingest.worker import Worker
 from deskside.insights.models import Conversation, Customer, ImportCursor, Mailbox, Thread, utcnow
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
-from deskside.insights.worker import Worker
 from fake_helpscout import (
     Dataset,
     FakeHelpScout,

@@ -15,8 +15,8 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from deskside.insights import classify_cli
-from deskside.insights.classify import (
+from deskside.insights.analysis import cli as classify_cli
+from deskside.insights.analysis.classify import (
     LABELS,
     Classifier,
     Example,

@@ -22,12 +22,13 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from deskside.config import Settings
-from deskside.insights import audit, helpscout_cli
-from deskside.insights.backfill import parse_since
-from deskside.insights.helpscout_api import webhook_secrets
+from deskside.insights import audit
+from deskside.insights.helpscout import cli as helpscout_cli
+from deskside.insights.helpscout.client import webhook_secrets
+from deskside.insights.helpscout.oauth_routes import CALLBACK_PATH as CALLBACK
+from deskside.insights.helpscout.oauth_routes import CONNECT_PATH as CONNECT
+from deskside.insights.ingest.backfill import parse_since
 from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
-from deskside.insights.oauth_routes import CALLBACK_PATH as CALLBACK
-from deskside.insights.oauth_routes import CONNECT_PATH as CONNECT
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
 from deskside.web.roles import Role

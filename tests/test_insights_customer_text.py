@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deskside.insights.customer_text import conversation_text, message_text
+from deskside.insights.analysis.customer_text import conversation_text, message_text
 from deskside.insights.models import Thread
 
 

@@ -13,10 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from deskside.insights import classify_cli
-from deskside.insights.analysis import Analysis
-from deskside.insights.classify import ArticleMatcher, Classifier
-from deskside.insights.helpscout_docs import DocsAPIError, fetch_article_titles
+from deskside.insights.analysis import cli as classify_cli
+from deskside.insights.analysis.classify import ArticleMatcher, Classifier
+from deskside.insights.analysis.engine import Analysis
+from deskside.insights.helpscout.docs import DocsAPIError, fetch_article_titles
 from deskside.insights.models import Conversation
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url

@@ -28,10 +28,9 @@ from typer.testing import CliRunner
 
 from deskside.cli import app as cli_app
 from deskside.config import Settings, load_settings
-from deskside.insights.analysis import Analysis
-from deskside.insights.backfill import import_conversations
-from deskside.insights.erasure import forget
-from deskside.insights.helpscout_api import HelpScoutAPI
+from deskside.insights.analysis.engine import Analysis
+from deskside.insights.helpscout.client import HelpScoutAPI
+from deskside.insights.ingest.backfill import import_conversations
 from deskside.insights.models import (
     Base,
     Classification,
@@ -46,6 +45,7 @@ from deskside.insights.models import (
     Topic,
     TopicMember,
 )
+from deskside.insights.privacy.erasure import forget
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
 from deskside.lookup import Lookup

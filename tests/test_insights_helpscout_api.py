@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from deskside.errors import ConfigError
-from deskside.insights import helpscout_cli
 from deskside.insights.crypto import Cipher
-from deskside.insights.helpscout_api import (
+from deskside.insights.helpscout import cli as helpscout_cli
+from deskside.insights.helpscout.client import (
     AuthorizationRefused,
     ConnectionLost,
     HelpScoutAPI,

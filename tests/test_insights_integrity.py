@@ -30,9 +30,12 @@ from typer.testing import CliRunner
 
 from deskside.cli import app as cli_app
 from deskside.errors import SourceError
-from deskside.insights.analysis import Analysis
-from deskside.insights.changes import delete_conversations, save_conversations
-from deskside.insights.inbox import Inbox
+from deskside.insights.analysis.engine import Analysis
+from deskside.insights.analysis.topics import Item, TopicModel
+from deskside.insights.helpscout.inbox import Inbox
+from deskside.insights.ingest.changes import delete_conversations, save_conversations
+from deskside.insights.ingest.normalise import conversation_record
+from deskside.insights.ingest.worker import Worker
 from deskside.insights.models import (
     Classification,
     Conversation,
@@ -43,11 +46,8 @@ from deskside.insights.models import (
     TopicMember,
     utcnow,
 )
-from deskside.insights.normalise import conversation_record
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
-from deskside.insights.topics import Item, TopicModel
-from deskside.insights.worker import Worker
 from deskside.lookup import Lookup
 from deskside.server import create_app
 from deskside.sources.sql import SqlSource, SqlSourceConfig

@@ -12,9 +12,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from deskside.insights import classify_cli
-from deskside.insights.classify import Classifier, Prediction, load_shipped_examples
-from deskside.insights.llm import LLMClassifier, LLMSettings, chat_completions_url
+from deskside.insights.analysis import cli as classify_cli
+from deskside.insights.analysis.classify import Classifier, Prediction, load_shipped_examples
+from deskside.insights.analysis.llm import LLMClassifier, LLMSettings, chat_completions_url
 from fake_http import FakeHTTPServer, Received, Reply, unused_port
 
 ROUTE = "/v1/chat/completions"

@@ -19,7 +19,6 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from deskside.config import Settings, load_settings
-from deskside.insights import reports_cli
 from deskside.insights.models import (
     Classification,
     Conversation,
@@ -29,7 +28,8 @@ from deskside.insights.models import (
     Topic,
     TopicMember,
 )
-from deskside.insights.reports import (
+from deskside.insights.reports import cli as reports_cli
+from deskside.insights.reports.report import (
     CustomerFacts,
     Facts,
     GitHubError,

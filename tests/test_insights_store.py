@@ -11,9 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
-from deskside.insights.changes import save_conversations
+from deskside.insights.ingest.changes import save_conversations
+from deskside.insights.ingest.normalise import conversation_record, html_to_text
 from deskside.insights.models import Base, Conversation, Customer, Thread
-from deskside.insights.normalise import conversation_record, html_to_text
 from deskside.insights.store import Store, database_url
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from deskside.insights.topics import (
+from deskside.insights.analysis.topics import (
     PATTERN_MIN_CUSTOMERS,
     Decisions,
     Item,

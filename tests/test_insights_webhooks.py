@@ -25,12 +25,12 @@ from typer.testing import CliRunner
 
 from deskside.cli import app as cli_app
 from deskside.config import Settings, load_settings
+from deskside.insights.analysis.queries import list_conversations
 from deskside.insights.crypto import Cipher
-from deskside.insights.inbox import Inbox
+from deskside.insights.helpscout.inbox import Inbox
+from deskside.insights.ingest.worker import Worker
 from deskside.insights.models import Connection, Conversation, Customer, Event, Thread, utcnow
-from deskside.insights.queries import list_conversations
 from deskside.insights.store import Store, database_url
-from deskside.insights.worker import Worker
 from helpers import helpscout_signature, serve
 
 pytestmark = pytest.mark.anyio

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import select, update
 
 from deskside.config import Settings
-from deskside.insights import audit, merges
+from deskside.insights import audit
+from deskside.insights.analysis import merges
+from deskside.insights.analysis.queries import TopicSummary
 from deskside.insights.models import Conversation, ErasureAudit, Topic, TopicMember, utcnow
-from deskside.insights.queries import TopicSummary
 from deskside.insights.store import Store, database_url
 from deskside.web import dashboard
 from deskside.web.roles import Role

@@ -24,10 +24,10 @@ from sqlalchemy import select
 
 from deskside.config import Settings
 from deskside.errors import ConfigError, HTTPError
-from deskside.insights.backfill import parse_since
-from deskside.insights.helpscout_api import HelpScoutAPI
+from deskside.insights.analysis.queries import TopicSummary
+from deskside.insights.helpscout.client import HelpScoutAPI
+from deskside.insights.ingest.backfill import parse_since
 from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
-from deskside.insights.queries import TopicSummary
 from deskside.server import create_app
 from deskside.web import dashboard
 from deskside.web.auth import AdminAuth, PasswordHash, hash_password, require_admin

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from deskside.insights import DEFAULT_WORKSPACE, audit, erasure
+from deskside.insights import DEFAULT_WORKSPACE, audit
 from deskside.insights.models import Conversation, Customer, Membership
 from deskside.insights.people import People
+from deskside.insights.privacy import erasure
 from deskside.insights.store import Store, database_url
 from deskside.insights.workspaces import UnknownWorkspace, Workspaces, check_name
 from deskside.web.roles import Role

@@ -16,10 +16,10 @@ from sqlalchemy import make_url, text
 from typer.testing import CliRunner, Result
 
 from deskside.cli import app as cli_app
-from deskside.insights.changes import save_conversations
-from deskside.insights.helpscout_cli import webhook_target
-from deskside.insights.inbox import Inbox
-from deskside.insights.normalise import conversation_record
+from deskside.insights.helpscout.cli import webhook_target
+from deskside.insights.helpscout.inbox import Inbox
+from deskside.insights.ingest.changes import save_conversations
+from deskside.insights.ingest.normalise import conversation_record
 from deskside.insights.people import People
 from deskside.insights.store import Store, database_url
 from deskside.web.guard import token_digest

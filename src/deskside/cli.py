@@ -35,15 +35,12 @@ from deskside.console import (
 )
 from deskside.errors import ConfigError
 from deskside.helpdesks import HELPDESKS
-from deskside.insights import (
-    classify_cli,
-    erasure_cli,
-    helpscout_cli,
-    people_cli,
-    reports_cli,
-    workspaces_cli,
-)
 from deskside.insights import cli as insights_cli
+from deskside.insights import people_cli, workspaces_cli
+from deskside.insights.analysis import cli as classify_cli
+from deskside.insights.helpscout import cli as helpscout_cli
+from deskside.insights.privacy import cli as erasure_cli
+from deskside.insights.reports import cli as reports_cli
 from deskside.lookup import Lookup, normalise_emails
 from deskside.metrics import MULTIPROC_ENV
 

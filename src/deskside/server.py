@@ -244,7 +244,7 @@ def _add_insights_routes(
 ) -> None:
     """Help Scout's webhook and OAuth callback and, with ``api``, the insights API."""
     from deskside.insights.api import insights_api  # see _insights_service
-    from deskside.insights.oauth_routes import oauth_routes
+    from deskside.insights.helpscout.oauth_routes import oauth_routes
 
     async def default_webhook(request: Request) -> Response:
         return await insights.receive_helpscout(request)

@@ -20,11 +20,10 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from deskside.errors import BadRequest, HTTPError, NotFound, ServiceUnavailable
-from deskside.insights import audit, erasure, merges
-from deskside.insights import reports as reporting
-from deskside.insights.analysis import UnknownConversation, UnknownTopic
-from deskside.insights.models import RowId, utcnow
-from deskside.insights.queries import (
+from deskside.insights import audit
+from deskside.insights.analysis import merges
+from deskside.insights.analysis.engine import UnknownConversation, UnknownTopic
+from deskside.insights.analysis.queries import (
     ConversationItem,
     TopicSummary,
     event_counts,
@@ -32,6 +31,9 @@ from deskside.insights.queries import (
     labelled_conversations,
     topic_summaries,
 )
+from deskside.insights.models import RowId, utcnow
+from deskside.insights.privacy import erasure
+from deskside.insights.reports import report as reporting
 from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
 from deskside.lookup import normalise_emails
 from deskside.signing import bearer_token

@@ -25,7 +25,7 @@ from deskside.errors import ConfigError
 from deskside.insights import DEFAULT_WORKSPACE
 
 if TYPE_CHECKING:
-    from deskside.insights import queries
+    from deskside.insights.analysis import queries
     from deskside.insights.settings import InsightsSettings
     from deskside.insights.store import Store
 
@@ -202,7 +202,7 @@ def conversations(
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
 ) -> None:
     """List the stored conversations (from webhooks and imports), newest first."""
-    from deskside.insights import queries
+    from deskside.insights.analysis import queries
 
     _, store = insights_context(config, database, workspace)
 
@@ -240,7 +240,7 @@ def events(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """The webhook inbox: counts by status, and the latest events with their errors."""
-    from deskside.insights import queries
+    from deskside.insights.analysis import queries
 
     _, store = insights_context(config, database, workspace)
 
@@ -284,7 +284,7 @@ def worker(
     Without --workspace, it works through every workspace there is when it starts, all at
     once; a workspace added later needs a restart (the server takes it up by itself).
     """
-    from deskside.insights.worker import Worker
+    from deskside.insights.ingest.worker import Worker
 
     settings, control = insights_context(config, database)
 

@@ -19,13 +19,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from deskside.errors import BadRequest, ConfigError, NotFound, ServiceUnavailable
 from deskside.insights import HELPSCOUT_WEBHOOK_PATH
-from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
-from deskside.insights.backfill import import_conversations
-from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, webhook_secrets
-from deskside.insights.inbox import Inbox
+from deskside.insights.analysis.engine import ANALYSIS_LEASE, Analysis
+from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutError, webhook_secrets
+from deskside.insights.helpscout.inbox import Inbox
+from deskside.insights.ingest.backfill import import_conversations
+from deskside.insights.ingest.worker import Worker, unprocessable
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url, describe_error, release_lease
-from deskside.insights.worker import Worker, unprocessable
 from deskside.protocols.base import read_body
 from deskside.signing import Scheme, verify
 

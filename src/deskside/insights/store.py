@@ -1,6 +1,6 @@
 """The insights store: an async SQLAlchemy engine on SQLite (default) or PostgreSQL, brought
 to the newest schema by Alembic when opened, its sessions, and the leases processes share
-(:mod:`deskside.insights.changes` writes Help Scout's data into it).
+(:mod:`deskside.insights.ingest.changes` writes Help Scout's data into it).
 
 A SQLite store is private to its user (folder 0700, files 0600). SQL parameters (customers'
 addresses, message text) never appear in an error message from here: the engines hide them,

@@ -10,10 +10,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from deskside.insights.backfill import sync_mailboxes
-from deskside.insights.helpscout_api import PROVIDER, HelpScoutAPI
+from deskside.insights.helpscout.client import PROVIDER, HelpScoutAPI
+from deskside.insights.ingest.backfill import sync_mailboxes
 from deskside.insights.models import Connection, ImportCursor, Mailbox
-from deskside.insights.retention import Disconnected, disconnect_helpscout
+from deskside.insights.privacy.retention import Disconnected, disconnect_helpscout
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store
 

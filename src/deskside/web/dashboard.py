@@ -10,9 +10,8 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
-from deskside.insights.labels import LABELS
-from deskside.insights.models import Conversation
-from deskside.insights.queries import (
+from deskside.insights.analysis.labels import LABELS
+from deskside.insights.analysis.queries import (
     ConversationItem,
     TopicSummary,
     event_counts,
@@ -20,6 +19,7 @@ from deskside.insights.queries import (
     labelled_conversations,
     topic_summaries,
 )
+from deskside.insights.models import Conversation
 from deskside.insights.store import Store
 
 __all__ = [
@@ -79,7 +79,7 @@ class Overview:
 
 
 ConversationRow = ConversationItem
-"""A conversation with its label and topic (:mod:`deskside.insights.queries`)."""
+"""A conversation with its label and topic (:mod:`deskside.insights.analysis.queries`)."""
 
 
 async def overview(store: Store, *, weeks: int = 12, today: date | None = None) -> Overview:
@@ -139,7 +139,7 @@ def _nice_step(peak: int) -> int:
 async def conversations(
     store: Store, *, label: str | None = None, topic: int | None = None, limit: int = 100
 ) -> list[ConversationRow]:
-    """:func:`~deskside.insights.queries.labelled_conversations` in a read session."""
+    """:func:`~deskside.insights.analysis.queries.labelled_conversations` in a read session."""
     async with store.read() as session:
         return await labelled_conversations(session, label=label, topic=topic, limit=limit)
 
@@ -159,6 +159,6 @@ async def topics(
     label: str | None = None,
     ids: list[int] | None = None,
 ) -> list[TopicSummary]:
-    """:func:`~deskside.insights.queries.topic_summaries` in a read session."""
+    """:func:`~deskside.insights.analysis.queries.topic_summaries` in a read session."""
     async with store.read() as session:
         return await topic_summaries(session, trending, label=label, ids=ids)

@@ -19,13 +19,14 @@ from starlette.responses import RedirectResponse, Response
 
 from deskside.config import Settings
 from deskside.errors import ConfigError
-from deskside.insights import erasure, merges
-from deskside.insights import reports as reporting
-from deskside.insights.analysis import UnknownConversation, UnknownTopic
-from deskside.insights.backfill import parse_since
-from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, config_problems
-from deskside.insights.labels import LABELS
+from deskside.insights.analysis import merges
+from deskside.insights.analysis.engine import UnknownConversation, UnknownTopic
+from deskside.insights.analysis.labels import LABELS
+from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutError, config_problems
+from deskside.insights.ingest.backfill import parse_since
 from deskside.insights.models import row_id
+from deskside.insights.privacy import erasure
+from deskside.insights.reports import report as reporting
 from deskside.insights.service import InsightsService, WorkspaceService
 from deskside.lookup import normalise_emails
 from deskside.proxy import public_base_url

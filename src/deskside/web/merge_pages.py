@@ -1,6 +1,6 @@
 """Merging topics in the web UI: the merge form names its target, a confirmation page shows
 both topics (and the name the merged topic will have), and the topic page then offers an Undo
-for :data:`~deskside.insights.merges.UNDO_MINUTES` minutes."""
+for :data:`~deskside.insights.analysis.merges.UNDO_MINUTES` minutes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from deskside.insights.merges import UNDO_MINUTES, UnknownTopic
+from deskside.insights.analysis.merges import UNDO_MINUTES, UnknownTopic
 from deskside.insights.models import row_id
 from deskside.insights.service import InsightsService
 from deskside.web import dashboard

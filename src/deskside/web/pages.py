@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from deskside import __version__
-from deskside.insights.labels import LABELS
+from deskside.insights.analysis.labels import LABELS
 from deskside.render.markdown import markdown_to_html
 from deskside.web.auth import CSRF_FIELD, CSRF_HEADER, AdminAuth, read_form
 from deskside.web.guard import GuardedRoute, Identity, identity_of

@@ -15,13 +15,13 @@ from starlette.routing import BaseRoute
 
 from deskside.errors import ConfigError
 from deskside.insights.api import caller, caller_workspace
-from deskside.insights.backfill import sync_mailboxes
-from deskside.insights.helpscout_api import (
+from deskside.insights.helpscout.client import (
     AuthorizationRefused,
     HelpScoutAPI,
     HelpScoutError,
     state_workspace,
 )
+from deskside.insights.ingest.backfill import sync_mailboxes
 from deskside.insights.service import live_workspace
 from deskside.web.guard import GuardedRoute
 

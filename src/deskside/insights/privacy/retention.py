@@ -13,7 +13,6 @@ from sqlalchemy import delete, func, select
 
 from deskside.errors import ConfigError
 from deskside.insights import audit
-from deskside.insights.erasure import Removed, affected_rows, record_removal, remove_conversations
 from deskside.insights.models import (
     Classification,
     Connection,
@@ -34,11 +33,17 @@ from deskside.insights.models import (
     TopicMember,
     utcnow,
 )
+from deskside.insights.privacy.erasure import (
+    Removed,
+    affected_rows,
+    record_removal,
+    remove_conversations,
+)
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store
 
 if TYPE_CHECKING:
-    from deskside.insights.helpscout_api import DisconnectReport
+    from deskside.insights.helpscout.client import DisconnectReport
 
 __all__ = [
     "Disconnected",
@@ -133,7 +138,7 @@ async def disconnect_helpscout(
     """Forget the Help Scout connection and delete deskside's webhook there (best effort);
     with ``delete_data`` also :func:`purge_account_data`, as ``by``. Without an encryption key
     the token cannot be used to delete the webhook: the connection is only forgotten."""
-    from deskside.insights.helpscout_api import PROVIDER, DisconnectReport, HelpScoutAPI
+    from deskside.insights.helpscout.client import PROVIDER, DisconnectReport, HelpScoutAPI
 
     try:
         api = HelpScoutAPI(settings, store)

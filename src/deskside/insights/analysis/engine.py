@@ -28,8 +28,9 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deskside.insights import audit, merges
-from deskside.insights.classify import (
+from deskside.insights import audit
+from deskside.insights.analysis import merges
+from deskside.insights.analysis.classify import (
     Classifier,
     Example,
     Prediction,
@@ -38,9 +39,17 @@ from deskside.insights.classify import (
     load_shipped_examples,
     read_examples_file,
 )
-from deskside.insights.customer_text import conversation_text
-from deskside.insights.helpscout_docs import DocsAPIError, fetch_article_titles
-from deskside.insights.merges import UnknownTopic, live_topic
+from deskside.insights.analysis.customer_text import conversation_text
+from deskside.insights.analysis.merges import UnknownTopic, live_topic
+from deskside.insights.analysis.topics import (
+    PATTERN_MIN_CUSTOMERS,
+    UNNAMED,
+    Decisions,
+    Item,
+    TopicModel,
+)
+from deskside.insights.analysis.topics import Topic as ModelTopic
+from deskside.insights.helpscout.docs import DocsAPIError, fetch_article_titles
 from deskside.insights.models import (
     Classification,
     Conversation,
@@ -50,17 +59,9 @@ from deskside.insights.models import (
     TopicMember,
     utcnow,
 )
-from deskside.insights.retention import Retention
+from deskside.insights.privacy.retention import Retention
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, finish_before_cancel, insert_for, take_lease
-from deskside.insights.topics import (
-    PATTERN_MIN_CUSTOMERS,
-    UNNAMED,
-    Decisions,
-    Item,
-    TopicModel,
-)
-from deskside.insights.topics import Topic as ModelTopic
 
 __all__ = ["ANALYSIS_LEASE", "Analysis", "UnknownConversation", "UnknownTopic"]
 
@@ -552,7 +553,7 @@ class Analysis:
     async def _predict(self, texts: list[str]) -> list[Prediction]:
         options = self.settings.classifier
         if options.llm_url:
-            from deskside.insights.llm import LLMClassifier, LLMSettings
+            from deskside.insights.analysis.llm import LLMClassifier, LLMSettings
 
             key = options.llm_api_key.get_secret_value() if options.llm_api_key else None
             llm = LLMClassifier(

@@ -30,7 +30,7 @@ from deskside.insights.cli import (
 )
 
 if TYPE_CHECKING:
-    from deskside.insights.classify import Classifier, Example
+    from deskside.insights.analysis.classify import Classifier, Example
     from deskside.insights.store import Store
 
 __all__ = [
@@ -126,7 +126,7 @@ def classify(
 
     With a database, it learns from the agents' corrections stored in the workspace too.
     """
-    from deskside.insights import classify as model
+    from deskside.insights.analysis import classify as model
 
     started = time.perf_counter()
     extra: list[Example] = []
@@ -221,7 +221,7 @@ async def stored_corrections(store: Store) -> list[Example]:
     schema is not created or upgraded."""
     from sqlalchemy import String, column, inspect, select, table
 
-    from deskside.insights.classify import LABELS, Example
+    from deskside.insights.analysis.classify import LABELS, Example
 
     async with store.read() as session:
         exists = await session.run_sync(
@@ -247,7 +247,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _labels(given: str) -> tuple[str, ...]:
-    from deskside.insights.labels import canonical_label
+    from deskside.insights.analysis.labels import canonical_label
 
     try:
         return tuple(dict.fromkeys(canonical_label(p) for p in given.split(",") if p.strip()))
@@ -281,7 +281,7 @@ def _corrections(config: Path, database: str | None, workspace: str) -> list[Exa
 
 
 def _article_titles(api_key: str, base_url: str) -> list[str]:
-    from deskside.insights.helpscout_docs import DocsAPIError, fetch_article_titles
+    from deskside.insights.helpscout.docs import DocsAPIError, fetch_article_titles
 
     try:
         titles = asyncio.run(fetch_article_titles(api_key, base_url=base_url))
@@ -295,7 +295,7 @@ def _article_titles(api_key: str, base_url: str) -> list[str]:
 def _answerer(classifier: Classifier, url: str | None, model_name: str, api_key: str | None) -> Any:
     if not url:
         return classifier.predict
-    from deskside.insights.llm import LLMClassifier, LLMSettings
+    from deskside.insights.analysis.llm import LLMClassifier, LLMSettings
 
     llm = LLMClassifier(LLMSettings(url=url, model=model_name, api_key=api_key), classifier)
     return lambda texts: asyncio.run(llm.classify(texts))

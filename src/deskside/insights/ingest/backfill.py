@@ -6,7 +6,7 @@ one transaction: however it stops (a crash, Ctrl-C, Help Scout failing), the sto
 whole pages and the cursor names the next one, so running it again continues right there.
 Every write is an upsert by Help Scout's ids, so nothing is ever stored twice, and a
 conversation deleted since (its tombstone) is stored again only if Help Scout changed it after
-the deletion (see :mod:`deskside.insights.changes`).
+the deletion (see :mod:`deskside.insights.ingest.changes`).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from deskside.insights.changes import save_conversations
-from deskside.insights.helpscout_api import (
+from deskside.insights.helpscout.client import (
     ConversationPage,
     HelpScoutAPI,
     NotConnected,
     iso_utc,
 )
+from deskside.insights.ingest.changes import save_conversations
+from deskside.insights.ingest.normalise import ConversationRecord, conversation_record
 from deskside.insights.models import ImportCursor, Mailbox, utcnow
-from deskside.insights.normalise import ConversationRecord, conversation_record
 from deskside.insights.store import Store, finish_before_cancel
 
 __all__ = [
@@ -147,7 +147,7 @@ async def import_conversations(
 
     ``progress`` is called after each committed page; an exception from it (or from Help
     Scout) stops the import with everything up to that page kept. Raises
-    :class:`~deskside.insights.helpscout_api.NotConnected` without a connection.
+    :class:`~deskside.insights.helpscout.client.NotConnected` without a connection.
 
     Help Scout pages by offset: a conversation that changes during the pass moves to its end
     (and is imported there), which can shift one unchanged conversation back onto a page

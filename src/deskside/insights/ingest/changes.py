@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deskside.insights.erased import without_erased
+from deskside.insights.ingest.normalise import ConversationRecord, CustomerRecord
 from deskside.insights.models import (
     Conversation,
     ConversationTombstone,
@@ -31,7 +31,7 @@ from deskside.insights.models import (
     Thread,
     utcnow,
 )
-from deskside.insights.normalise import ConversationRecord, CustomerRecord
+from deskside.insights.privacy.erased import without_erased
 from deskside.insights.store import insert_for
 
 __all__ = [
@@ -285,7 +285,7 @@ async def merge_conversation(
 ) -> None:
     """Apply a merge in Help Scout: store ``survivor`` and remove the conversations merged into
     it, as deletions at ``received_at``: those its line items name
-    (:attr:`~deskside.insights.normalise.ConversationRecord.merged_from`) and those that
+    (:attr:`~deskside.insights.ingest.normalise.ConversationRecord.merged_from`) and those that
     held threads it holds now (Help Scout moves the threads).
 
     Help Scout's webhook documentation gives ``convo.merged`` a "v2 Conversation object" as

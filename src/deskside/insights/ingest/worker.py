@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deskside.insights.changes import (
+from deskside.insights.ingest.changes import (
     delete_conversations,
     delete_customer,
     lock_rows,
@@ -34,15 +34,15 @@ from deskside.insights.changes import (
     save_conversations,
     save_customers,
 )
-from deskside.insights.erased import blank_erased_deliveries
-from deskside.insights.models import Conversation, Event, utcnow
-from deskside.insights.normalise import (
+from deskside.insights.ingest.normalise import (
     ConversationRecord,
     CustomerRecord,
     conversation_record,
     customer_record,
     help_scout_id,
 )
+from deskside.insights.models import Conversation, Event, utcnow
+from deskside.insights.privacy.erased import blank_erased_deliveries
 from deskside.insights.store import Store, describe_error
 
 __all__ = ["MAX_DEPTH", "Delivery", "UnprocessableEvent", "Worker", "apply_events", "unprocessable"]
@@ -192,7 +192,7 @@ async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) ->
     """Change the store as the Help Scout deliveries, in order, say.
 
     ``convo.deleted`` and ``customer.deleted`` remove what they name, for good (a tombstone
-    refuses older copies, see :mod:`deskside.insights.changes`); ``convo.merged`` carries the
+    refuses older copies, see :mod:`deskside.insights.ingest.changes`); ``convo.merged`` carries the
     surviving conversation and removes the ones merged into it; other ``convo.*`` events carry
     the whole conversation and are upserted; ``customer.created|updated`` upsert the customer;
     anything else (ratings, tags, chats) is kept only as the event. Upserts between two
@@ -261,7 +261,7 @@ def _action(delivery: Delivery) -> _Action:
 
 async def _lock_everything(session: AsyncSession, actions: Sequence[_Action]) -> None:
     """Take every conversation and customer the deliveries touch at once (see
-    :func:`~deskside.insights.changes.lock_rows`), with a deleted customer's conversations."""
+    :func:`~deskside.insights.ingest.changes.lock_rows`), with a deleted customer's conversations."""
     conversations: set[int] = set()
     customers: set[int] = set()
     for action in actions:

@@ -39,9 +39,9 @@ from deskside.insights.cli import (
 )
 
 if TYPE_CHECKING:
-    from deskside.insights.backfill import ImportProgress, ImportResult
+    from deskside.insights.ingest.backfill import ImportProgress, ImportResult
     from deskside.insights.models import Mailbox
-    from deskside.insights.retention import Disconnected
+    from deskside.insights.privacy.retention import Disconnected
     from deskside.insights.settings import InsightsSettings
     from deskside.insights.store import Store
 
@@ -91,9 +91,9 @@ def connect(
 
     client_credentials mode: no browser; your own account's app id and secret.
     """
-    from deskside.insights.backfill import selected_mailboxes, sync_mailboxes
-    from deskside.insights.helpscout_api import HelpScoutAPI
-    from deskside.insights.helpscout_authorize import authorize
+    from deskside.insights.helpscout.authorize import authorize
+    from deskside.insights.helpscout.client import HelpScoutAPI
+    from deskside.insights.ingest.backfill import selected_mailboxes, sync_mailboxes
 
     del provider  # one choice for now
     settings, store = insights_context(config, database, workspace)
@@ -170,7 +170,7 @@ def webhook_target(url: str, workspace: str) -> str:
 
 def _require_credentials(settings: InsightsSettings) -> None:
     """Refuse before any browser or network step: no key or no app credentials."""
-    from deskside.insights.helpscout_api import config_problems
+    from deskside.insights.helpscout.client import config_problems
 
     problems = config_problems(settings)
     if problems:
@@ -200,7 +200,7 @@ def disconnect(
 
     The imported conversations stay, unless --delete-data.
     """
-    from deskside.insights.retention import disconnect_helpscout
+    from deskside.insights.privacy.retention import disconnect_helpscout
 
     del provider
     settings, store = insights_context(config, database, workspace)
@@ -268,8 +268,8 @@ def mailboxes(
     """
     from sqlalchemy import select
 
-    from deskside.insights.backfill import sync_mailboxes
-    from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError
+    from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutError
+    from deskside.insights.ingest.backfill import sync_mailboxes
     from deskside.insights.models import Mailbox
 
     if select_ids and select_all:
@@ -316,7 +316,7 @@ def mailboxes(
 
 
 async def _connected(store: Store) -> bool:
-    from deskside.insights.helpscout_api import PROVIDER
+    from deskside.insights.helpscout.client import PROVIDER
     from deskside.insights.models import Connection
 
     async with store.read() as session:
@@ -364,8 +364,8 @@ def import_command(
 
     Nothing is stored twice; a finished import is not repeated unless --again.
     """
-    from deskside.insights.backfill import import_conversations, parse_since
-    from deskside.insights.helpscout_api import HelpScoutAPI, HelpScoutError, iso_utc
+    from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutError, iso_utc
+    from deskside.insights.ingest.backfill import import_conversations, parse_since
 
     try:
         moment = parse_since(since)
@@ -450,7 +450,7 @@ def _progress_bar() -> Progress:
 
 def _run(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
     """:func:`run_with_store`, with Help Scout and configuration errors as clean failures."""
-    from deskside.insights.helpscout_api import HelpScoutError
+    from deskside.insights.helpscout.client import HelpScoutError
 
     try:
         return run_with_store(store, work)

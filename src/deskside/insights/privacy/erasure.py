@@ -6,7 +6,7 @@ label, topic membership and agent's correction, their messages in other conversa
 webhook deliveries that carried any of it, and their cached sidebar answers; any other text that
 quotes the address keeps the rest with ``[erased]`` in its place. Reports built afterwards no
 longer list them, and :func:`rewrite_erased_exports` rewrites the GitHub issues exported
-before on the next export. Tombstones (:mod:`deskside.insights.erased`) keep them out of what
+before on the next export. Tombstones (:mod:`deskside.insights.privacy.erased`) keep them out of what
 webhooks and imports bring later.
 """
 
@@ -22,7 +22,6 @@ from sqlalchemy import CursorResult, Executable, delete, func, or_, select, upda
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from deskside.insights.erased import ERASED, Names, bury, erasing, named_in
 from deskside.insights.models import (
     Classification,
     Conversation,
@@ -37,11 +36,12 @@ from deskside.insights.models import (
     TopicMember,
     utcnow,
 )
+from deskside.insights.privacy.erased import ERASED, Names, bury, erasing, named_in
 from deskside.insights.store import Store, insert_for
 
 if TYPE_CHECKING:
     from deskside.cache import Cache
-    from deskside.insights.reports import ExportResult, GitHubIssues, Report
+    from deskside.insights.reports.report import ExportResult, GitHubIssues, Report
 
 __all__ = [
     "Removed",
@@ -268,7 +268,7 @@ async def rewrite_erased_exports(
     those of the topics in ``exported``, just exported): with the topic's report as it is now,
     or, when none of its conversations is left, with a note that says so. Raises what
     :meth:`GitHubIssues.export` raises; the issues not reached are rewritten next time."""
-    from deskside.insights.reports import build_reports
+    from deskside.insights.reports.report import build_reports
 
     async with store.read() as session:
         stale = await session.scalars(
@@ -296,7 +296,7 @@ async def rewrite_erased_exports_quietly(
 ) -> int:
     """:func:`rewrite_erased_exports` after one topic's export: a failure is logged, and the
     issues not rewritten are rewritten on the next export. How many were."""
-    from deskside.insights.reports import GitHubError
+    from deskside.insights.reports.report import GitHubError
 
     try:
         return len(await rewrite_erased_exports(store, github, exported=exported))
@@ -307,7 +307,7 @@ async def rewrite_erased_exports_quietly(
 
 async def _emptied_report(store: Store, topic_id: int) -> Report | None:
     """What an issue says once every conversation of its topic is erased."""
-    from deskside.insights.reports import Report
+    from deskside.insights.reports.report import Report
 
     async with store.read() as session:
         topic = await session.get(Topic, topic_id)

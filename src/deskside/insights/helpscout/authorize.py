@@ -18,7 +18,7 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 import typer
 
 from deskside.console import err, out
-from deskside.insights.helpscout_api import (
+from deskside.insights.helpscout.client import (
     STATE_LIFETIME,
     AuthorizationRefused,
     HelpScoutAPI,

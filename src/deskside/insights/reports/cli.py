@@ -2,7 +2,7 @@
 JSON, and exported to GitHub Issues.
 
 Add it to an app with :func:`register`. Each run first brings the labels, topics and trends
-up to date (:class:`~deskside.insights.analysis.Analysis`) unless a running server does that
+up to date (:class:`~deskside.insights.analysis.engine.Analysis`) unless a running server does that
 for the same store, then reads them from the store. The insights stack (scikit-learn, NumPy)
 is imported when the command runs, not with the CLI.
 """
@@ -25,7 +25,7 @@ from deskside.insights import DEFAULT_WORKSPACE
 from deskside.insights.cli import DatabaseOption, WorkspaceOption, insights_context, run_with_store
 
 if TYPE_CHECKING:
-    from deskside.insights.reports import CustomerFacts, ExportResult, GitHubIssues, Report
+    from deskside.insights.reports.report import CustomerFacts, ExportResult, GitHubIssues, Report
     from deskside.insights.settings import InsightsSettings
     from deskside.insights.store import Store
 
@@ -71,9 +71,9 @@ def reports(
 
     A workspace's \\[insights.workspaces.NAME.reports] replaces \\[insights.reports].
     """
-    from deskside.insights.analysis import ANALYSIS_LEASE, Analysis
-    from deskside.insights.erasure import rewrite_erased_exports
-    from deskside.insights.reports import GitHubError, build_reports
+    from deskside.insights.analysis.engine import ANALYSIS_LEASE, Analysis
+    from deskside.insights.privacy.erasure import rewrite_erased_exports
+    from deskside.insights.reports.report import GitHubError, build_reports
     from deskside.insights.store import release_lease
 
     settings, store = insights_context(config, database, workspace)
@@ -129,7 +129,7 @@ def reports(
 
 
 def _github(settings: InsightsSettings) -> GitHubIssues:
-    from deskside.insights.reports import GitHubIssues
+    from deskside.insights.reports.report import GitHubIssues
 
     reports = settings.reports
     if not reports.github_repository:
@@ -152,7 +152,7 @@ def _customer_facts(config: Path, settings: InsightsSettings) -> CustomerFacts |
     if not (settings.reports.plan or settings.reports.revenue_cents) or not config.is_file():
         return None
     from deskside.config import load_settings
-    from deskside.insights.reports import CustomerFacts
+    from deskside.insights.reports.report import CustomerFacts
 
     try:
         full = load_settings(config)
@@ -168,7 +168,7 @@ def _customer_facts(config: Path, settings: InsightsSettings) -> CustomerFacts |
 
 
 def _print(found: list[Report], output_format: str) -> None:
-    from deskside.insights.reports import to_csv, to_json, to_markdown
+    from deskside.insights.reports.report import to_csv, to_json, to_markdown
     from deskside.render.markdown import escape_markdown
 
     if output_format == "json":

@@ -6,7 +6,7 @@ erasure), of ``email:<address>``, ``customer:<Help Scout customer id>`` or
 The key lives with the tombstones rather than derive from ``[insights] encryption_key``, so
 that a new encryption key never lets an erased person back in.
 
-Every write of Help Scout's changes (:mod:`deskside.insights.changes`, for webhooks and
+Every write of Help Scout's changes (:mod:`deskside.insights.ingest.changes`, for webhooks and
 imports alike) passes through :func:`without_erased`; :func:`blank_erased_deliveries` empties
 the deliveries the worker handled that named someone erased.
 """
@@ -29,7 +29,7 @@ from deskside.insights.models import ErasureKey, ErasureTombstone, Event, utcnow
 from deskside.insights.store import insert_for
 
 if TYPE_CHECKING:
-    from deskside.insights.normalise import ConversationRecord, CustomerRecord
+    from deskside.insights.ingest.normalise import ConversationRecord, CustomerRecord
 
 __all__ = [
     "ERASED",

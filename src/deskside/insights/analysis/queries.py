@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import String, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deskside.insights.labels import LABELS
+from deskside.insights.analysis.labels import LABELS
 from deskside.insights.models import (
     Classification,
     Conversation,
@@ -73,7 +73,7 @@ async def labelled_conversations(
 ) -> list[ConversationItem]:
     """The newest conversations first, with label and topic: only ``label`` when given
     (``"unlabelled"``: those without one), only topic ``topic`` when given."""
-    from deskside.insights.reports import conversation_url
+    from deskside.insights.reports.report import conversation_url
 
     query = (
         select(Conversation, Classification, TopicMember.topic_id)
@@ -112,7 +112,7 @@ class LabelCounts(BaseModel):
 
     conversations: int
     labels: dict[str, int]
-    """Every label of :data:`~deskside.insights.classify.LABELS`, with zeros."""
+    """Every label of :data:`~deskside.insights.analysis.classify.LABELS`, with zeros."""
     weeks: list[tuple[date, dict[str, int]]]
     """Each week's Monday, oldest first, every week of the period (empty ones too), with the
     conversations begun that week by label (``unlabelled`` for those without one)."""

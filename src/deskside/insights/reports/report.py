@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deskside.expressions import Expression, Scope
 from deskside.insights import audit
-from deskside.insights.customer_text import conversation_text
+from deskside.insights.analysis.customer_text import conversation_text
 from deskside.insights.models import (
     Conversation,
     Customer,

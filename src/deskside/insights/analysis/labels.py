@@ -1,7 +1,7 @@
 """The labels a conversation can have, and the names other trackers give them.
 
 Light on purpose (no scikit-learn): the web UI, the API and the commands that only show labels
-import this, not :mod:`deskside.insights.classify`.
+import this, not :mod:`deskside.insights.analysis.classify`.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from deskside.lookup import normalise_emails
 
 if TYPE_CHECKING:
     from deskside.cache import Cache
-    from deskside.insights.erasure import Removed
     from deskside.insights.models import ErasureAudit
+    from deskside.insights.privacy.erasure import Removed
     from deskside.insights.store import Store
 
 __all__ = ["REMOVED_NAMES", "erasures", "forget", "register"]
@@ -53,7 +53,7 @@ REMOVED_NAMES = {
     "exports_to_rewrite": "exported reports (rewritten on the next export)",
     "cached_answers": "cached sidebar answers",
 }
-"""How the commands name what :class:`~deskside.insights.erasure.Removed` counts."""
+"""How the commands name what :class:`~deskside.insights.privacy.erasure.Removed` counts."""
 
 
 @dataclass
@@ -95,7 +95,7 @@ def forget(
     cache_url = _cache_url(config)
 
     async def work(control: Store) -> _Outcome:
-        from deskside.insights.erasure import forget as erase
+        from deskside.insights.privacy.erasure import forget as erase
 
         removed = {}
         cache, problem = await _reachable_cache(cache_url)

@@ -5,7 +5,7 @@ basic auth, with ``X`` as the password. Its lists come in pages,
 ``{"collections": {"page": 1, "pages": 3, "items": [...]}}``; here every collection is read,
 then every published article of each (``GET /v1/collections/{id}/articles?status=published``),
 and each article's ``name`` is its title. Hand the titles to
-:meth:`~deskside.insights.classify.Classifier.use_article_titles`: a customer message that
+:meth:`~deskside.insights.analysis.classify.Classifier.use_article_titles`: a customer message that
 closely matches one becomes likelier to be labelled ``docs``.
 """
 
