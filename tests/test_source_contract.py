@@ -155,7 +155,8 @@ async def test_a_failure_is_a_source_error_that_names_no_customer(
             profile = await resolver.resolve(lookup)
     reported = profile.results["contract"].error
     assert reported, f"{kind}: the resolver reported no error"
-    logged = [r.getMessage() for r in caplog.records if r.name.startswith("deskside")]
+    formatter = logging.Formatter()  # with the traceback, if a record has one
+    logged = [formatter.format(r) for r in caplog.records if r.name.startswith("deskside")]
     local_part = PRIVATE.split("@")[0]
     for text in (str(raised.value), reported, *logged):
         assert local_part not in text.lower(), text

@@ -140,7 +140,9 @@ async def test_an_exception_is_a_source_error_without_its_message(
         await source_for(f"{module}:find").fetch(LOOKUP)
     assert isinstance(raised.value.__cause__, KeyError)
     assert "secret-token-123" not in str(raised.value)
-    assert f"{module}:find raised" in caplog.text  # the traceback is logged for its author
+    assert f"{module}:find raised KeyError" in caplog.text  # where, logged for its author
+    assert 'raise KeyError("secret-token-123 for " + lookup.email)' in caplog.text
+    assert "owner@acme.example" not in caplog.text  # its message is not: it holds the address
 
 
 @pytest.mark.anyio

@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import inspect
 import logging
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -88,7 +89,8 @@ class PythonSource(Source):
     """Calls the configured function; what it returns becomes the source's records.
 
     Anything but a mapping, a list of mappings or ``None`` is a :class:`SourceError`; so is an
-    exception the function raises (its traceback is logged, its message is not shown).
+    exception the function raises (where it raised is logged; its message, which may hold the
+    addresses, is neither logged nor shown).
     """
 
     kind = "python"
@@ -110,7 +112,10 @@ class PythonSource(Source):
                 if inspect.isawaitable(result):
                     result = await result
         except Exception as exc:
-            log.error("source %s: %s raised", self.name, self._reference, exc_info=exc)
+            where = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+            log.error(  # where it raised, not its message: that may hold the addresses
+                "source %s: %s raised %s\n%s", self.name, self._reference, type(exc).__name__, where
+            )
             raise SourceError(f"{self._reference} raised {type(exc).__name__}") from exc
         return _as_records(self._reference, result)
 
