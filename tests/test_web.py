@@ -30,7 +30,8 @@ from deskside.insights.ingest.backfill import parse_since
 from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
 from deskside.server import create_app
 from deskside.web import dashboard
-from deskside.web.auth import AdminAuth, PasswordHash, hash_password, require_admin
+from deskside.web.auth import AdminAuth, PasswordHash, hash_password
+from deskside.web.guard import require_admin
 from fake_github import FakeGitHub
 from fake_helpscout import FakeHelpScout, generate_dataset
 from fake_http import Received, Reply

@@ -1,6 +1,7 @@
-"""Who may use the web UI and the insights API: an admin password (scrypt, constant-time) that
-opens a signed session cookie, or an ``[admin] token`` bearer for scripts; CSRF tokens for every
-cookie-authenticated POST; a limit on failed logins per client.
+"""The credentials of the web UI and the insights API: an admin password (scrypt,
+constant-time) that opens a signed session cookie, or an ``[admin] token`` bearer for scripts;
+CSRF tokens for every cookie-authenticated POST; a limit on failed logins per client. Which
+route admits whom is :mod:`deskside.web.guard`'s.
 
 Sessions are stateless: the cookie carries its expiry, its CSRF token, who logged in (a person's
 id and session generation, or nobody for the admin password) and when it was last used, signed
@@ -23,13 +24,12 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from deskside.errors import HTTPError, Unauthorized
+from deskside.errors import HTTPError
 from deskside.insights import DEFAULT_WORKSPACE
 from deskside.signing import bearer_token, token_matches
 
@@ -49,9 +49,6 @@ __all__ = [
     "Session",
     "TooManyAttempts",
     "hash_password",
-    "read_form",
-    "read_form_pairs",
-    "require_admin",
 ]
 
 SESSION_COOKIE = "deskside_session"
@@ -59,8 +56,6 @@ LOGIN_COOKIE = "deskside_login"
 """Holds the login form's CSRF token before there is a session."""
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-FORM_LIMIT = 64 * 1024
-"""The largest body the UI's forms and the insights API read (a larger API body is a 413)."""
 
 IDLE_SECONDS = 2 * 3600
 """A session unused this long ends (the guard renews its last use at most once a minute)."""
@@ -393,53 +388,6 @@ class AdminAuth:
     def _sign(self, purpose: str, payload: str) -> str:
         message = f"{purpose}.{payload}".encode()
         return _b64(hmac.new(self._key, message, hashlib.sha256).digest())
-
-
-async def read_form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body as a dict (the last value of a repeated
-    name wins); anything else, or over 64 KiB, is an empty form."""
-    return dict(await read_form_pairs(request))
-
-
-async def read_form_pairs(request: Request) -> list[tuple[str, str]]:
-    """Every ``(name, value)`` of an ``application/x-www-form-urlencoded`` body, in order
-    (see :func:`read_form`; the body is read once and kept by the request)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        return []
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared[:20]) > FORM_LIMIT:
-        return []
-    body = await request.body()
-    if len(body) > FORM_LIMIT:
-        return []
-    try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=1000)
-    except (UnicodeDecodeError, ValueError):
-        return []
-
-
-async def require_admin(request: Request) -> None:
-    """FastAPI dependency: a valid ``[admin] token`` bearer, or a valid session cookie of the
-    admin password (and, on any method but GET/HEAD/OPTIONS, the session's CSRF token in the
-    ``X-CSRF-Token`` header or a ``csrf_token`` form field).
-
-    Raises :class:`~deskside.errors.Unauthorized` (401) without credentials and
-    :class:`Forbidden` (403) for a cookie-authenticated change without its CSRF token.
-    """
-    auth = AdminAuth.of(request)
-    if auth.token_valid(request):
-        return
-    session = auth.session(request)
-    if session is None or session.person is not None:  # a person's role: see deskside.web.guard
-        raise Unauthorized("admin request without a valid token or session", code="token")
-    if request.method in SAFE_METHODS:
-        return
-    submitted = request.headers.get(CSRF_HEADER)
-    if submitted is None:
-        submitted = (await read_form(request)).get(CSRF_FIELD)
-    if not auth.csrf_valid(session, submitted):
-        raise Forbidden("missing or wrong CSRF token: reload the page and try again")
 
 
 def _main() -> None:

@@ -9,7 +9,6 @@ their role or their "log out everywhere" takes effect on their next request. Wit
 
 from __future__ import annotations
 
-import hashlib
 import time
 import warnings
 from collections.abc import Callable, Coroutine
@@ -22,18 +21,18 @@ from starlette.responses import Response
 
 from deskside.errors import Unauthorized
 from deskside.insights import DEFAULT_WORKSPACE
+from deskside.members import Member, token_digest
 from deskside.protocols.base import read_body
 from deskside.web.auth import (
     CSRF_FIELD,
     CSRF_HEADER,
-    FORM_LIMIT,
     SAFE_METHODS,
     SESSION_COOKIE,
     AdminAuth,
     Forbidden,
     Session,
-    read_form,
 )
+from deskside.web.forms import FORM_LIMIT, read_form
 from deskside.web.roles import Role, least_role
 
 __all__ = [
@@ -46,6 +45,7 @@ __all__ = [
     "directory_of",
     "identify",
     "identity_of",
+    "require_admin",
     "token_digest",
 ]
 
@@ -55,18 +55,6 @@ own)."""
 ADMIN_NAME = "admin"
 """Who the admin password and ``[admin] token`` are, as pages and the audit name them."""
 _RENEW_AFTER = 60.0
-
-
-@dataclass(frozen=True)
-class Member:
-    """A person as the guard needs them: id, email, role in ``workspace`` and session
-    generation."""
-
-    id: int
-    email: str
-    role: Role
-    generation: int
-    workspace: str = DEFAULT_WORKSPACE
 
 
 class Directory(Protocol):
@@ -101,11 +89,6 @@ class Identity:
     def actor(self) -> str:
         """How the audit names them: ``ui:<name>`` or ``api:<name>``."""
         return ("ui:" if self.session is not None else "api:") + self.name
-
-
-def token_digest(token: str) -> str:
-    """How a person's API token is stored: hex SHA-256 (the tokens are 32 random bytes)."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def directory_of(request: Request) -> Directory | None:
@@ -165,7 +148,7 @@ class GuardedRoute(APIRoute):
     """A route that admits only callers with at least the role the permission table gives it,
     before the body is read. The API answers 401 (anonymous) or 403 (a lower role, or a
     cookie-authenticated change without the session's CSRF token) and reads at most
-    :data:`~deskside.web.auth.FORM_LIMIT` bytes of a body (413 beyond); the web UI's subclass
+    :data:`~deskside.web.forms.FORM_LIMIT` bytes of a body (413 beyond); the web UI's subclass
     (:meth:`deskside.web.pages.Pages.route_class`) answers with pages instead.
 
     A route missing from the table cannot be created (``KeyError``)."""
@@ -185,8 +168,14 @@ class GuardedRoute(APIRoute):
         raise Forbidden(f"this needs the {least.name} role")
 
     async def limit_body(self, request: Request) -> None:
+        """Read the admitted request's body, at most :data:`~deskside.web.forms.FORM_LIMIT`
+        bytes (a larger one is a 413)."""
         # Starlette serves a body it has already read (``_body``) to the handler's parsing.
         request._body = await read_body(request, FORM_LIMIT)
+
+    async def admitted(self, request: Request, identity: Identity | None) -> None:
+        """Called once the caller is admitted (``identity``: None on a public route) and the
+        body limited, right before the handler; the default does nothing."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -201,6 +190,7 @@ class GuardedRoute(APIRoute):
                     await _require_csrf(request, identity)
             request.state.identity = identity
             await self.limit_body(request)
+            await self.admitted(request, identity)
             response = await handler(request)
             session = identity.session if identity is not None else None
             if (
@@ -213,6 +203,21 @@ class GuardedRoute(APIRoute):
             return response
 
         return guarded
+
+
+async def require_admin(request: Request) -> None:
+    """FastAPI dependency, for a route outside the permission table: the ``[admin] token``
+    bearer, or a session of the admin password (a person's, whatever their role, is refused),
+    which on any method but GET/HEAD/OPTIONS also carries its CSRF token (the
+    ``X-CSRF-Token`` header or a ``csrf_token`` form field).
+
+    Raises :class:`~deskside.errors.Unauthorized` (401) without those credentials and
+    :class:`~deskside.web.auth.Forbidden` (403) for a change without its CSRF token."""
+    identity = await identify(request)
+    if identity is None or identity.person_id is not None:
+        raise Unauthorized("admin request without a valid token or session", code="token")
+    if request.method not in SAFE_METHODS:
+        await _require_csrf(request, identity)
 
 
 def _silence_parameter_aliases() -> None:

@@ -33,11 +33,12 @@ from deskside.proxy import public_base_url
 from deskside.service import SidebarService
 from deskside.web import connection, dashboard
 from deskside.web.audit_pages import audit_routes
-from deskside.web.auth import read_form_pairs
+from deskside.web.forms import read_form_pairs
 from deskside.web.guard import Identity
 from deskside.web.merge_pages import merge_routes
 from deskside.web.pages import UI_PREFIX, Pages, conversation_ref, safe_href
-from deskside.web.workspace_pages import LiveWorkspace, webhook_path
+from deskside.web.setup_pages import webhook_path
+from deskside.web.workspace_pages import LiveWorkspace
 
 __all__ = ["IMPORT_CHOICES", "insights_routes"]
 

@@ -28,7 +28,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from deskside import __version__
 from deskside.insights.analysis.labels import LABELS
 from deskside.render.markdown import markdown_to_html
-from deskside.web.auth import CSRF_FIELD, CSRF_HEADER, AdminAuth, read_form
+from deskside.web.auth import CSRF_FIELD, CSRF_HEADER, AdminAuth
+from deskside.web.forms import read_form
 from deskside.web.guard import GuardedRoute, Identity, identity_of
 from deskside.web.roles import Role
 
@@ -273,20 +274,22 @@ class Pages:
             async def refuse(
                 self, request: Request, identity: Identity | None, least: Role
             ) -> Response:
-                await pages._note_workspaces(request, identity)
                 if identity is None:
                     if request.method in ("GET", "HEAD"):
                         return pages.to_login(request)
                     return pages.redirect(request, f"{UI_PREFIX}/login")
+                await pages._note_workspaces(request, identity)  # the 403 page's header
                 message = f"This needs the {least.name} role; you are {identity.role.name}."
                 return pages.refusal(
                     request, identity, 403, message, title="Not allowed", active=None
                 )
 
             async def limit_body(self, request: Request) -> None:
-                """The forms read at most FORM_LIMIT bytes themselves. Called once the caller
-                is admitted, before the handler: the header's workspaces are read here."""
-                await pages._note_workspaces(request, getattr(request.state, "identity", None))
+                """Nothing: the forms read at most FORM_LIMIT bytes themselves."""
+
+            async def admitted(self, request: Request, identity: Identity | None) -> None:
+                """The page header's workspace switcher needs the caller's choices."""
+                await pages._note_workspaces(request, identity)
 
         return PageRoute
 

@@ -20,7 +20,8 @@ from deskside.insights.models import row_id
 from deskside.insights.people import INVITATION_HOURS, People, PersonError, invitation_url
 from deskside.insights.service import InsightsService
 from deskside.proxy import public_base_url
-from deskside.web.auth import CSRF_FIELD, PasswordHash, read_form
+from deskside.web.auth import CSRF_FIELD, PasswordHash
+from deskside.web.forms import read_form
 from deskside.web.guard import Identity, identity_of
 from deskside.web.pages import UI_PREFIX, Pages
 from deskside.web.roles import Role

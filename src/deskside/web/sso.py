@@ -21,7 +21,6 @@ import logging
 import secrets
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +35,7 @@ from deskside.insights.service import InsightsService
 from deskside.lookup import normalise_emails
 from deskside.proxy import public_base_url
 from deskside.web.guard import Member
+from deskside.web.login_pages import local_next
 from deskside.web.pages import UI_PREFIX, Pages
 from deskside.web.roles import Role
 from deskside.web.sso_settings import OidcSettings
@@ -222,14 +222,9 @@ class UsedStates:
         return True
 
 
-def sso_routes(
-    pages: Pages,
-    settings: Settings,
-    insights: InsightsService,
-    local_next: Callable[[str | None], str],
-) -> APIRouter:
+def sso_routes(pages: Pages, settings: Settings, insights: InsightsService) -> APIRouter:
     """The two routes of ``[ui.oidc]``, for :func:`deskside.web.routes.web_routes` to include
-    when the config has that table; ``local_next`` is the login's rule for where to go next."""
+    when the config has that table."""
     oidc = settings.ui.oidc
     assert oidc is not None, "sso_routes needs [ui.oidc]"
     provider = Provider(oidc)

@@ -18,23 +18,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from deskside.insights import DEFAULT_WORKSPACE, HELPSCOUT_WEBHOOK_PATH
 from deskside.insights.people import People
 from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
 from deskside.insights.store import describe_error
 from deskside.web.guard import Identity, identity_of
 from deskside.web.pages import UI_PREFIX, Pages
 
-__all__ = ["LiveWorkspace", "webhook_path", "workspace_choices", "workspace_routes"]
+__all__ = ["LiveWorkspace", "workspace_choices", "workspace_routes"]
 
 log = logging.getLogger("deskside.web")
-
-
-def webhook_path(workspace: str) -> str:
-    """Where Help Scout sends ``workspace``'s webhooks."""
-    if workspace == DEFAULT_WORKSPACE:
-        return HELPSCOUT_WEBHOOK_PATH
-    return f"{HELPSCOUT_WEBHOOK_PATH}/{workspace}"
 
 
 class LiveWorkspace:
