@@ -30,9 +30,10 @@ from hypothesis import HealthCheck, Phase, settings
 from deskside.config import Settings, load_settings
 from deskside.demo import (
     DEMO_DATABASE_ENV,
-    DEMO_SECRET_ENVS,
     create_demo_database,
     demo_config_path,
+    demo_helpdesks,
+    demo_secret_envs,
 )
 from deskside.server import create_app
 
@@ -139,15 +140,23 @@ def demo_config_text(
 def demo_settings(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str, **changes: Any
 ) -> Settings:
-    """Settings of the demo config (changed as :func:`demo_config_text` says) on ``database``."""
+    """Settings of the demo config (changed as :func:`demo_config_text` says) on ``database``,
+    serving every registered helpdesk as ``deskside demo`` does; each demo secret is
+    ``<name>-test-secret`` (Help Scout's :data:`HS_SECRET`, There There's :data:`TT_SECRET`)."""
     monkeypatch.setenv(DEMO_DATABASE_ENV, database)
-    for desk, env in DEMO_SECRET_ENVS.items():
+    envs = demo_secret_envs()
+    for desk, env in envs.items():
         monkeypatch.setenv(env, f"{desk}-test-secret")
-    monkeypatch.setenv(DEMO_SECRET_ENVS["helpscout"], HS_SECRET)
-    monkeypatch.setenv(DEMO_SECRET_ENVS["therethere"], TT_SECRET)
+    monkeypatch.setenv(envs["helpscout"], HS_SECRET)
+    monkeypatch.setenv(envs["therethere"], TT_SECRET)
     path = tmp_path / "deskside.toml"
     path.write_text(demo_config_text(**changes), encoding="utf-8")
-    return load_settings(path)
+    return load_settings(path, extra_helpdesks=demo_helpdesks())
+
+
+def demo_secret(kind: str) -> str:
+    """The secret :func:`demo_settings` gives helpdesk ``kind``."""
+    return {"helpscout": HS_SECRET, "therethere": TT_SECRET}.get(kind, f"{kind}-test-secret")
 
 
 async def _never_an_error_page(response: httpx.Response) -> None:

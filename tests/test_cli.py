@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -149,13 +150,16 @@ def test_demo_serves_and_prints_working_signed_requests(tmp_path: Path) -> None:
     try:
         assert process.stdout is not None
         commands: list[str] = []
+        titles: list[str] = []
         deadline = time.monotonic() + 30
         for line in process.stdout:
+            if line.startswith("# "):
+                titles.append(re.split(r"[:(]", line[2:])[0].strip())
             if line.startswith("curl "):
                 commands.append(line.strip())
             if "Uvicorn running" in line or time.monotonic() > deadline:
                 break
-        assert len(commands) == 7, commands
+        assert len(commands) == len(titles), (titles, commands)
         answers = [_run_curl(command) for command in commands]
         assert answers[-1].json() == {"status": "stored"}
         # the webhook lands in the data directory's database, where the command looks
@@ -169,11 +173,18 @@ def test_demo_serves_and_prints_working_signed_requests(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
-    assert [answer.status_code for answer in answers] == [200] * 7
+    assert [answer.status_code for answer in answers] == [200] * len(commands)
     [conversation] = json.loads(listed.output)
     assert conversation["subject"] == "Export to CSV fails"
     assert conversation["customer"] == "owner@acme.example"
-    helpscout, therethere, helper, plain, card, identity, _ = (a.json() for a in answers)
+    by_title = dict(zip(titles, (a.json() for a in answers), strict=True))
+    helpscout, therethere, helper = (
+        by_title["Help Scout"],
+        by_title["There There"],
+        by_title["Helper"],
+    )
+    plain, card = by_title["Plain"], by_title["Generic JSON"]
+    identity = by_title["Helper widget identity, as your app's backend asks for it"]
     assert "<h4>Acme HR</h4>" in helpscout["html"]
     assert "42 / 50" in helpscout["html"]
     assert {"name": "Status", "value": "Starter · Owner · Trial expired", "type": "markdown"} in (

@@ -11,17 +11,14 @@ body as the schema documents them. The app runs in-process (Schemathesis' ASGI t
 from __future__ import annotations
 
 import atexit
-import base64
-import hmac
 import itertools
 import shutil
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -36,12 +33,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from deskside.protocols import PROTOCOLS
+from deskside.helpdesks import protocol_classes
+from deskside.protocols import Protocol, RawRequest
 from deskside.server import create_app
 from helpers import (
     FUZZING,
-    HS_SECRET,
-    TT_SECRET,
+    demo_secret,
     demo_settings,
     draw_case,
     each_operation,
@@ -50,42 +47,22 @@ from helpers import (
 )
 
 EXAMPLES = 150  # per operation and generation mode; test_fuzz.py holds the 10,000-request floor
-SECRETS = {
-    "/helpscout": HS_SECRET,
-    "/therethere": TT_SECRET,
-    "/helper": "helper-test-secret",
-    "/plain": "plain-test-secret",
-    "/card": "card-test-secret",
-}
 IDENTITY_TOKEN = "helper_identity-test-secret"
-SIDEBAR_ROUTES = {
-    "/helpscout": "post",
-    "/therethere": "post",
-    "/helper": "get",
-    "/plain": "post",
-    "/card": "post",
-}
 
 
-# ── An independent signer, as a requests auth ────────────────────────────────────────────────
-
-
-def _mac(secret: str, message: bytes, digest: str) -> bytes:
-    return hmac.new(secret.encode(), message, digest).digest()
-
-
-def _fresh_timestamp(query: str) -> str:
-    """``query`` with its timestamp now, as Helper would send it; other pairs untouched."""
-    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "timestamp"]
-    return urlencode([*pairs, ("timestamp", str(int(time.time())))])
+# ── Signing as each helpdesk does, as a requests auth ────────────────────────────────────────
 
 
 class Signer(requests.auth.AuthBase):
-    """Signs three requests in four as each helpdesk does; the fourth keeps what was generated."""
+    """Signs three requests in four as each helpdesk does (its ``sign_request``, checked
+    against published vectors by test_helpdesk_contract.py); the fourth keeps what was
+    generated."""
 
     def __init__(self) -> None:
         self.serial = itertools.count()
         self.signed = 0
+        self.desks: dict[str, Protocol] = {}
+        """Each helpdesk's route → its protocol (set once the app is built)."""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if next(self.serial) % 4 == 3:
@@ -95,23 +72,16 @@ class Signer(requests.auth.AuthBase):
         raw = body.encode() if isinstance(body, str) else body
         assert isinstance(raw, bytes)
         url = urlsplit(str(request.url))
-        if url.path == "/helper":
-            query = _fresh_timestamp(url.query)
-            request.url = urlunsplit(url._replace(query=query))
-            mac = _mac(SECRETS["/helper"], query.encode(), "sha256")
-            request.headers["Authorization"] = f"Bearer {base64.b64encode(mac).decode()}"
-        elif url.path == "/helper/identity":
+        protocol = self.desks.get(url.path)
+        if url.path == "/helper/identity":
             request.headers["Authorization"] = f"Bearer {IDENTITY_TOKEN}"
-        elif url.path == "/helpscout":
-            mac = _mac(HS_SECRET, raw, "sha1")
-            request.headers["X-HelpScout-Signature"] = base64.b64encode(mac).decode()
-        elif url.path in SECRETS:
-            header = {
-                "/therethere": "X-There-There-Signature",
-                "/plain": "Plain-Request-Signature",
-                "/card": "X-Deskside-Signature",
-            }[url.path]
-            request.headers[header] = _mac(SECRETS[url.path], raw, "sha256").hex()
+        elif protocol is not None:
+            unsigned = RawRequest(protocol.method, raw, url.query.encode(), {})
+            signed = protocol.sign_request(demo_secret(protocol.kind), unsigned)
+            request.url = urlunsplit(url._replace(query=signed.query.decode()))
+            request.headers.update(signed.headers)
+            if signed.body != raw:
+                request.body = signed.body
         return request
 
 
@@ -130,6 +100,7 @@ def demo_app() -> FastAPI:
 
 APP = demo_app()
 SIGNER = Signer()
+SIGNER.desks = {protocol.path: protocol for protocol in APP.state.service.protocols}
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=list(schemathesis.GenerationMode))
 schema.auth.set_from_requests(SIGNER)
@@ -188,18 +159,18 @@ def test_signed_cases_got_past_the_signature(document: dict[str, Any]) -> None:
 
 
 def test_every_helpdesk_route_is_published(document: dict[str, Any]) -> None:
-    """One operation per configured helpdesk, with its request, signature and answers."""
-    assert len(SIDEBAR_ROUTES) == len(PROTOCOLS)
-    for path, method in SIDEBAR_ROUTES.items():
-        operation = document["paths"][path][method]
+    """One operation per registered helpdesk (the demo serves them all), with its request,
+    signature and answers."""
+    assert sorted(p.kind for p in SIGNER.desks.values()) == sorted(protocol_classes())
+    for path, protocol in SIGNER.desks.items():
+        operation = document["paths"][path][protocol.method.lower()]
         assert {"200", "400", "401", "413"} <= set(operation["responses"]), path
         assert operation["security"], path
-        if method == "post":
+        if protocol.method == "POST":
             body = operation["requestBody"]["content"]["application/json"]["schema"]
             assert body["type"] == "object", path
         else:
-            names = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
-            assert names == {"email", "timestamp"}
+            assert any(p["in"] == "query" for p in operation["parameters"]), path
     declared = document["components"]["securitySchemes"]
     headers = {scheme.get("name", "").lower() for scheme in declared.values()}
     assert {"x-helpscout-signature", "x-there-there-signature", "plain-request-signature"} <= (

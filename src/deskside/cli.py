@@ -34,7 +34,7 @@ from deskside.console import (
     report_config_error,
 )
 from deskside.errors import ConfigError
-from deskside.helpdesks import HELPDESKS
+from deskside.helpdesks import kinds
 from deskside.insights import cli as insights_cli
 from deskside.insights import people_cli, workspaces_cli
 from deskside.insights.analysis import cli as classify_cli
@@ -59,7 +59,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=CommandGroup,
 )
-_KINDS = HELPDESKS  # kind → how it signs, without loading the protocols
+_KINDS = kinds()  # kind → how it signs, without loading the protocols
 WORKER_HEALTHCHECK_SECONDS = 30
 """How long ``serve --workers N`` waits for a worker to answer its supervisor's ping."""
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -178,13 +178,14 @@ def preview(
     ] = False,
 ) -> None:
     """Show what each helpdesk would receive for EMAIL, without a helpdesk."""
-    extra_sources = None
+    extra_sources = extra_helpdesks = None
     if use_demo:
         from deskside import demo
 
         demo.prepare_demo()
         config, extra_sources = demo.demo_config_path(), demo.demo_extra_sources()
-    settings = _load(config, extra_sources=extra_sources)
+        extra_helpdesks = demo.demo_helpdesks()
+    settings = _load(config, extra_sources=extra_sources, extra_helpdesks=extra_helpdesks)
     answer, protocols = asyncio.run(_preview(settings, email, desk))
     bodies = {
         protocol.name: protocol.respond(answer.sidebar, answer.profile) for protocol in protocols
@@ -233,10 +234,10 @@ def _choose_desks(service: SidebarService, desk: str) -> list[Protocol]:
 
 def _unconfigured(kind: str) -> Protocol:
     """A protocol of ``kind`` for rendering only: it has no secret and serves nothing."""
-    from deskside.protocols import PROTOCOLS
+    from deskside.helpdesks import protocol_class
 
-    config_class, protocol = next((c, p) for c, p in PROTOCOLS.items() if p.kind == kind)
-    return protocol(kind, config_class.model_construct(kind=kind, path="", secret=[]))
+    protocol = protocol_class(kind)
+    return protocol(kind, protocol.config_model.model_construct(kind=kind, path="", secret=[]))
 
 
 @app.command()
@@ -397,11 +398,16 @@ def _lookup(email: str, settings: Settings) -> Lookup:
     return Lookup(emails=emails, context={"desk": "cli"})
 
 
-def _load(path: Path, *, extra_sources: dict[str, Any] | None = None) -> Settings:
+def _load(
+    path: Path,
+    *,
+    extra_sources: dict[str, Any] | None = None,
+    extra_helpdesks: dict[str, Any] | None = None,
+) -> Settings:
     from deskside.config import load_settings
 
     try:
-        return load_settings(path, extra_sources=extra_sources)
+        return load_settings(path, extra_sources=extra_sources, extra_helpdesks=extra_helpdesks)
     except ConfigError as exc:
         report_config_error(exc)
 

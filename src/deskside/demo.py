@@ -32,31 +32,51 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from deskside.helpdesks import protocol_classes
 from deskside.sources.sql import async_url
 
 __all__ = [
     "DEMO_DATABASE_ENV",
-    "DEMO_SECRET_ENVS",
     "DemoSecret",
     "create_demo_database",
     "data_dir",
     "demo_config_path",
+    "demo_helpdesks",
     "demo_rows",
+    "demo_secret_envs",
     "demo_secrets",
     "example_webhook",
     "prepare_demo",
 ]
 
 DEMO_DATABASE_ENV = "DESKSIDE_DEMO_DATABASE_URL"
-DEMO_SECRET_ENVS = {
-    "helpscout": "HELPSCOUT_SECRET",
-    "therethere": "THERETHERE_SECRET",
-    "helper": "HELPER_SECRET",
-    "plain": "PLAIN_SECRET",
-    "card": "CARD_SECRET",
-    "helper_identity": "HELPER_IDENTITY_TOKEN",
-    "helpscout_webhook": "HELPSCOUT_WEBHOOK_SECRET",
-}
+_INSIGHTS_SECRET_ENVS = {"helpscout_webhook": "HELPSCOUT_WEBHOOK_SECRET"}
+
+
+def demo_secret_envs() -> dict[str, str]:
+    """Every demo secret's environment variable: each helpdesk's by its kind (and its further
+    ones by their names), then the insights webhook's."""
+    envs: dict[str, str] = {}
+    for kind, protocol in protocol_classes().items():
+        envs[kind] = protocol.demo_env
+        envs.update(protocol.demo_extra_env)
+    return envs | _INSIGHTS_SECRET_ENVS
+
+
+def demo_helpdesks() -> dict[str, dict[str, Any]]:
+    """A ``[helpdesks.<kind>]`` table for every registered helpdesk, as the demo serves it
+    when its config has none for the kind (the secret read from the helpdesk's variable)."""
+    return {
+        kind: {"secret": f"env:{protocol.demo_env}", **protocol.demo_config}
+        for kind, protocol in protocol_classes().items()
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEMO_SECRET_ENVS":  # as a constant, for older callers
+        return demo_secret_envs()
+    raise AttributeError(name)
+
 
 metadata = MetaData()
 
@@ -272,7 +292,7 @@ def demo_secrets() -> dict[str, DemoSecret]:
     """Each demo helpdesk's secret: from its environment variable, else a new random one
     (also put into the environment, where the demo config reads it)."""
     values = {}
-    for desk, env in DEMO_SECRET_ENVS.items():
+    for desk, env in demo_secret_envs().items():
         given = bool(os.environ.get(env))
         if not given:
             os.environ[env] = secrets.token_urlsafe(18)

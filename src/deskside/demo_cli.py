@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["curl_command", "invoked_as", "register"]
 
 ADMIN_PASSWORD_ENV = "DESKSIDE_ADMIN_PASSWORD"  # noqa: S105 - the variable, not a password
-EXAMPLE_EMAILS = {"helpscout": "owner@acme.example", "therethere": "lapsed@globex.example"}
-"""Whom each helpdesk's example asks about (the others: ``owner@acme.example``)."""
 
 
 def demo(
@@ -71,7 +69,11 @@ def demo(
         fail(f"cannot serve on {host}:{port}: {busy}; is a demo running? Use another --port")
     database, demo_secrets = data.prepare_demo()
     try:
-        settings = load_settings(data.demo_config_path(), extra_sources=data.demo_extra_sources())
+        settings = load_settings(
+            data.demo_config_path(),
+            extra_sources=data.demo_extra_sources(),
+            extra_helpdesks=data.demo_helpdesks(),
+        )
     except ConfigError as exc:
         report_config_error(exc)
     server = {"host": host, "port": port, "public_url": public_url}
@@ -91,19 +93,13 @@ def demo(
     print()
     for protocol in application.state.service.protocols:
         secret = demo_secrets[protocol.kind]
-        email = EXAMPLE_EMAILS.get(protocol.kind, "owner@acme.example")
-        request = protocol.example_request(secret.value, [email])
+        request = protocol.example_request(secret.value, [protocol.demo_email])
         print(f"# {protocol.title}: secret {secret.value} ({secret.origin})")
         print(curl_command(base + protocol.path, request) + "\n")
-    token = demo_secrets["helper_identity"]
-    identity = RawRequest(
-        method="POST",
-        body=b'{"email":"owner@acme.example"}',
-        query=b"",
-        headers={"content-type": "application/json", "authorization": f"Bearer {token.value}"},
-    )
-    print(f"# Helper widget identity, as your app's backend asks for it ({token.origin}):")
-    print(curl_command(f"{base}/helper/identity", identity) + "\n")
+        for extra in protocol.demo_requests(base):
+            origin = f" ({demo_secrets[extra.demo_key].origin})" if extra.demo_key else ""
+            print(f"# {extra.title}{origin}:")
+            print(curl_command(base + extra.path, extra.request) + "\n")
     webhook_secret = demo_secrets["helpscout_webhook"]
     webhook = data.example_webhook()
     delivery = RawRequest(

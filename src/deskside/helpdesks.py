@@ -1,39 +1,185 @@
-"""The helpdesk kinds deskside answers, and how each one signs its requests.
+"""The helpdesk registry: every helpdesk deskside answers, found as plugins.
 
-Light on purpose: the command line lists the kinds and signs requests (``deskside sign``)
-without loading the protocols, which bring FastAPI, the renderers and the sources. The
-protocol classes (:data:`deskside.protocols.PROTOCOLS`) are the reference; a test checks that
-this table names each of them, in the same order, with the same scheme and header.
+A helpdesk is **one module** that sets ``HELPDESK`` to its :class:`~deskside.protocols.Protocol`
+subclass; that class declares everything about it (config model, verify/parse/respond, setup
+values, preview fragment, demo request, example request and ``check_answer`` for ``probe``,
+OpenAPI description). The registry is, in this order:
+
+1. every module of the built-in package :mod:`deskside.protocols` (found with :mod:`pkgutil`;
+   ``base`` and names starting with ``_`` are not helpdesks), so a new built-in helpdesk is one
+   new module and nothing else;
+2. the entry points of the group ``deskside.helpdesks`` of every installed distribution, each
+   naming a module (with ``HELPDESK``) or the Protocol class itself, e.g. in a plugin's
+   ``pyproject.toml``::
+
+       [project.entry-points."deskside.helpdesks"]
+       intercom = "deskside_intercom"
+
+A kind already registered is not replaced. Light on purpose: :func:`kinds` reads each built-in
+class's ``kind``, ``title``, ``method``, ``signature_header`` and ``scheme`` from the module's
+source without importing it (they must be literals in the class body), so the command line
+lists kinds and signs requests without loading FastAPI, the renderers or the sources.
+:func:`protocol_classes` imports the modules.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
+import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from deskside.signing import Scheme
 
-__all__ = ["HELPDESKS", "Helpdesk"]
+if TYPE_CHECKING:  # the protocols are heavy: imported by protocol_classes() only
+    from deskside.protocols.base import Protocol
+
+__all__ = [
+    "BUILTIN_PACKAGE",
+    "ENTRY_POINT_GROUP",
+    "Helpdesk",
+    "kinds",
+    "protocol_class",
+    "protocol_classes",
+]
+
+BUILTIN_PACKAGE = "deskside.protocols"
+ENTRY_POINT_GROUP = "deskside.helpdesks"
+_NOT_HELPDESKS = frozenset({"base"})
+_LIGHT = ("kind", "title", "method", "signature_header", "scheme")
 
 
 @dataclass(frozen=True)
 class Helpdesk:
-    """A helpdesk kind (the ``kind`` of a ``[helpdesks.NAME]`` table) and its signature."""
+    """A helpdesk kind (the ``kind`` of a ``[helpdesks.NAME]`` table) and how it signs."""
 
     kind: str
+    title: str
+    method: str
     scheme: Scheme
     signature_header: str
     """The header the signature travels in (lower-case); Helper's is ``Bearer …``."""
+    module: str
+    """The module that defines it."""
 
 
-HELPDESKS: Mapping[str, Helpdesk] = {
-    helpdesk.kind: helpdesk
-    for helpdesk in (
-        Helpdesk("helpscout", Scheme.SHA1_BASE64, "x-helpscout-signature"),
-        Helpdesk("therethere", Scheme.SHA256_HEX, "x-there-there-signature"),
-        Helpdesk("helper", Scheme.SHA256_BASE64, "authorization"),
-        Helpdesk("plain", Scheme.SHA256_HEX, "plain-request-signature"),
-        Helpdesk("card", Scheme.SHA256_HEX, "x-deskside-signature"),
-    )
-}
-"""Every kind, in the order :data:`deskside.protocols.PROTOCOLS` lists them."""
+def _builtin_modules() -> list[tuple[str, Path | None]]:
+    """``(module name, source file)`` of every built-in helpdesk, without importing any."""
+    spec = importlib.util.find_spec(BUILTIN_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    found = []
+    for info in pkgutil.iter_modules(locations):
+        if info.ispkg or info.name.startswith("_") or info.name in _NOT_HELPDESKS:
+            continue
+        path = getattr(info.module_finder, "path", None)
+        source = Path(path) / f"{info.name}.py" if path else None
+        found.append((f"{BUILTIN_PACKAGE}.{info.name}", source))
+    return sorted(found)
+
+
+def _literal(node: ast.expr) -> Any:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        if node.value.id != "Scheme":
+            raise ValueError(node.value.id)
+        return Scheme[node.attr]
+    return ast.literal_eval(node)
+
+
+def read_light(source: str, module: str) -> Helpdesk | None:
+    """The light attributes of the class ``HELPDESK`` names in ``source``, or None when they
+    are not all literals in its body (the module must then be imported to know them)."""
+    tree = ast.parse(source)
+    names = [
+        node.value.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Name)
+        and any(isinstance(t, ast.Name) and t.id == "HELPDESK" for t in node.targets)
+    ]
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name in names]
+    if len(classes) != 1:
+        return None
+    values: dict[str, Any] = {"method": "POST"}
+    for node in classes[0].body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in _LIGHT:
+            try:
+                values[target.id] = _literal(value)
+            except (ValueError, KeyError, TypeError):
+                return None
+    if set(values) != set(_LIGHT):
+        return None
+    return Helpdesk(module=module, **values)
+
+
+def _light_of(cls: type[Protocol], module: str) -> Helpdesk:
+    return Helpdesk(cls.kind, cls.title, cls.method, cls.scheme, cls.signature_header, module)
+
+
+def _protocol_of(loaded: Any) -> type[Protocol]:
+    """The Protocol class a module (its ``HELPDESK``) or an entry point's object names."""
+    cls = loaded.HELPDESK if isinstance(loaded, ModuleType) else loaded
+    from deskside.protocols.base import Protocol
+
+    if not (isinstance(cls, type) and issubclass(cls, Protocol)):
+        raise TypeError(f"{loaded!r} names no deskside Protocol class (set HELPDESK)")
+    return cls
+
+
+def _plugins() -> list[tuple[str, Any]]:
+    """``(module, entry point)`` of other distributions' helpdesks."""
+    return [(ep.value.split(":")[0], ep) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+
+
+@cache
+def kinds() -> Mapping[str, Helpdesk]:
+    """Every helpdesk kind and how it signs, built-ins first, without importing built-ins."""
+    found: dict[str, Helpdesk] = {}
+    for module, source in _builtin_modules():
+        light = read_light(source.read_text(encoding="utf-8"), module) if source else None
+        if light is None:
+            light = _light_of(_protocol_of(importlib.import_module(module)), module)
+        found.setdefault(light.kind, light)
+    for module, ep in _plugins():
+        if module.startswith(f"{BUILTIN_PACKAGE}."):
+            continue  # deskside's own entry points: found above
+        cls = _protocol_of(ep.load())
+        found.setdefault(cls.kind, _light_of(cls, module))
+    return found
+
+
+@cache
+def protocol_classes() -> Mapping[str, type[Protocol]]:
+    """Every helpdesk's Protocol class by kind, in :func:`kinds` order (imports them all)."""
+    classes: dict[str, type[Protocol]] = {}
+    for module, _source in _builtin_modules():
+        cls = _protocol_of(importlib.import_module(module))
+        classes.setdefault(cls.kind, cls)
+    for module, ep in _plugins():
+        if not module.startswith(f"{BUILTIN_PACKAGE}."):
+            cls = _protocol_of(ep.load())
+            classes.setdefault(cls.kind, cls)
+    return classes
+
+
+def protocol_class(kind: str) -> type[Protocol]:
+    """The Protocol class of ``kind``; KeyError for an unknown kind."""
+    return protocol_classes()[kind]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HELPDESKS":  # the older name of kinds()
+        return kinds()
+    raise AttributeError(name)

@@ -7,19 +7,19 @@ protocol by that helpdesk's own :meth:`~deskside.protocols.Protocol.check_answer
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
-from deskside.protocols import PROTOCOLS, Protocol, RawRequest
-from deskside.protocols.plain import Plain
+from deskside.helpdesks import protocol_class
+from deskside.protocols import Protocol, RawRequest
 
 __all__ = ["Finding", "ProbeReport", "probe"]
-
-KINDS: dict[str, type[Protocol]] = {protocol.kind: protocol for protocol in PROTOCOLS.values()}
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,14 @@ async def probe(
     """Send ``kind``'s request for ``email`` to ``url`` and report on the answer.
 
     With ``bad_signature`` the request is signed with a wrong secret, and the endpoint passes
-    only if it refuses it. ``timeout_seconds`` defaults to the helpdesk's own limit.
+    only if it refuses it. ``timeout_seconds`` defaults to the helpdesk's own limit;
+    ``card_keys`` go to a helpdesk whose example request takes them (Plain).
     """
-    protocol = KINDS[kind]
+    protocol = protocol_class(kind)
     signing_secret = secret + "-forged" if bad_signature else secret
-    if protocol is Plain and card_keys:
-        request = Plain.example_request(signing_secret, [email], card_keys=card_keys)
-    else:
-        request = protocol.example_request(signing_secret, [email])
+    takes_keys = "card_keys" in inspect.signature(protocol.example_request).parameters
+    options: dict[str, Any] = {"card_keys": card_keys} if card_keys and takes_keys else {}
+    request = protocol.example_request(signing_secret, [email], **options)
     limit = timeout_seconds if timeout_seconds is not None else protocol.timeout_seconds
     target = f"{url}?{request.query.decode()}" if request.query else url
     report = ProbeReport(title=protocol.title, request_line=f"{request.method} {target}")

@@ -1,17 +1,17 @@
-"""Helpdesk protocols: one module per helpdesk, one :class:`Protocol` interface."""
+"""The built-in helpdesks, one module each, and the interface they implement.
+
+Every module here but ``base`` is a helpdesk (see :mod:`deskside.helpdesks` for the contract
+and how third-party packages add more); nothing outside a helpdesk's module knows its kind.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import Field
 
+from deskside.helpdesks import protocol_classes
 from deskside.protocols.base import Decline, HelpdeskConfig, Protocol, RawRequest
-from deskside.protocols.generic import Generic, GenericConfig
-from deskside.protocols.helper import Helper, HelperConfig
-from deskside.protocols.helpscout import HelpScout, HelpScoutConfig
-from deskside.protocols.plain import Plain, PlainConfig
-from deskside.protocols.therethere import ThereThere, ThereThereConfig
 
 __all__ = [
     "PROTOCOLS",
@@ -23,18 +23,15 @@ __all__ = [
     "build_protocol",
 ]
 
-AnyHelpdeskConfig = Annotated[
-    HelpScoutConfig | ThereThereConfig | HelperConfig | PlainConfig | GenericConfig,
-    Field(discriminator="kind"),
-]
-
 PROTOCOLS: dict[type[HelpdeskConfig], type[Protocol]] = {
-    HelpScoutConfig: HelpScout,
-    ThereThereConfig: ThereThere,
-    HelperConfig: Helper,
-    PlainConfig: Plain,
-    GenericConfig: Generic,
+    protocol.config_model: protocol for protocol in protocol_classes().values()
 }
+"""Every registered helpdesk: its config model → its Protocol class."""
+
+if TYPE_CHECKING:
+    AnyHelpdeskConfig = HelpdeskConfig
+else:  # the union of every registered helpdesk's table, told apart by `kind`
+    AnyHelpdeskConfig = Annotated[Union[tuple(PROTOCOLS)], Field(discriminator="kind")]  # noqa: UP007
 
 
 def build_protocol(name: str, config: HelpdeskConfig) -> Protocol:

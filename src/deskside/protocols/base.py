@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +28,18 @@ if TYPE_CHECKING:
     from deskside.references import Problem
     from deskside.service import SidebarService
 
-__all__ = ["Decline", "ErrorAnswer", "HelpdeskConfig", "Protocol", "RawRequest", "openapi_route"]
+__all__ = [
+    "Decline",
+    "DemoRequest",
+    "ErrorAnswer",
+    "HelpdeskConfig",
+    "PasteValue",
+    "Protocol",
+    "RawRequest",
+    "SignatureVector",
+    "openapi_route",
+    "secret_values",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,61 @@ class RawRequest:
     query: bytes
     headers: Mapping[str, str]
     """Lower-cased header names."""
+
+
+@dataclass(frozen=True)
+class PasteValue:
+    """One value the Setup page shows for a helpdesk, to paste into it."""
+
+    label: str
+    value: str
+    secret: bool = False
+    note: str | None = None
+    copy: bool = True
+    """Offer a copy button (not for a value that is only to be read)."""
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    """A further signed request ``deskside demo`` prints for a helpdesk (Helper's identity)."""
+
+    title: str
+    path: str
+    request: RawRequest
+    demo_key: str | None = None
+    """The name (in :attr:`Protocol.demo_extra_env`) of the demo secret it carries."""
+
+
+@dataclass(frozen=True)
+class SignatureVector:
+    """A published signature: ``secret`` over ``message`` (the body, or what the helpdesk
+    signs) gives ``signature`` under the helpdesk's scheme."""
+
+    secret: str
+    message: bytes
+    signature: str
+
+
+def _env_names(secret: str) -> list[str]:
+    """The environment variables that hold ``secret`` (where ``env:NAME`` most likely read it)."""
+    wanted = secret.encode()
+    return sorted(
+        name
+        for name, value in os.environ.items()
+        if hmac.compare_digest(value.encode(errors="replace"), wanted)
+    )
+
+
+def secret_values(label: str, secrets: Sequence[str]) -> list[PasteValue]:
+    """``secrets`` as Setup shows them: each with where it came from, the first to paste."""
+    values = []
+    for index, secret in enumerate(secrets):
+        names = _env_names(secret)
+        note = f"from ${', $'.join(names)}" if names else "written in the config"
+        if len(secrets) > 1:
+            note += " (rotation: the first is the one to paste)" if index == 0 else ""
+        values.append(PasteValue(label, secret, secret=True, note=note))
+    return values
 
 
 class Decline(Exception):
@@ -76,25 +144,51 @@ class HelpdeskConfig(ConfigModel):
 
 
 class Protocol(ABC):
-    """One helpdesk's wire format.
+    """One helpdesk: its wire format and everything else deskside needs to know about it.
 
     The server calls :meth:`verify` on the raw request before anything is parsed, then
-    :meth:`parse`, resolves the lookup, and answers with :meth:`respond`.
+    :meth:`parse`, resolves the lookup, and answers with :meth:`respond`. The class attributes
+    tell the rest of deskside what it would otherwise have to know by ``kind``: the config
+    table, the Setup page, the preview, the demo, ``deskside probe`` and the contract test.
+    See :mod:`deskside.helpdesks` for how a helpdesk module is found.
     """
 
     kind: ClassVar[str]
-    """The ``kind`` of helpdesk table it serves, e.g. ``helpscout``."""
+    """The ``kind`` of helpdesk table it serves, e.g. ``helpscout`` (a string literal in the
+    class body: the command line reads it without importing the module)."""
     title: ClassVar[str]
-    """How people call the helpdesk, e.g. ``Help Scout``."""
+    """How people call the helpdesk, e.g. ``Help Scout`` (a literal, as ``kind``)."""
     method: ClassVar[str] = "POST"
     signature_header: ClassVar[str]
-    """Lower-case name of the header that carries the signature."""
+    """Lower-case name of the header that carries the signature (a literal, as ``kind``)."""
     scheme: ClassVar[Scheme]
+    """How requests are signed, ``Scheme.NAME`` in the class body (read as ``kind``)."""
     timeout_seconds: ClassVar[float]
     """How long the helpdesk waits for an answer (``deskside probe`` waits as long)."""
     openapi: ClassVar[dict[str, Any] | None] = None
     """Keyword arguments for FastAPI's ``add_api_route`` to publish the route in the OpenAPI
     schema; None keeps it out (helpdesks have their own specification)."""
+    config_model: ClassVar[type[HelpdeskConfig]]
+    """The ``[helpdesks.NAME]`` table; its ``kind`` is ``Literal[<kind>]``."""
+    setup_where: ClassVar[str] = ""
+    """Where in the helpdesk the Setup page's values are pasted, in one sentence."""
+    preview_template: ClassVar[str] = '<pre class="json">{{ desk.pretty }}</pre>'
+    """The Preview page's fragment showing the answer as the helpdesk would: Jinja (autoescaped)
+    with ``desk`` (``desk.body`` the answer), ``result`` and the UI's filters (``markdown``,
+    ``safe_href``, ``frame``, ``money``, ``tojson_pretty``)."""
+    demo_env: ClassVar[str]
+    """The environment variable ``deskside demo`` reads the secret from (a random one when
+    unset)."""
+    demo_extra_env: ClassVar[Mapping[str, str]] = {}
+    """Further demo secrets by name (e.g. ``helper_identity``) → their variables."""
+    demo_config: ClassVar[Mapping[str, Any]] = {}
+    """The demo's ``[helpdesks.<kind>]`` keys besides ``secret`` (``env:<demo_env>``),
+    used when the demo config has no table for the kind; values may be ``env:NAME`` of
+    :attr:`demo_extra_env` variables."""
+    demo_email: ClassVar[str] = "owner@acme.example"
+    """Whom the demo's example request asks about."""
+    signature_vectors: ClassVar[Sequence[SignatureVector]] = ()
+    """Published signatures the contract test checks :attr:`scheme` against."""
 
     @classmethod
     @abstractmethod
@@ -131,13 +225,18 @@ class Protocol(ABC):
         return None
 
     @classmethod
+    def sign_request(cls, secret: str, request: RawRequest) -> RawRequest:
+        """``request`` signed with ``secret`` exactly as the helpdesk signs (by default: the
+        raw body's signature in :attr:`signature_header`); tests sign generated requests so."""
+        signature = sign(cls.scheme, secret, request.body)
+        headers = {**request.headers, cls.signature_header: signature}
+        return RawRequest(request.method, request.body, request.query, headers)
+
+    @classmethod
     def _signed_json(cls, secret: str, document: Mapping[str, Any]) -> RawRequest:
         body = json.dumps(document, separators=(",", ":")).encode()
-        headers = {
-            "content-type": "application/json",
-            cls.signature_header: sign(cls.scheme, secret, body),
-        }
-        return RawRequest(method=cls.method, body=body, query=b"", headers=headers)
+        request = RawRequest(cls.method, body, b"", {"content-type": "application/json"})
+        return cls.sign_request(secret, request)
 
     @abstractmethod
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
@@ -176,6 +275,20 @@ class Protocol(ABC):
 
     def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
         """Routes besides the sidebar one that this helpdesk needs; none by default."""
+        return []
+
+    @classmethod
+    def shows_customer(cls, document: Any) -> bool:
+        """Whether the answer ``document`` shows a customer (False: the helpdesk's "not
+        found"); the contract test asks an unknown customer."""
+        return bool(document)
+
+    def setup_values(self, base_url: str) -> list[PasteValue]:
+        """What Setup shows to paste into the helpdesk besides the URL and the secret."""
+        return []
+
+    def demo_requests(self, base_url: str) -> list[DemoRequest]:
+        """Signed requests ``deskside demo`` prints besides :meth:`example_request`."""
         return []
 
 

@@ -21,18 +21,20 @@ from deskside.errors import BadRequest, Unauthorized
 from deskside.lookup import MAX_EMAILS, Lookup
 from deskside.protocols.base import (
     HelpdeskConfig,
+    PasteValue,
     Protocol,
     RawRequest,
     openapi_route,
     optional_string,
     parse_json_object,
     schema_problems,
+    secret_values,
 )
 from deskside.render.format import json_number
 from deskside.resolve import Profile
 from deskside.signing import Scheme, bearer_token, token_matches
 
-__all__ = ["CardRequest", "Generic", "GenericConfig"]
+__all__ = ["HELPDESK", "CardRequest", "Generic", "GenericConfig"]
 
 
 class GenericConfig(HelpdeskConfig):
@@ -68,6 +70,12 @@ class Generic(Protocol):
     scheme = Scheme.SHA256_HEX
     timeout_seconds = 10.0
     config: GenericConfig
+    config_model = GenericConfig
+    setup_where = (
+        'Your own tool: POST {"email": …} signed with X-Deskside-Signature (hex '
+        "HMAC-SHA256 of the body) or a bearer token."
+    )
+    demo_env = "CARD_SECRET"
     openapi = openapi_route(
         summary="Look a customer up and answer their cards as typed JSON",
         body=CardRequest,
@@ -94,6 +102,13 @@ class Generic(Protocol):
     @classmethod
     def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
         return schema_problems(Sidebar, document)
+
+    @classmethod
+    def shows_customer(cls, document: Any) -> bool:
+        return bool(document["cards"])
+
+    def setup_values(self, base_url: str) -> list[PasteValue]:
+        return secret_values("Bearer token", [t.get_secret_value() for t in self.config.token])
 
     def verify(self, request: RawRequest) -> None:
         """A configured bearer token, or else a valid signature, authenticates."""
@@ -125,6 +140,9 @@ class Generic(Protocol):
             for section, shown in zip(card.sections, dumped["sections"], strict=True):
                 _numbers(section.fields, shown["fields"])
         return document
+
+
+HELPDESK = Generic
 
 
 def _numbers(fields: Sequence[CardField], dumped: list[dict[str, Any]]) -> None:

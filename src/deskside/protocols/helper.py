@@ -11,7 +11,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, Field, StrictFloat, StrictInt, StrictStr
@@ -25,10 +25,13 @@ from deskside.expressions import Expression, TextTemplate, is_blank, missing_val
 from deskside.layout import expression_context
 from deskside.lookup import Lookup, normalise_emails
 from deskside.protocols.base import (
+    DemoRequest,
     ExtraRoute,
     HelpdeskConfig,
+    PasteValue,
     Protocol,
     RawRequest,
+    SignatureVector,
     openapi_route,
     parse_json_object,
     read_body,
@@ -42,7 +45,14 @@ if TYPE_CHECKING:
     from deskside.cache import Cache
     from deskside.service import SidebarService
 
-__all__ = ["Helper", "HelperAnswer", "HelperConfig", "HelperIdentity", "widget_identity"]
+__all__ = [
+    "HELPDESK",
+    "Helper",
+    "HelperAnswer",
+    "HelperConfig",
+    "HelperIdentity",
+    "widget_identity",
+]
 
 WIDGET_WINDOW_SECONDS = 3600
 """Helper's widget accepts an identity this long around its timestamp."""
@@ -112,6 +122,34 @@ class Helper(Protocol):
     scheme = Scheme.SHA256_BASE64
     timeout_seconds = 15.0  # Helper waits 15 s and does not retry
     config: HelperConfig
+    config_model = HelperConfig
+    setup_where = (
+        "Helper → the mailbox's customer info URL; the secret is the mailbox's widget HMAC secret."
+    )
+    preview_template = """{% set customer = desk.body.customer %}
+{% if customer %}
+<dl class="helper">
+  <dt>Name</dt><dd>{{ customer.name }}</dd>
+  {% if customer.value is not none %}<dt>Value</dt><dd>{{ customer.value }} <span class="muted small">(cents; Helper shows {{ customer.value | money }})</span></dd>{% endif %}
+</dl>
+<pre class="json">{{ customer | tojson_pretty }}</pre>
+{% else %}
+<p class="muted">No customer: Helper shows nothing for this address.</p>
+{% endif %}"""  # noqa: E501
+    demo_env = "HELPER_SECRET"
+    demo_extra_env = {"helper_identity": "HELPER_IDENTITY_TOKEN"}
+    demo_config = {
+        "name": "{{ app.name }}",
+        "value": "app.mrr_cents",
+        "identity_token": "env:HELPER_IDENTITY_TOKEN",
+    }
+    signature_vectors = (  # Helper's documented example, over the query (protocols.md §4)
+        SignatureVector(
+            "testSecret",
+            b"email=user%40example.com&timestamp=1672534800",
+            "AMeZkbMvdAoagGE8kMKukMyvrl+OSOWAjzXteDEjoxY=",
+        ),
+    )
     openapi = openapi_route(
         summary="Helper customer info",
         description="Called by Helper with the customer's address and the time it asked.",
@@ -137,13 +175,17 @@ class Helper(Protocol):
     def example_request(cls, secret: str, emails: Sequence[str]) -> RawRequest:
         # Encoded by Python's urlencode; verification never re-encodes, so any encoder works.
         query = urlencode({"email": emails[0], "timestamp": int(time.time())}).encode()
-        signature = sign(cls.scheme, secret, query)
-        return RawRequest(
-            method="GET",
-            body=b"",
-            query=query,
-            headers={"authorization": f"Bearer {signature}"},
-        )
+        return cls.sign_request(secret, RawRequest("GET", b"", query, {}))
+
+    @classmethod
+    def sign_request(cls, secret: str, request: RawRequest) -> RawRequest:
+        """The query's ``timestamp`` made now (other pairs kept as sent), and the query signed
+        into ``Authorization: Bearer …``."""
+        pairs = parse_qsl(request.query.decode("latin-1"), keep_blank_values=True)
+        kept = [(key, value) for key, value in pairs if key != "timestamp"]
+        query = urlencode([*kept, ("timestamp", str(int(time.time())))]).encode()
+        headers = {**request.headers, "authorization": f"Bearer {sign(cls.scheme, secret, query)}"}
+        return RawRequest(request.method, request.body, query, headers)
 
     @classmethod
     def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
@@ -179,6 +221,28 @@ class Helper(Protocol):
                 f"this signed request was answered before (a replay within the {window} s window)",
                 code="replayed",
             )
+
+    @classmethod
+    def shows_customer(cls, document: Any) -> bool:
+        return "customer" in document
+
+    def setup_values(self, base_url: str) -> list[PasteValue]:
+        if not self.config.identity_token:
+            return []
+        return [PasteValue("Widget identity URL", f"{base_url}{self.path}/identity")]
+
+    def demo_requests(self, base_url: str) -> list[DemoRequest]:
+        if not self.config.identity_token:
+            return []
+        token = self.config.identity_token[0].get_secret_value()
+        request = RawRequest(
+            method="POST",
+            body=b'{"email":"owner@acme.example"}',
+            query=b"",
+            headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+        )
+        title = "Helper widget identity, as your app's backend asks for it"
+        return [DemoRequest(title, f"{self.path}/identity", request, demo_key="helper_identity")]
 
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         return self.lookup([_first(_query(request), "email")], fold_plus=fold_plus)
@@ -267,6 +331,9 @@ _IDENTITY_OPENAPI = openapi_route(
         auto_error=False,
     ),
 )
+
+
+HELPDESK = Helper
 
 
 def widget_identity(

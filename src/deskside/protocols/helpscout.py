@@ -16,8 +16,10 @@ from deskside.lookup import Lookup
 from deskside.protocols.base import (
     Decline,
     HelpdeskConfig,
+    PasteValue,
     Protocol,
     RawRequest,
+    SignatureVector,
     openapi_route,
     parse_json_object,
     schema_problems,
@@ -26,7 +28,7 @@ from deskside.render import helpscout as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
 
-__all__ = ["HelpScout", "HelpScoutAnswer", "HelpScoutConfig", "HelpScoutRequest"]
+__all__ = ["HELPDESK", "HelpScout", "HelpScoutAnswer", "HelpScoutConfig", "HelpScoutRequest"]
 
 
 class HelpScoutConfig(HelpdeskConfig):
@@ -115,6 +117,21 @@ class HelpScout(Protocol):
     title = "Help Scout"
     timeout_seconds = 10.0  # Help Scout's own limit is not published; answer well inside it
     config: HelpScoutConfig
+    config_model = HelpScoutConfig
+    setup_where = (
+        "Help Scout → Manage → Apps → Build a Custom App → Dynamic Content: "
+        "Callback URL and Secret Key, then choose the mailboxes."
+    )
+    preview_template = (
+        '{% if desk.body.html is defined %}<iframe class="hs-frame" title="Help Scout sidebar '
+        'for {{ result.emails[0] }}" sandbox="allow-scripts allow-popups '
+        'allow-popups-to-escape-sandbox" srcdoc="{{ desk.body.html | frame }}"></iframe>'
+        '{% else %}<pre class="json">{{ desk.pretty }}</pre>{% endif %}'
+    )
+    demo_env = "HELPSCOUT_SECRET"
+    signature_vectors = (  # Help Scout's documented example (protocols.md §1)
+        SignatureVector("asdfasdf", b'{"id":123}', "7S2+kN8bZsrdAEADJ+yYfWWsf/4="),
+    )
     openapi = openapi_route(
         summary="Help Scout Dynamic Content sidebar",
         description="Called by Help Scout when an agent opens a conversation.",
@@ -147,6 +164,21 @@ class HelpScout(Protocol):
         problems = schema_problems(HelpScoutAnswer, document)
         return problems or html_problems(document["html"])
 
+    @classmethod
+    def shows_customer(cls, document: Any) -> bool:
+        return "<h4>" in document["html"]  # each card's title
+
+    def setup_values(self, base_url: str) -> list[PasteValue]:
+        mailboxes = self.config.mailboxes
+        return [
+            PasteValue(
+                "Mailbox ids",
+                ", ".join(str(m) for m in mailboxes) if mailboxes else "every mailbox",
+                note=f"[helpdesks.{self.name}] mailboxes: the ones answered for",
+                copy=False,
+            )
+        ]
+
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)
         customer = _object(document, "customer")
@@ -176,6 +208,8 @@ class HelpScout(Protocol):
             return {"html": render.render_template(self._template, sidebar, profile)}
         return {"html": render.render_html(sidebar)}
 
+
+HELPDESK = HelpScout
 
 _VOID = frozenset(
     [

@@ -22,6 +22,7 @@ from deskside.layout import CardLayout
 from deskside.lookup import Lookup
 from deskside.protocols.base import (
     HelpdeskConfig,
+    PasteValue,
     Protocol,
     RawRequest,
     openapi_route,
@@ -34,7 +35,7 @@ from deskside.render import plain as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
 
-__all__ = ["Plain", "PlainAnswer", "PlainCard", "PlainConfig", "PlainRequest"]
+__all__ = ["HELPDESK", "Plain", "PlainAnswer", "PlainCard", "PlainConfig", "PlainRequest"]
 
 MAX_CARD_KEYS = 25
 DEMO_CARD_KEYS = ("account", "billing")
@@ -187,6 +188,49 @@ class Plain(Protocol):
     scheme = Scheme.SHA256_HEX
     timeout_seconds = 15.0  # Plain waits 15 s, then retries once
     config: PlainConfig
+    config_model = PlainConfig
+    setup_where = (
+        "Plain → Settings → Customer cards → Add card: one card per key below, each with "
+        "this URL and the secret."
+    )
+    preview_template = """{% macro plain_component(component) %}
+{% for kind, c in component.items() %}
+{% if kind == "componentText" %}
+<div class="plain-text plain-text--{{ (c.textSize or 'M') | lower }}{% if c.textColor == 'MUTED' %} muted{% endif %}">{{ c.text | markdown }}</div>
+{% elif kind == "componentPlainText" %}
+<div class="plain-text plain-text--plain plain-text--{{ (c.plainTextSize or 'M') | lower }}{% if c.plainTextColor == 'MUTED' %} muted{% endif %}">{{ c.plainText }}</div>
+{% elif kind == "componentBadge" %}
+<span class="badge badge--{{ (c.badgeColor or 'GREY') | lower }}">{{ c.badgeLabel }}</span>
+{% elif kind == "componentRow" %}
+<div class="plain-row">
+  <div class="plain-row__main">{% for part in c.rowMainContent or [] %}{{ plain_component(part) }}{% endfor %}</div>
+  <div class="plain-row__aside">{% for part in c.rowAsideContent or [] %}{{ plain_component(part) }}{% endfor %}</div>
+</div>
+{% elif kind == "componentLinkButton" %}
+{% set href = c.linkButtonUrl | safe_href %}
+{% if href %}<a class="button button--small" href="{{ href }}" target="_blank" rel="noopener noreferrer">{{ c.linkButtonLabel }}</a>{% else %}<span class="button button--small" aria-disabled="true">{{ c.linkButtonLabel }}</span>{% endif %}
+{% elif kind == "componentCopyButton" %}
+<button type="button" class="button button--small button--quiet" data-copy="{{ c.copyButtonValue }}" title="{{ c.copyButtonTooltipLabel }}">Copy</button>
+{% elif kind == "componentDivider" %}
+<hr class="plain-divider">
+{% elif kind == "componentSpacer" %}
+<div class="plain-spacer"></div>
+{% else %}
+<pre class="json">{{ {kind: c} | tojson_pretty }}</pre>
+{% endif %}
+{% endfor %}
+{% endmacro %}
+{% for card in desk.body.cards or [] %}
+<div class="plain-card">
+  <p class="plain-card__key muted small">card “{{ card.key }}”{% if card.timeToLiveSeconds %} · cached {{ card.timeToLiveSeconds }} s{% endif %}</p>
+  {% if card.components %}
+  {% for component in card.components %}{{ plain_component(component) }}{% endfor %}
+  {% else %}
+  <p class="muted">No components (Plain shows nothing for this key).</p>
+  {% endif %}
+</div>
+{% endfor %}"""  # noqa: E501
+    demo_env = "PLAIN_SECRET"
     openapi = openapi_route(
         summary="Plain customer cards",
         description="Called by Plain for a thread's customer; every requested key is answered.",
@@ -245,6 +289,13 @@ class Plain(Protocol):
             )
         return problems
 
+    @classmethod
+    def shows_customer(cls, document: Any) -> bool:
+        return any(card["components"] for card in document["cards"])
+
+    def setup_values(self, base_url: str) -> list[PasteValue]:
+        return [PasteValue("Card keys", ", ".join(self.config.cards))]
+
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)
         _card_keys(document)  # malformed keys are a 400 before any lookup
@@ -274,6 +325,9 @@ class Plain(Protocol):
         if sidebar.notes:
             ttl = min(ttl, 30)  # a source was down: let Plain ask again soon
         return {"key": key, "timeToLiveSeconds": ttl, "components": components}
+
+
+HELPDESK = Plain
 
 
 def _card_keys(document: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ from deskside.protocols.base import (
     HelpdeskConfig,
     Protocol,
     RawRequest,
+    SignatureVector,
     openapi_route,
     optional_string,
     parse_json_object,
@@ -32,7 +33,7 @@ from deskside.render import therethere as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme
 
-__all__ = ["ThereThere", "ThereThereAnswer", "ThereThereConfig", "ThereThereRequest"]
+__all__ = ["HELPDESK", "ThereThere", "ThereThereAnswer", "ThereThereConfig", "ThereThereRequest"]
 
 
 class ThereThereConfig(HelpdeskConfig):
@@ -84,6 +85,38 @@ class ThereThere(Protocol):
     scheme = Scheme.SHA256_HEX
     title = "There There"
     timeout_seconds = 3.0  # the vendor's stated total timeout
+    config_model = ThereThereConfig
+    setup_where = (
+        "There There → Settings → Custom Sidebar Sections → add: Endpoint URL; "
+        "its generated Secret goes into deskside's config."
+    )
+    preview_template = """{% if desk.body.data %}
+<div class="table-wrap">
+<table class="table table--compact tt-rows">
+  <thead><tr><th scope="col">Name</th><th scope="col">Value</th><th scope="col">Type</th></tr></thead>
+  <tbody>
+  {% for row in desk.body.data %}
+    <tr>
+      <th scope="row">{{ row.name }}</th>
+      <td>{% if row.type == "markdown" %}{{ row.value | markdown }}{% elif row.type == "url" and (row.value | safe_href) %}<a href="{{ row.value | safe_href }}" target="_blank" rel="noopener noreferrer">{{ row.value }}</a>{% elif row.type == "boolean" %}{{ "Yes" if row.value else "No" }}{% else %}{{ row.value }}{% endif %}</td>
+      <td class="muted small">{{ row.type }}</td>
+    </tr>
+  {% endfor %}
+  </tbody>
+</table>
+</div>
+{% else %}
+<p class="muted">No rows: There There shows nothing for this customer.</p>
+{% endif %}"""  # noqa: E501
+    demo_env = "THERETHERE_SECRET"
+    demo_email = "lapsed@globex.example"
+    signature_vectors = (  # There There's documented example (protocols.md §3)
+        SignatureVector(
+            "thereTest",
+            b'{"email":"customer@example.com"}',
+            "16f15bd1298b47b79a491008b2f971e879cb36dfc2303b26e871ca94938766ae",
+        ),
+    )
     openapi = openapi_route(
         summary="There There custom sidebar section",
         description="Called by There There for the contact of the ticket an agent opens.",
@@ -105,6 +138,10 @@ class ThereThere(Protocol):
     def check_answer(cls, status: int, document: Any, request: RawRequest) -> list[str]:
         return schema_problems(ThereThereAnswer, document)
 
+    @classmethod
+    def shows_customer(cls, document: Any) -> bool:
+        return bool(document["data"])
+
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         document = parse_json_object(request.body)
         return self.lookup([optional_string(document, "email")], fold_plus=fold_plus)
@@ -113,3 +150,6 @@ class ThereThere(Protocol):
         self, sidebar: Sidebar, profile: Profile | None, request: RawRequest | None = None
     ) -> dict[str, Any]:
         return {"data": render.render_rows(sidebar)}
+
+
+HELPDESK = ThereThere

@@ -4,24 +4,28 @@ the live endpoint, the values to paste into each helpdesk, and each source's che
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from jinja2 import Template, pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup
 
 from deskside.errors import SourceError
 from deskside.insights.settings import HelpScoutSettings
 from deskside.lookup import Lookup, normalise_emails
 from deskside.probe import ProbeReport, probe
 from deskside.protocols import PROTOCOLS, Protocol
+from deskside.protocols.base import PasteValue, secret_values
 from deskside.service import Answer, SidebarService
 
 __all__ = [
     "DeskPreview",
     "DeskSetup",
+    "PasteValue",
     "SourceCheck",
     "SourceRow",
     "check_sources",
@@ -30,18 +34,8 @@ __all__ = [
     "probe_desk",
 ]
 
-_WHERE = {
-    "helpscout": "Help Scout → Manage → Apps → Build a Custom App → Dynamic Content: "
-    "Callback URL and Secret Key, then choose the mailboxes.",
-    "therethere": "There There → Settings → Custom Sidebar Sections → add: Endpoint URL; "
-    "its generated Secret goes into deskside's config.",
-    "helper": "Helper → the mailbox's customer info URL; the secret is the mailbox's widget "
-    "HMAC secret.",
-    "plain": "Plain → Settings → Customer cards → Add card: one card per key below, each with "
-    "this URL and the secret.",
-    "card": 'Your own tool: POST {"email": …} signed with X-Deskside-Signature (hex '
-    "HMAC-SHA256 of the body) or a bearer token.",
-}
+_FRAGMENTS: dict[tuple[int, str], Template] = {}
+"""Compiled preview fragments by (environment, source)."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +65,24 @@ class DeskPreview:
     error: str | None = None
     probe: ProbeReport | None = None
     can_probe: bool = False
+    template: str = ""
+    """The helpdesk's preview fragment (:attr:`Protocol.preview_template`)."""
 
     @property
     def pretty(self) -> str:
         """The body as indented JSON."""
         return json.dumps(self.body, indent=2, ensure_ascii=False, default=str)
+
+    @pass_context
+    def fragment(self, context: Context) -> Markup:
+        """The answer as the helpdesk shows it: :attr:`template` rendered in the page's
+        environment and context (``{{ desk.fragment() }}`` in the page)."""
+        env = context.environment
+        key = (id(env), self.template)
+        template = _FRAGMENTS.get(key)
+        if template is None:
+            template = _FRAGMENTS[key] = env.from_string(self.template)
+        return Markup(template.render({**context.get_all(), "desk": self}))  # noqa: S704 - autoescaped
 
 
 @dataclass
@@ -134,6 +141,7 @@ async def preview(service: SidebarService, emails: list[str]) -> PreviewResult:
             path=protocol.path,
             configured=configured,
             can_probe=configured and bool(protocol.config.secret),
+            template=protocol.preview_template,
         )
         try:
             desk.body = protocol.respond(answer.sidebar, answer.profile)
@@ -160,43 +168,12 @@ async def probe_desk(
 
 
 @dataclass(frozen=True)
-class PasteValue:
-    label: str
-    value: str
-    secret: bool = False
-    note: str | None = None
-    copy: bool = True
-    """Offer a copy button (not for a value that is only to be read)."""
-
-
-@dataclass(frozen=True)
 class DeskSetup:
     name: str
     kind: str
     title: str
     where: str
     values: list[PasteValue]
-
-
-def _env_names(secret: str) -> list[str]:
-    """The environment variables that hold ``secret`` (where ``env:NAME`` most likely read it)."""
-    wanted = secret.encode()
-    return sorted(
-        name
-        for name, value in os.environ.items()
-        if hmac.compare_digest(value.encode(errors="replace"), wanted)
-    )
-
-
-def _secret_values(label: str, secrets: list[str]) -> list[PasteValue]:
-    values = []
-    for index, secret in enumerate(secrets):
-        names = _env_names(secret)
-        note = f"from ${', $'.join(names)}" if names else "written in the config"
-        if len(secrets) > 1:
-            note += " (rotation: the first is the one to paste)" if index == 0 else ""
-        values.append(PasteValue(label, secret, secret=True, note=note))
-    return values
 
 
 def desk_setups(
@@ -207,32 +184,15 @@ def desk_setups(
     base = base_url.rstrip("/")
     setups = []
     for protocol in service.protocols:
-        config: Any = protocol.config
         values = [PasteValue(f"{protocol.method} URL", base + protocol.path)]
-        values += _secret_values("Secret", protocol.config.secrets())
-        if protocol.kind == "helpscout":
-            mailboxes = config.mailboxes
-            values.append(
-                PasteValue(
-                    "Mailbox ids",
-                    ", ".join(str(m) for m in mailboxes) if mailboxes else "every mailbox",
-                    note=f"[helpdesks.{protocol.name}] mailboxes: the ones answered for",
-                    copy=False,
-                )
-            )
-        if protocol.kind == "plain":
-            values.append(PasteValue("Card keys", ", ".join(config.cards)))
-        if protocol.kind == "helper" and config.identity_token:
-            values.append(PasteValue("Widget identity URL", f"{base}{protocol.path}/identity"))
-        if protocol.kind == "card" and config.token:
-            tokens = [t.get_secret_value() for t in config.token]
-            values += _secret_values("Bearer token", tokens)
+        values += secret_values("Secret", protocol.config.secrets())
+        values += protocol.setup_values(base)
         setups.append(
             DeskSetup(
                 name=protocol.name,
                 kind=protocol.kind,
                 title=protocol.title,
-                where=_WHERE.get(protocol.kind, ""),
+                where=protocol.setup_where,
                 values=values,
             )
         )
@@ -240,7 +200,7 @@ def desk_setups(
         from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 
         values = [PasteValue("Webhook URL", base + HELPSCOUT_WEBHOOK_PATH)]
-        values += _secret_values("Webhook secret", webhook)
+        values += secret_values("Webhook secret", webhook)
         if not webhook:
             values.append(
                 PasteValue(
