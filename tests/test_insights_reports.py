@@ -18,6 +18,7 @@ from markdown_it import MarkdownIt
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from deskside.cli import sidebar_answer
 from deskside.config import Settings, load_settings
 from deskside.insights.models import (
     Classification,
@@ -29,18 +30,10 @@ from deskside.insights.models import (
     TopicMember,
 )
 from deskside.insights.reports import cli as reports_cli
-from deskside.insights.reports.report import (
-    CustomerFacts,
-    Facts,
-    GitHubError,
-    GitHubIssues,
-    Report,
-    ReportConversation,
-    build_reports,
-    to_csv,
-    to_json,
-    to_markdown,
-)
+from deskside.insights.reports.facts import CustomerFacts, Facts
+from deskside.insights.reports.formats import to_csv, to_json, to_markdown
+from deskside.insights.reports.github import GitHubError, GitHubIssues
+from deskside.insights.reports.report import Report, ReportConversation, build_reports
 from deskside.insights.settings import ReportsSettings
 from deskside.insights.store import Store, database_url
 from fake_github import FakeGitHub
@@ -255,7 +248,7 @@ async def test_plans_and_revenue_come_from_the_sidebar_sources(
     store: Store, database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     settings = facts_settings(monkeypatch, tmp_path, database)
-    async with CustomerFacts(settings) as facts:
+    async with sidebar_answer(settings) as answer, CustomerFacts(settings, answer) as facts:
         found = await facts.lookup(
             ["owner@acme.example", " Lapsed@Globex.example", "nobody@nowhere.example"]
         )
@@ -297,7 +290,7 @@ revenue_cents = "app.mrr_cents"
         encoding="utf-8",
     )
     settings = load_settings(path)
-    async with CustomerFacts(settings) as facts:
+    async with sidebar_answer(settings) as answer, CustomerFacts(settings, answer) as facts:
         assert await facts.lookup(["owner@acme.example"]) == {}
         bug = (await build_reports(store, facts=facts))[0]
     assert bug.facts_available
@@ -306,7 +299,7 @@ revenue_cents = "app.mrr_cents"
     plain = settings.model_copy(
         update={"insights": settings.insights.model_copy(update={"reports": ReportsSettings()})}
     )
-    async with CustomerFacts(plain) as nothing:
+    async with sidebar_answer(plain) as answer, CustomerFacts(plain, answer) as nothing:
         assert not nothing.configured
         assert await nothing.lookup(["owner@acme.example"]) == {}
         assert not (await build_reports(store, facts=nothing))[0].facts_available
@@ -319,7 +312,8 @@ revenue_cents = "app.mrr_cents"
         }
     )
     with pytest.raises(ValueError, match=r"\[insights.reports\] plan"):
-        CustomerFacts(bad)
+        async with sidebar_answer(bad) as answer:
+            CustomerFacts(bad, answer)
 
 
 # ── Markdown, CSV, JSON ────────────────────────────────────────────────────────────────────────
@@ -544,7 +538,7 @@ def command() -> typer.Typer:
     def main() -> None:
         """deskside (the reports command only)."""
 
-    reports_cli.register(app)
+    reports_cli.register(app, sidebar_answer)
     return app
 
 

@@ -15,8 +15,8 @@ import logging.config
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -47,6 +47,7 @@ from deskside.metrics import MULTIPROC_ENV
 if TYPE_CHECKING:
     from deskside.config import Settings
     from deskside.protocols import Protocol
+    from deskside.resolve import Profile
     from deskside.service import Answer, SidebarService
 
 __all__ = ["app", "main"]
@@ -213,6 +214,21 @@ async def _preview(settings: Settings, email: str, desk: str) -> tuple[Answer, l
     try:
         protocols = _choose_desks(service, desk)
         return await service.answer(_lookup(email, settings)), protocols
+    finally:
+        await service.aclose()
+
+
+@asynccontextmanager
+async def sidebar_answer(
+    settings: Settings,
+) -> AsyncIterator[Callable[[Lookup], Awaitable[Profile]]]:
+    """The sidebar's answer function for ``settings`` (its sources, cache and deadline), for
+    the insights commands that look customers up; closed afterwards."""
+    from deskside.service import SidebarService
+
+    service = SidebarService(settings)
+    try:
+        yield service.resolver.resolve
     finally:
         await service.aclose()
 
@@ -385,7 +401,7 @@ demo_cli.register(app)
 insights_cli.register(app)
 helpscout_cli.register(app)
 classify_cli.register(app)
-reports_cli.register(app)
+reports_cli.register(app, sidebar_answer)
 erasure_cli.register(app)
 people_cli.register(app)
 workspaces_cli.register(app)

@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from sqlalchemy import (
     Boolean,
     Column,
@@ -33,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from deskside.helpdesks import protocol_classes
+from deskside.paths import data_dir
 from deskside.sources.sql import async_url
 
 __all__ = [
@@ -239,14 +239,6 @@ async def create_demo_database(url: str, *, extra_customers: int = 0) -> None:
                     await connection.execute(insert(table), batch[start : start + 5000])
     finally:
         await engine.dispose()
-
-
-def data_dir() -> Path:
-    """Where deskside keeps its files: ``$DESKSIDE_DATA_DIR``, else the user data directory."""
-    configured = os.environ.get("DESKSIDE_DATA_DIR")
-    path = Path(configured) if configured else Path(platformdirs.user_data_dir("deskside"))
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: it holds the stores
-    return path
 
 
 def demo_config_path() -> Path:

@@ -33,6 +33,8 @@ from deskside.insights.analysis.queries import (
 )
 from deskside.insights.models import RowId, utcnow
 from deskside.insights.privacy import erasure
+from deskside.insights.reports import formats
+from deskside.insights.reports import github as github_issues
 from deskside.insights.reports import report as reporting
 from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
 from deskside.lookup import normalise_emails
@@ -251,10 +253,10 @@ def insights_api(insights: InsightsService) -> APIRouter:
         if trending:
             found = [report for report in found if report.trending]
         if format == "markdown":
-            body = "\n\n---\n\n".join(reporting.to_markdown(r) for r in found)
+            body = "\n\n---\n\n".join(formats.to_markdown(r) for r in found)
             return PlainTextResponse(body, media_type="text/markdown; charset=utf-8")
         if format == "csv":
-            return PlainTextResponse(reporting.to_csv(found), media_type="text/csv; charset=utf-8")
+            return PlainTextResponse(formats.to_csv(found), media_type="text/csv; charset=utf-8")
         return found
 
     @router.post("/reports/{topic_id}/export/github")
@@ -274,14 +276,14 @@ def insights_api(insights: InsightsService) -> APIRouter:
         if not found:
             raise NotFound(f"no bug or feature report for topic {topic_id}")
         try:
-            async with reporting.GitHubIssues(
+            async with github_issues.GitHubIssues(
                 options.github_repository, token, options.github_api_url, by=caller(request)
             ) as github:
                 result = await github.export(live.store, found[0])
                 await erasure.rewrite_erased_exports_quietly(
                     live.store, github, exported=[topic_id]
                 )
-        except reporting.GitHubError as exc:
+        except github_issues.GitHubError as exc:
             raise BadGateway(str(exc)) from None
         return {"number": result.number, "url": result.url, "created": result.created}
 

@@ -28,8 +28,7 @@ from deskside.insights.models import (
 )
 from deskside.insights.store import Store
 from deskside.lookup import normalise_emails
-from deskside.web.guard import Member, token_digest
-from deskside.web.roles import Role
+from deskside.members import Member, Role, token_digest
 
 __all__ = [
     "INVITATION_HOURS",

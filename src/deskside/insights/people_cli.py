@@ -102,7 +102,7 @@ def _in(workspace: str, preposition: str = "in") -> str:
 
 
 def _role(name: str) -> Any:
-    from deskside.web.roles import Role
+    from deskside.members import Role
 
     try:
         return Role.parse(name)

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import (
 
 from deskside.insights.models import DEFAULT_WORKSPACE, Lease, utcnow
 from deskside.insights.settings import InsightsSettings
+from deskside.paths import data_dir
 from deskside.sources.sql import async_url
 
 __all__ = [
@@ -74,8 +75,6 @@ def database_url(given: str | None, settings: InsightsSettings | None = None) ->
         return async_url(given, Path.cwd())
     if settings is not None and settings.database is not None:
         return settings.database.get_secret_value()
-    from deskside.demo import data_dir
-
     return async_url(f"sqlite:///{data_dir() / DEFAULT_DATABASE_FILE}")
 
 

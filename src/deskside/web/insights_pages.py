@@ -26,6 +26,8 @@ from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutError, con
 from deskside.insights.ingest.backfill import parse_since
 from deskside.insights.models import row_id
 from deskside.insights.privacy import erasure
+from deskside.insights.reports import facts as customer_facts
+from deskside.insights.reports import github as github_issues
 from deskside.insights.reports import report as reporting
 from deskside.insights.service import InsightsService, WorkspaceService
 from deskside.lookup import normalise_emails
@@ -180,10 +182,10 @@ def insights_routes(
         """The topic's report, with plans and revenue when the workspace's
         ``[insights.reports]`` says how to find them (through this server's own sources and
         cache)."""
-        facts: reporting.CustomerFacts | None = None
+        facts: customer_facts.CustomerFacts | None = None
         own = settings.model_copy(update={"insights": live.settings})
         try:
-            facts = reporting.CustomerFacts(own, service=service)
+            facts = customer_facts.CustomerFacts(own, service.resolver.resolve)
         except ValueError:
             log.warning("ui: [insights.reports] plan or revenue_cents is not a valid expression")
         found = await reporting.build_reports(
@@ -425,13 +427,13 @@ def insights_routes(
         if not found:
             return failed(404, f"No bug or feature report for topic {topic_id}.")
         try:
-            async with reporting.GitHubIssues(
+            async with github_issues.GitHubIssues(
                 options.github_repository, token, options.github_api_url, by=session.actor
             ) as github:
                 result = await github.export(live.store, found[0])
                 exported = [found[0].topic_id]
                 await erasure.rewrite_erased_exports_quietly(live.store, github, exported=exported)
-        except reporting.GitHubError as exc:
+        except github_issues.GitHubError as exc:
             return failed(502, f"GitHub refused the export: {exc}")
         query = urlencode({"exported": str(topic), "issue": result.url})
         return redirect(request, f"{UI_PREFIX}/reports?{query}#topic-{topic}")

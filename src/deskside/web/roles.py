@@ -11,25 +11,9 @@ A route missing from :data:`PERMISSIONS` cannot be registered: the app refuses t
 
 from __future__ import annotations
 
-from enum import IntEnum
+from deskside.members import Role
 
 __all__ = ["PERMISSIONS", "PUBLIC", "Role", "least_role"]
-
-
-class Role(IntEnum):
-    """Ordered: a role may do everything a lower one may."""
-
-    viewer = 1
-    editor = 2
-    admin = 3
-
-    @classmethod
-    def parse(cls, name: str) -> Role:
-        """The role called ``name``; ``ValueError`` naming the three otherwise."""
-        try:
-            return cls[name.strip().lower()]
-        except KeyError:
-            raise ValueError("a role is viewer, editor or admin") from None
 
 
 PUBLIC = None

@@ -41,7 +41,8 @@ from deskside.insights.store import Store, insert_for
 
 if TYPE_CHECKING:
     from deskside.cache import Cache
-    from deskside.insights.reports.report import ExportResult, GitHubIssues, Report
+    from deskside.insights.reports.github import ExportResult, GitHubIssues
+    from deskside.insights.reports.report import Report
 
 __all__ = [
     "Removed",
@@ -296,7 +297,7 @@ async def rewrite_erased_exports_quietly(
 ) -> int:
     """:func:`rewrite_erased_exports` after one topic's export: a failure is logged, and the
     issues not rewritten are rewritten on the next export. How many were."""
-    from deskside.insights.reports.report import GitHubError
+    from deskside.insights.reports.github import GitHubError
 
     try:
         return len(await rewrite_erased_exports(store, github, exported=exported))

@@ -25,13 +25,18 @@ from deskside.insights import DEFAULT_WORKSPACE
 from deskside.insights.cli import DatabaseOption, WorkspaceOption, insights_context, run_with_store
 
 if TYPE_CHECKING:
-    from deskside.insights.reports.report import CustomerFacts, ExportResult, GitHubIssues, Report
+    from deskside.config import Settings
+    from deskside.insights.reports.facts import OpenSidebar
+    from deskside.insights.reports.github import ExportResult, GitHubIssues
+    from deskside.insights.reports.report import Report
     from deskside.insights.settings import InsightsSettings
     from deskside.insights.store import Store
 
 __all__ = ["register", "reports"]
 
 _DEFAULT_CONFIG = Path("deskside.toml")
+_open_sidebar: OpenSidebar | None = None
+"""How ``reports`` reaches the sidebar's sources for plans and revenue (see :func:`register`)."""
 
 
 @dataclass
@@ -73,12 +78,12 @@ def reports(
     """
     from deskside.insights.analysis.engine import ANALYSIS_LEASE, Analysis
     from deskside.insights.privacy.erasure import rewrite_erased_exports
-    from deskside.insights.reports.report import GitHubError, build_reports
+    from deskside.insights.reports.github import GitHubError
     from deskside.insights.store import release_lease
 
     settings, store = insights_context(config, database, workspace)
     github = _github(settings) if export == "github" else None
-    facts = _customer_facts(config, settings)
+    full = _facts_settings(config, settings)
 
     async def work(store: Store) -> _Outcome:
         analysis = Analysis(store, settings)
@@ -88,13 +93,7 @@ def reports(
         finally:
             await release_lease(store, ANALYSIS_LEASE, holder)
         trending = await analysis.trends()
-        try:
-            found = await build_reports(
-                store, facts=facts, trending=trending, topic_ids=topic or None
-            )
-        finally:
-            if facts is not None:
-                await facts.aclose()
+        found = await _build(store, full, trending, topic or None)
         if trending_only:
             found = [report for report in found if report.trending]
         outcome = _Outcome(reports=found, exported=[])
@@ -129,7 +128,7 @@ def reports(
 
 
 def _github(settings: InsightsSettings) -> GitHubIssues:
-    from deskside.insights.reports.report import GitHubIssues
+    from deskside.insights.reports.github import GitHubIssues
 
     reports = settings.reports
     if not reports.github_repository:
@@ -147,12 +146,15 @@ def _github(settings: InsightsSettings) -> GitHubIssues:
         fail(f"--export github: {exc}")
 
 
-def _customer_facts(config: Path, settings: InsightsSettings) -> CustomerFacts | None:
-    """Facts when ``plan`` or ``revenue_cents`` is configured and the whole config loads."""
+def _facts_settings(config: Path, settings: InsightsSettings) -> Settings | None:
+    """The whole config, when ``plan`` or ``revenue_cents`` is configured, valid, and the config
+    loads (plans and revenue are then looked up through the sidebar)."""
     if not (settings.reports.plan or settings.reports.revenue_cents) or not config.is_file():
         return None
+    if _open_sidebar is None:
+        return None
     from deskside.config import load_settings
-    from deskside.insights.reports.report import CustomerFacts
+    from deskside.insights.reports.facts import fact_expressions
 
     try:
         full = load_settings(config)
@@ -162,13 +164,28 @@ def _customer_facts(config: Path, settings: InsightsSettings) -> CustomerFacts |
         )
         return None
     try:
-        return CustomerFacts(full)
+        fact_expressions(full.insights.reports)
     except ValueError as exc:
         fail(str(exc))
+    return full
+
+
+async def _build(
+    store: Store, full: Settings | None, trending: dict[int, str], topic_ids: list[int] | None
+) -> list[Report]:
+    """The reports, with plans and revenue from the sidebar when ``full`` says how."""
+    from deskside.insights.reports.facts import CustomerFacts
+    from deskside.insights.reports.report import build_reports
+
+    if full is None or _open_sidebar is None:
+        return await build_reports(store, trending=trending, topic_ids=topic_ids)
+    async with _open_sidebar(full) as answer:
+        facts = CustomerFacts(full, answer)
+        return await build_reports(store, facts=facts, trending=trending, topic_ids=topic_ids)
 
 
 def _print(found: list[Report], output_format: str) -> None:
-    from deskside.insights.reports.report import to_csv, to_json, to_markdown
+    from deskside.insights.reports.formats import to_csv, to_json, to_markdown
     from deskside.render.markdown import escape_markdown
 
     if output_format == "json":
@@ -239,6 +256,9 @@ def _explain_empty(found: list[Report], trending_only: bool, topic: list[int] | 
         )
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``reports`` to ``app``."""
+def register(app: typer.Typer, open_sidebar: OpenSidebar | None = None) -> None:
+    """Add ``reports`` to ``app``; with ``open_sidebar``, reports show plans and revenue from
+    the sidebar's sources (``[insights.reports] plan`` / ``revenue_cents``)."""
+    global _open_sidebar
+    _open_sidebar = open_sidebar
     app.command()(reports)
