@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deskside.insights.api import insights_api
 from deskside.insights.service import InsightsService
+from deskside.web.insights_api import insights_api
 from helpers import serve
 from test_insights_webhooks import conversation, deliver, insights_settings, opened, settled
 

@@ -25,12 +25,12 @@ from deskside.config import Settings
 from deskside.insights import audit
 from deskside.insights.helpscout import cli as helpscout_cli
 from deskside.insights.helpscout.client import webhook_secrets
-from deskside.insights.helpscout.oauth_routes import CALLBACK_PATH as CALLBACK
-from deskside.insights.helpscout.oauth_routes import CONNECT_PATH as CONNECT
 from deskside.insights.ingest.backfill import parse_since
 from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url
+from deskside.web.helpscout_oauth import CALLBACK_PATH as CALLBACK
+from deskside.web.helpscout_oauth import CONNECT_PATH as CONNECT
 from deskside.web.roles import Role
 from fake_helpscout import FakeHelpScout, approve, generate_dataset, sign_webhook
 from fake_http import Received, Reply, unused_port

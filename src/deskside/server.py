@@ -243,8 +243,8 @@ def _add_insights_routes(
     app: FastAPI, settings: Settings, insights: InsightsService, *, api: bool
 ) -> None:
     """Help Scout's webhook and OAuth callback and, with ``api``, the insights API."""
-    from deskside.insights.api import insights_api  # see _insights_service
-    from deskside.insights.helpscout.oauth_routes import oauth_routes
+    from deskside.web.helpscout_oauth import oauth_routes
+    from deskside.web.insights_api import insights_api  # see _insights_service
 
     async def default_webhook(request: Request) -> Response:
         return await insights.receive_helpscout(request)

@@ -228,7 +228,7 @@ def desk_setups(
 def _helpscout_app(base: str, helpscout: HelpScoutSettings) -> DeskSetup:
     """The Help Scout OAuth app's Redirection URL: this server's callback, where Connect on the
     Help Scout page comes back to."""
-    from deskside.insights.helpscout.oauth_routes import CALLBACK_PATH
+    from deskside.web.helpscout_oauth import CALLBACK_PATH
 
     url = base + CALLBACK_PATH
     note = "Connect on the Help Scout page comes back here"

@@ -14,7 +14,6 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute
 
 from deskside.errors import ConfigError
-from deskside.insights.api import caller, caller_workspace
 from deskside.insights.helpscout.client import (
     AuthorizationRefused,
     HelpScoutAPI,
@@ -24,6 +23,7 @@ from deskside.insights.helpscout.client import (
 from deskside.insights.ingest.backfill import sync_mailboxes
 from deskside.insights.service import live_workspace
 from deskside.web.guard import GuardedRoute
+from deskside.web.insights_api import caller, caller_workspace
 
 __all__ = ["CALLBACK_PATH", "CONNECT_PATH", "oauth_routes"]
 
