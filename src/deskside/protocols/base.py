@@ -8,7 +8,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
@@ -233,6 +233,13 @@ class Protocol(ABC):
         return RawRequest(request.method, request.body, request.query, headers)
 
     @classmethod
+    def malformed_request(cls, secret: str) -> RawRequest:
+        """A request signed correctly whose content the helpdesk never sends (400); by
+        default a body that is not JSON."""
+        unsigned = RawRequest(cls.method, b'{"email": ', b"", {"content-type": "application/json"})
+        return cls.sign_request(secret, unsigned)
+
+    @classmethod
     def _signed_json(cls, secret: str, document: Mapping[str, Any]) -> RawRequest:
         body = json.dumps(document, separators=(",", ":")).encode()
         request = RawRequest(cls.method, body, b"", {"content-type": "application/json"})
@@ -275,6 +282,13 @@ class Protocol(ABC):
 
     def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
         """Routes besides the sidebar one that this helpdesk needs; none by default."""
+        return []
+
+    @classmethod
+    def shown_markup(cls, document: Any) -> list[tuple[Literal["html", "markdown"], str]]:
+        """Every part of the answer the helpdesk renders as HTML or markdown (the rest it shows
+        as plain text); the contract test checks that customer data never becomes markup in
+        them."""
         return []
 
     @classmethod

@@ -24,6 +24,7 @@ from deskside.protocols.base import (
     PasteValue,
     Protocol,
     RawRequest,
+    SignatureVector,
     openapi_route,
     optional_string,
     parse_json_object,
@@ -76,6 +77,13 @@ class Generic(Protocol):
         "HMAC-SHA256 of the body) or a bearer token."
     )
     demo_env = "CARD_SECRET"
+    signature_vectors = (  # computed with an independent HMAC (protocols.md §7)
+        SignatureVector(
+            "cardTest",
+            b'{"email":"customer@example.com"}',
+            "5e7b0cbe7a2d01897dac7fa878f36adf32509081bf8e0384e6f962a845198ae4",
+        ),
+    )
     openapi = openapi_route(
         summary="Look a customer up and answer their cards as typed JSON",
         body=CardRequest,

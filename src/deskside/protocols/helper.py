@@ -178,6 +178,12 @@ class Helper(Protocol):
         return cls.sign_request(secret, RawRequest("GET", b"", query, {}))
 
     @classmethod
+    def malformed_request(cls, secret: str) -> RawRequest:
+        """More query fields than any request of Helper's has."""
+        query = "&".join(f"f{n}=x" for n in range(30)).encode()
+        return cls.sign_request(secret, RawRequest("GET", b"", query, {}))
+
+    @classmethod
     def sign_request(cls, secret: str, request: RawRequest) -> RawRequest:
         """The query's ``timestamp`` made now (other pairs kept as sent), and the query signed
         into ``Authorization: Bearer …``."""

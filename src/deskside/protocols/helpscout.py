@@ -165,6 +165,10 @@ class HelpScout(Protocol):
         return problems or html_problems(document["html"])
 
     @classmethod
+    def shown_markup(cls, document: Any) -> list[tuple[Literal["html", "markdown"], str]]:
+        return [("html", document["html"])]
+
+    @classmethod
     def shows_customer(cls, document: Any) -> bool:
         return "<h4>" in document["html"]  # each card's title
 

@@ -25,6 +25,7 @@ from deskside.protocols.base import (
     PasteValue,
     Protocol,
     RawRequest,
+    SignatureVector,
     openapi_route,
     optional_string,
     parse_json_object,
@@ -231,6 +232,13 @@ class Plain(Protocol):
 </div>
 {% endfor %}"""  # noqa: E501
     demo_env = "PLAIN_SECRET"
+    signature_vectors = (  # computed with an independent HMAC (protocols.md §5)
+        SignatureVector(
+            "plainTest",
+            b'{"cardKeys":["account"],"customer":{"email":"customer@example.com"}}',
+            "7caad35389449d2b4d57c851919bd5bebbe86b6c85cc73ab69bf1c6b711e3bf6",
+        ),
+    )
     openapi = openapi_route(
         summary="Plain customer cards",
         description="Called by Plain for a thread's customer; every requested key is answered.",
@@ -288,6 +296,20 @@ class Plain(Protocol):
                 "and caches it for 5 minutes (answer them with components null)"
             )
         return problems
+
+    @classmethod
+    def shown_markup(cls, document: Any) -> list[tuple[Literal["html", "markdown"], str]]:
+        """The text of every ``componentText`` (Plain renders it as markdown)."""
+        shown: list[tuple[Literal["html", "markdown"], str]] = []
+        pending = [c for card in document["cards"] for c in card["components"] or []]
+        while pending:
+            component = pending.pop()
+            if "componentText" in component:
+                shown.append(("markdown", component["componentText"]["text"]))
+            row = component.get("componentRow") or {}
+            pending += row.get("rowMainContent", []) + row.get("rowAsideContent", [])
+            pending += (component.get("componentContainer") or {}).get("containerContent", [])
+        return shown
 
     @classmethod
     def shows_customer(cls, document: Any) -> bool:

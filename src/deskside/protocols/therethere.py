@@ -139,6 +139,16 @@ class ThereThere(Protocol):
         return schema_problems(ThereThereAnswer, document)
 
     @classmethod
+    def shown_markup(cls, document: Any) -> list[tuple[Literal["html", "markdown"], str]]:
+        """Row names, and the values of ``markdown`` rows."""
+        shown: list[tuple[Literal["html", "markdown"], str]] = []
+        for row in document["data"]:
+            shown.append(("markdown", row["name"]))
+            if row["type"] == "markdown":
+                shown.append(("markdown", row["value"]))
+        return shown
+
+    @classmethod
     def shows_customer(cls, document: Any) -> bool:
         return bool(document["data"])
 
