@@ -23,6 +23,7 @@ from deskside.resolve import Resolver
 from deskside.sources import build_source
 from deskside.sources.sql import SqlSource, SqlSourceConfig
 from deskside.sources.stripe import StripeSource, StripeSourceConfig, monthly_cents
+from fake_http import unused_port
 from fake_stripe import API_KEY, FakeStripe
 from test_source_contract import ContractCase, SilentServer
 
@@ -520,13 +521,14 @@ def test_config_mistakes_are_explained(table: dict[str, Any], message: str) -> N
 
 @asynccontextmanager
 async def contract_case(tmp_path: Path, silent: SilentServer) -> AsyncIterator[ContractCase]:
-    """For ``test_source_contract``: the fake Stripe with one subscriber; Stripe failing with
-    500s; a Stripe that never answers."""
+    """For ``test_source_contract``: the fake Stripe with one subscriber; a Stripe that cannot
+    be reached; a Stripe that never answers."""
     with FakeStripe() as fake:
         customer = fake.add_customer("ada@example.com", name="Ada")
         fake.add_subscription(customer, fake.price(4900, nickname="Pro"))
         table = {"kind": "stripe", "api_key": fake.api_key, "api_base": fake.url}
-        failing = {**table, "api_base": "http://127.0.0.1:9", "max_network_retries": 0}
+        down = f"http://127.0.0.1:{unused_port()}"  # nothing listens: connection refused
+        failing = {**table, "api_base": down, "max_network_retries": 0}
         yield ContractCase(
             answering=table,
             known="ada@example.com",
