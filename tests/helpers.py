@@ -2,7 +2,7 @@
 the Schemathesis tests share, and a small HTML tree to assert on what an agent's browser would
 build.
 
-The signer here is deliberately written from the vendors' descriptions (protocols.md), not
+The signer here is deliberately written from the vendors' descriptions (docs/protocols.md), not
 with deskside's code, so a mistake in :mod:`deskside.signing` cannot hide in both.
 """
 
@@ -239,7 +239,7 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=constant)
 
 
-# ── Text as an agent reads it (protocols.md §6.5) ─────────────────────────────────────────────
+# ── Text as an agent reads it (docs/protocols.md §6.5) ────────────────────────────────────────
 
 _BIDI_MARKS = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
 _BREAKS = frozenset("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")

@@ -82,7 +82,7 @@ def independent_signature(scheme: Scheme, secret: str, message: bytes) -> str:
 @each_kind
 def test_the_published_signature_vectors_hold(kind: str) -> None:
     protocol = protocol_classes()[kind]
-    assert protocol.signature_vectors, f"{kind}: declare signature_vectors (protocols.md)"
+    assert protocol.signature_vectors, f"{kind}: declare signature_vectors (docs/protocols.md)"
     for vector in protocol.signature_vectors:
         expected = independent_signature(protocol.scheme, vector.secret, vector.message)
         assert expected == vector.signature

@@ -77,7 +77,7 @@ class Generic(Protocol):
         "HMAC-SHA256 of the body) or a bearer token."
     )
     demo_env = "CARD_SECRET"
-    signature_vectors = (  # computed with an independent HMAC (protocols.md §7)
+    signature_vectors = (  # computed with an independent HMAC (docs/protocols.md §7)
         SignatureVector(
             "cardTest",
             b'{"email":"customer@example.com"}',

@@ -1,4 +1,4 @@
-"""Helper (helper.ai): the customer-info request and the widget identity (protocols.md §4).
+"""Helper (helper.ai): the customer-info request and the widget identity (docs/protocols.md §4).
 
 Helper calls ``GET <path>?email=…&timestamp=…`` with ``Authorization: Bearer <sig>``, the
 standard base64 HMAC-SHA256 of the query string exactly as sent. The host app's *server* asks
@@ -143,7 +143,7 @@ class Helper(Protocol):
         "value": "app.mrr_cents",
         "identity_token": "env:HELPER_IDENTITY_TOKEN",
     }
-    signature_vectors = (  # Helper's documented example, over the query (protocols.md §4)
+    signature_vectors = (  # Helper's documented example, over the query (docs/protocols.md §4)
         SignatureVector(
             "testSecret",
             b"email=user%40example.com&timestamp=1672534800",

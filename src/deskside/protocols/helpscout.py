@@ -1,4 +1,4 @@
-"""Help Scout's Dynamic Content app: signed JSON in, ``{"html": …}`` out (protocols.md §1)."""
+"""Help Scout's Dynamic Content app: signed JSON in, ``{"html": …}`` out (docs/protocols.md §1)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class HelpScoutConfig(HelpdeskConfig):
         return full
 
 
-# The request as Help Scout documents it (protocols.md §1): documentation for the OpenAPI
+# The request as Help Scout documents it (docs/protocols.md §1): documentation for the OpenAPI
 # schema only. parse() reads the raw body itself and is more lenient than this.
 Id = int | str
 
@@ -129,7 +129,7 @@ class HelpScout(Protocol):
         '{% else %}<pre class="json">{{ desk.pretty }}</pre>{% endif %}'
     )
     demo_env = "HELPSCOUT_SECRET"
-    signature_vectors = (  # Help Scout's documented example (protocols.md §1)
+    signature_vectors = (  # Help Scout's documented example (docs/protocols.md §1)
         SignatureVector("asdfasdf", b'{"id":123}', "7S2+kN8bZsrdAEADJ+yYfWWsf/4="),
     )
     openapi = openapi_route(

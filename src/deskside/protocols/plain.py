@@ -1,4 +1,4 @@
-"""Plain's customer cards: requested card keys in, one entry per key out (protocols.md §5).
+"""Plain's customer cards: requested card keys in, one entry per key out (docs/protocols.md §5).
 
 Every requested key is answered — with ``"components": null`` when deskside has nothing for
 it — because Plain treats a missing key as an error and caches that for five minutes.
@@ -232,7 +232,7 @@ class Plain(Protocol):
 </div>
 {% endfor %}"""  # noqa: E501
     demo_env = "PLAIN_SECRET"
-    signature_vectors = (  # computed with an independent HMAC (protocols.md §5)
+    signature_vectors = (  # computed with an independent HMAC (docs/protocols.md §5)
         SignatureVector(
             "plainTest",
             b'{"cardKeys":["account"],"customer":{"email":"customer@example.com"}}',

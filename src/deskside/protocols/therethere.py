@@ -110,7 +110,7 @@ class ThereThere(Protocol):
 {% endif %}"""  # noqa: E501
     demo_env = "THERETHERE_SECRET"
     demo_email = "lapsed@globex.example"
-    signature_vectors = (  # There There's documented example (protocols.md §3)
+    signature_vectors = (  # There There's documented example (docs/protocols.md §3)
         SignatureVector(
             "thereTest",
             b'{"email":"customer@example.com"}',
