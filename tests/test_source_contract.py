@@ -6,16 +6,20 @@ it: ``contract_case(tmp_path, silent)``, an async context manager yielding a
 for the hanging table). Everything else here holds for every kind alike: a lookup through
 the config's ``[sources.NAME]`` table, a failure reported as a ``SourceError`` that names no
 customer, the deadline (a cancelled lookup leaves no task or connection behind), and a
-section in the configuration reference.
+section in the configuration reference. Then the registry itself: no built-in ``Source`` class
+left out, unknown kinds told the known ones, a kind added by an installed package (and broken
+ones left out), and no heavy SDK loaded for a kind that is not configured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
 import logging
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -191,6 +195,21 @@ async def _settled(read: Callable[[], Any], seconds: float = 10) -> Any:
         if not value or time.monotonic() > give_up:
             return value
         await asyncio.sleep(0.02)
+
+
+def test_every_source_class_of_the_package_is_registered() -> None:
+    """A built-in module whose ``SOURCE`` is forgotten would be no kind at all, silently."""
+    import deskside.sources
+
+    registered = {kind.source for kind in source_kinds().values()}
+    for info in pkgutil.iter_modules(deskside.sources.__path__):
+        module = importlib.import_module(f"deskside.sources.{info.name}")
+        for value in vars(module).values():
+            defined_here = getattr(value, "__module__", None) == module.__name__
+            if defined_here and isinstance(value, type) and issubclass(value, Source):
+                assert inspect.isabstract(value) or value in registered, (
+                    f"{module.__name__}: set SOURCE = {value.__name__}"
+                )
 
 
 @pytest.mark.parametrize("kind", KINDS)
