@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from deskside.config import Settings
+from deskside.helpdesks import kinds as helpdesk_kinds
 from deskside.sources import source_kinds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +116,7 @@ def test_every_registered_source_kind_is_in_the_config_walk() -> None:
 
 def test_every_helpdesk_has_its_page() -> None:
     kinds = {kind for kind in _config_models().values() if kind is not None}
+    assert kinds == set(helpdesk_kinds()), "the config walk misses a registered helpdesk"
     assert {"helpscout", "therethere", "helper", "plain", "card"} <= kinds
     pages = {page.stem for page in (DOCS / "helpdesks").glob("*.md")}
     assert kinds <= pages, f"helpdesks without a page in docs/helpdesks/: {kinds - pages}"
