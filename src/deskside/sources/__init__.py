@@ -63,7 +63,7 @@ class SourceKind:
     source: type[Source]
     config: type[SourceConfig]
     module: str
-    """Where it is declared, e.g. ``deskside.sources.sql``."""
+    """Where it is declared: ``deskside.sources.sql``, or the entry point that names it."""
 
 
 @functools.cache
@@ -129,5 +129,7 @@ def config_union() -> Any:
 
 def build_source(name: str, config: SourceConfig) -> Source:
     """The source ``config`` (the table ``[sources.NAME]``) describes, named ``name``."""
-    (kind,) = [k for k in source_kinds().values() if type(config) is k.config]
-    return kind.source(name, config)
+    by_config = {kind.config: kind.source for kind in source_kinds().values()}
+    if type(config) not in by_config:
+        raise SourceKindError(f"{type(config).__name__} is no registered source kind's model")
+    return by_config[type(config)](name, config)
