@@ -25,6 +25,7 @@ from deskside.web.forms import read_form
 from deskside.web.guard import Identity, identity_of
 from deskside.web.pages import UI_PREFIX, Pages
 from deskside.web.roles import Role
+from deskside.web.workspace_pages import app_people
 
 __all__ = ["MIN_PASSWORD", "people_routes"]
 
@@ -43,9 +44,7 @@ def people_routes(pages: Pages, settings: Settings, insights: InsightsService) -
         if not insights.ready:
             message = "The insights database is not available yet; reload in a moment."
             return refusal(request, session, 503, message, title="People", active="people")
-        people: People | None = getattr(request.app.state, "people", None)
-        if people is None:
-            people = request.app.state.people = People(insights.store)
+        people = app_people(request, insights)
         return people.of(session.workspace if session is not None else people.workspace)
 
     async def people_page(

@@ -39,6 +39,7 @@ from deskside.web.login_pages import local_next
 from deskside.web.pages import UI_PREFIX, Pages
 from deskside.web.roles import Role
 from deskside.web.sso_settings import OidcSettings
+from deskside.web.workspace_pages import app_people
 
 with warnings.catch_warnings():
     # Authlib announces joserfc and httpx2 on import; its jose and httpx APIs stay until 2.0
@@ -252,12 +253,6 @@ def sso_routes(pages: Pages, settings: Settings, insights: InsightsService) -> A
             SSO_COOKIE, path=UI_PREFIX + "/sso", secure=request.url.scheme == "https", httponly=True
         )
 
-    def people_of(request: Request) -> People:
-        people: People | None = getattr(request.app.state, "people", None)
-        if people is None:
-            people = request.app.state.people = People(insights.store)
-        return people
-
     @router.get(UI_PREFIX + "/sso/login")
     async def sso_login(request: Request, next: str | None = None) -> Response:
         try:
@@ -298,7 +293,7 @@ def sso_routes(pages: Pages, settings: Settings, insights: InsightsService) -> A
     @router.get(UI_PREFIX + "/sso/callback")
     async def sso_callback(request: Request) -> Response:
         client = request.client.host if request.client else "-"
-        people = people_of(request) if insights.ready else None
+        people = app_people(request, insights) if insights.ready else None
         if people is None:
             message = "The insights database is not available yet; try again in a moment."
             return refused(request, 503, message)

@@ -24,7 +24,7 @@ from deskside.insights.store import describe_error
 from deskside.web.guard import Identity, identity_of
 from deskside.web.pages import UI_PREFIX, Pages
 
-__all__ = ["LiveWorkspace", "workspace_choices", "workspace_routes"]
+__all__ = ["LiveWorkspace", "app_people", "workspace_choices", "workspace_routes"]
 
 log = logging.getLogger("deskside.web")
 
@@ -63,7 +63,9 @@ class LiveWorkspace:
         return live if isinstance(live, Response) else (session, form, live)
 
 
-def _people(request: Request, insights: InsightsService) -> People:
+def app_people(request: Request, insights: InsightsService) -> People:
+    """The app's people (one :class:`~deskside.insights.people.People`, made on first use and
+    shared with the guard's :func:`~deskside.web.guard.directory_of`)."""
     people: People | None = getattr(request.app.state, "people", None)
     if people is None:
         people = request.app.state.people = People(insights.store)
@@ -81,7 +83,7 @@ async def workspace_choices(
     try:
         if identity.person_id is None:
             return await insights.workspaces.names()
-        return await _people(request, insights).workspaces_of(identity.person_id)
+        return await app_people(request, insights).workspaces_of(identity.person_id)
     except (SQLAlchemyError, OSError) as exc:
         log.warning("ui: cannot read the workspaces: %s", describe_error(exc))
         return []
