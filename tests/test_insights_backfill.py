@@ -14,7 +14,8 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutAPIError, NotConnected
+from deskside.insights.helpscout.client import HelpScoutAPI
+from deskside.insights.helpscout.connection import HelpScoutAPIError, NotConnected
 from deskside.insights.helpscout.inbox import Inbox
 from deskside.insights.ingest.backfill import (
     ImportProgress,

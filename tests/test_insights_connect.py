@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from deskside.config import Settings
 from deskside.insights import audit
 from deskside.insights.helpscout import cli as helpscout_cli
-from deskside.insights.helpscout.client import webhook_secrets
+from deskside.insights.helpscout.connection import webhook_secrets
 from deskside.insights.ingest.backfill import parse_since
 from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
 from deskside.insights.settings import InsightsSettings

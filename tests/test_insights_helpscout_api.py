@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 from deskside.errors import ConfigError
 from deskside.insights.crypto import Cipher
 from deskside.insights.helpscout import cli as helpscout_cli
-from deskside.insights.helpscout.client import (
+from deskside.insights.helpscout.client import HelpScoutAPI
+from deskside.insights.helpscout.connection import (
     AuthorizationRefused,
     ConnectionLost,
-    HelpScoutAPI,
     HelpScoutAPIError,
     NotConnected,
     webhook_secrets,

@@ -20,7 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from deskside.errors import BadRequest, ConfigError, NotFound, ServiceUnavailable
 from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 from deskside.insights.analysis.engine import ANALYSIS_LEASE, Analysis
-from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutError, webhook_secrets
+from deskside.insights.helpscout.client import HelpScoutAPI
+from deskside.insights.helpscout.connection import HelpScoutError, webhook_secrets
 from deskside.insights.helpscout.inbox import Inbox
 from deskside.insights.ingest.backfill import import_conversations
 from deskside.insights.ingest.worker import Worker, unprocessable

@@ -10,7 +10,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from deskside.insights.helpscout.client import PROVIDER, HelpScoutAPI
+from deskside.insights.helpscout.client import HelpScoutAPI
+from deskside.insights.helpscout.connection import PROVIDER
 from deskside.insights.ingest.backfill import sync_mailboxes
 from deskside.insights.models import Connection, ImportCursor, Mailbox
 from deskside.insights.privacy.retention import Disconnected, disconnect_helpscout

@@ -14,9 +14,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute
 
 from deskside.errors import ConfigError
-from deskside.insights.helpscout.client import (
+from deskside.insights.helpscout.client import HelpScoutAPI
+from deskside.insights.helpscout.connection import (
     AuthorizationRefused,
-    HelpScoutAPI,
     HelpScoutError,
     state_workspace,
 )

@@ -22,7 +22,8 @@ from deskside.errors import ConfigError
 from deskside.insights.analysis import merges
 from deskside.insights.analysis.engine import UnknownConversation, UnknownTopic
 from deskside.insights.analysis.labels import LABELS
-from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutError, config_problems
+from deskside.insights.helpscout.client import HelpScoutAPI
+from deskside.insights.helpscout.connection import HelpScoutError, config_problems
 from deskside.insights.ingest.backfill import parse_since
 from deskside.insights.models import row_id
 from deskside.insights.privacy import erasure

@@ -18,10 +18,10 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 import typer
 
 from deskside.console import err, out
-from deskside.insights.helpscout.client import (
+from deskside.insights.helpscout.client import HelpScoutAPI
+from deskside.insights.helpscout.connection import (
     STATE_LIFETIME,
     AuthorizationRefused,
-    HelpScoutAPI,
     HelpScoutError,
 )
 from deskside.insights.settings import HelpScoutSettings

@@ -170,7 +170,7 @@ def webhook_target(url: str, workspace: str) -> str:
 
 def _require_credentials(settings: InsightsSettings) -> None:
     """Refuse before any browser or network step: no key or no app credentials."""
-    from deskside.insights.helpscout.client import config_problems
+    from deskside.insights.helpscout.connection import config_problems
 
     problems = config_problems(settings)
     if problems:
@@ -268,7 +268,8 @@ def mailboxes(
     """
     from sqlalchemy import select
 
-    from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutError
+    from deskside.insights.helpscout.client import HelpScoutAPI
+    from deskside.insights.helpscout.connection import HelpScoutError
     from deskside.insights.ingest.backfill import sync_mailboxes
     from deskside.insights.models import Mailbox
 
@@ -316,7 +317,7 @@ def mailboxes(
 
 
 async def _connected(store: Store) -> bool:
-    from deskside.insights.helpscout.client import PROVIDER
+    from deskside.insights.helpscout.connection import PROVIDER
     from deskside.insights.models import Connection
 
     async with store.read() as session:
@@ -364,7 +365,8 @@ def import_command(
 
     Nothing is stored twice; a finished import is not repeated unless --again.
     """
-    from deskside.insights.helpscout.client import HelpScoutAPI, HelpScoutError, iso_utc
+    from deskside.insights.helpscout.client import HelpScoutAPI
+    from deskside.insights.helpscout.connection import HelpScoutError, iso_utc
     from deskside.insights.ingest.backfill import import_conversations, parse_since
 
     try:
@@ -450,7 +452,7 @@ def _progress_bar() -> Progress:
 
 def _run(store: Store, work: Callable[[Store], Awaitable[T]]) -> T:
     """:func:`run_with_store`, with Help Scout and configuration errors as clean failures."""
-    from deskside.insights.helpscout.client import HelpScoutError
+    from deskside.insights.helpscout.connection import HelpScoutError
 
     try:
         return run_with_store(store, work)

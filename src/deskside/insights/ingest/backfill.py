@@ -22,12 +22,8 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from deskside.insights.helpscout.client import (
-    ConversationPage,
-    HelpScoutAPI,
-    NotConnected,
-    iso_utc,
-)
+from deskside.insights.helpscout.client import ConversationPage, HelpScoutAPI
+from deskside.insights.helpscout.connection import NotConnected, iso_utc
 from deskside.insights.ingest.changes import save_conversations
 from deskside.insights.ingest.normalise import ConversationRecord, conversation_record
 from deskside.insights.models import ImportCursor, Mailbox, utcnow

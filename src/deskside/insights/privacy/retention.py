@@ -43,7 +43,7 @@ from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store
 
 if TYPE_CHECKING:
-    from deskside.insights.helpscout.client import DisconnectReport
+    from deskside.insights.helpscout.connection import DisconnectReport
 
 __all__ = [
     "Disconnected",
@@ -138,7 +138,8 @@ async def disconnect_helpscout(
     """Forget the Help Scout connection and delete deskside's webhook there (best effort);
     with ``delete_data`` also :func:`purge_account_data`, as ``by``. Without an encryption key
     the token cannot be used to delete the webhook: the connection is only forgotten."""
-    from deskside.insights.helpscout.client import PROVIDER, DisconnectReport, HelpScoutAPI
+    from deskside.insights.helpscout.client import HelpScoutAPI
+    from deskside.insights.helpscout.connection import PROVIDER, DisconnectReport
 
     try:
         api = HelpScoutAPI(settings, store)
