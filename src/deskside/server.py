@@ -197,7 +197,7 @@ def create_app(settings: Settings) -> FastAPI:
             root = request.scope.get("root_path", "")
             return RedirectResponse(f"{root}{UI_PREFIX}/", status_code=302)
 
-    encoded: TTLCache[Hashable, bytes] = TTLCache(
+    encoded: TTLCache[Hashable, Response] = TTLCache(
         maxsize=LAYOUT_REUSE_ENTRIES, ttl=LAYOUT_REUSE_SECONDS
     )
     for protocol in service.protocols:
@@ -205,7 +205,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_api_route(
             protocol.path,
             _endpoint(protocol, service, encoded),
-            methods=[protocol.method],
+            methods=[protocol.method, *protocol.other_methods],
             name=protocol.name,
             include_in_schema=protocol.openapi is not None,
             **(protocol.openapi or {"summary": f"{protocol.title} sidebar"}),
@@ -263,7 +263,7 @@ def _add_insights_routes(
 
 
 def _endpoint(
-    protocol: Protocol, service: SidebarService, encoded: TTLCache[Hashable, bytes]
+    protocol: Protocol, service: SidebarService, encoded: TTLCache[Hashable, Response]
 ) -> Any:
     """``protocol``'s route; answers built from the same cached data are encoded once, kept
     in ``encoded`` (shared by every helpdesk, see Answer.reuse_key)."""
@@ -280,25 +280,26 @@ def _endpoint(
         protocol.verify(raw)  # Unauthorized: logged and counted by the app's error handler
         await protocol.refuse_replay(raw, service.resolver.cache)
         try:
-            lookup = protocol.parse(raw, fold_plus=fold_plus)
+            lookup = await protocol.aparse(raw, fold_plus=fold_plus)
         except Decline as decline:
-            return JSONResponse(protocol.respond(Sidebar(message=decline.message), None, raw))
+            return protocol.response(protocol.respond(Sidebar(message=decline.message), None, raw))
         try:
-            answer = await service.answer(lookup, since=request.scope.get("state", {}).get(ARRIVED))
+            arrived = request.scope.get("state", {}).get(ARRIVED)
+            answer = await service.answer(lookup, refresh=protocol.wants_fresh(raw), since=arrived)
             if answer.reuse_key is None:
-                return JSONResponse(protocol.respond(answer.sidebar, answer.profile, raw))
+                return protocol.response(protocol.respond(answer.sidebar, answer.profile, raw))
             key = (protocol.name, answer.reuse_key, protocol.answer_variant(raw))
-            body = encoded.get(key)
-            if body is None:
+            response = encoded.get(key)
+            if response is None:
                 document = protocol.respond(answer.sidebar, answer.profile, raw)
-                body = encoded[key] = bytes(JSONResponse(document).body)
-            return Response(body, media_type="application/json")
+                response = encoded[key] = protocol.response(document)
+            return response
         except Exception:
             # Never a blank sidebar: a bug here still answers the helpdesk in its format.
             log.exception("%s: could not build the sidebar", protocol.name)
             sidebar = Sidebar(message="Customer details are unavailable right now.")
             try:
-                return JSONResponse(protocol.respond(sidebar, None, raw))
+                return protocol.response(protocol.respond(sidebar, None, raw))
             except Exception:  # the protocol cannot even answer a message: say so plainly
                 log.exception("%s: could not answer at all", protocol.name)
                 return JSONResponse(

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel, SecretList
-from deskside.errors import BadRequest, PayloadTooLarge
+from deskside.errors import BadRequest, PayloadTooLarge, Unauthorized, UnauthorizedCode
 from deskside.lookup import Lookup, normalise_emails
 from deskside.resolve import Profile
-from deskside.signing import Scheme, sign, verify
+from deskside.signing import Scheme, bearer_token, sign, token_matches, verify
 
 if TYPE_CHECKING:
     from deskside.cache import Cache
@@ -159,10 +159,16 @@ class Protocol(ABC):
     title: ClassVar[str]
     """How people call the helpdesk, e.g. ``Help Scout`` (a literal, as ``kind``)."""
     method: ClassVar[str] = "POST"
+    other_methods: ClassVar[tuple[str, ...]] = ()
+    """Further methods the helpdesk may call the same route with (Gorgias lets its user pick
+    GET or POST); :attr:`method` is the one deskside's own requests use (demo, ``probe``)."""
     signature_header: ClassVar[str]
-    """Lower-case name of the header that carries the signature (a literal, as ``kind``)."""
-    scheme: ClassVar[Scheme]
-    """How requests are signed, ``Scheme.NAME`` in the class body (read as ``kind``)."""
+    """Lower-case name of the header that carries the signature, or the token when
+    :attr:`scheme` is None (a literal, as ``kind``)."""
+    scheme: ClassVar[Scheme | None]
+    """How requests are signed, ``Scheme.NAME`` in the class body (read as ``kind``); ``None``
+    when the helpdesk signs nothing and sends one of the secrets itself, ``Bearer <secret>`` in
+    :attr:`signature_header` (then it has no :attr:`signature_vectors`)."""
     timeout_seconds: ClassVar[float]
     """How long the helpdesk waits for an answer (``deskside probe`` waits as long)."""
     openapi: ClassVar[dict[str, Any] | None] = None
@@ -189,6 +195,9 @@ class Protocol(ABC):
     """Whom the demo's example request asks about."""
     signature_vectors: ClassVar[Sequence[SignatureVector]] = ()
     """Published signatures the contract test checks :attr:`scheme` against."""
+    media_type: ClassVar[str] = "application/json"
+    """The Content-Type of answers: JSON by default; a helpdesk that loads a page answers
+    ``text/html`` and :meth:`respond` returns the page as a string."""
 
     @classmethod
     @abstractmethod
@@ -209,8 +218,15 @@ class Protocol(ABC):
     def verify(self, request: RawRequest) -> None:
         """Raise :class:`~deskside.errors.Unauthorized` unless the request is signed.
 
-        By default the signature header must sign the raw body under one of the secrets.
+        By default the signature header must sign the raw body under one of the secrets; with
+        no :attr:`scheme`, it must be ``Bearer <one of the secrets>`` (compared in constant time).
         """
+        if self.scheme is None:
+            header = request.headers.get(self.signature_header)
+            if not token_matches(bearer_token(header), self.config.secrets()):
+                code: UnauthorizedCode = "token" if bearer_token(header) else "missing"
+                raise Unauthorized("bearer token missing or not a configured one", code=code)
+            return
         verify(
             self.scheme,
             self.config.secrets(),
@@ -227,8 +243,12 @@ class Protocol(ABC):
     @classmethod
     def sign_request(cls, secret: str, request: RawRequest) -> RawRequest:
         """``request`` signed with ``secret`` exactly as the helpdesk signs (by default: the
-        raw body's signature in :attr:`signature_header`); tests sign generated requests so."""
-        signature = sign(cls.scheme, secret, request.body)
+        raw body's signature in :attr:`signature_header`, or ``Bearer <secret>`` with no
+        :attr:`scheme`); tests sign generated requests so."""
+        if cls.scheme is None:
+            signature = f"Bearer {secret}"
+        else:
+            signature = sign(cls.scheme, secret, request.body)
         headers = {**request.headers, cls.signature_header: signature}
         return RawRequest(request.method, request.body, request.query, headers)
 
@@ -248,6 +268,11 @@ class Protocol(ABC):
     @abstractmethod
     def parse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
         """The lookup the request asks for; raise BadRequest or :class:`Decline`."""
+
+    async def aparse(self, request: RawRequest, *, fold_plus: bool) -> Lookup:
+        """What the server calls: :meth:`parse` by default; a helpdesk that must ask another
+        service who the customer is (Help Scout's app platform) does so here."""
+        return self.parse(request, fold_plus=fold_plus)
 
     @abstractmethod
     def respond(
@@ -274,6 +299,36 @@ class Protocol(ABC):
         if not emails:
             raise Decline(missing)
         return Lookup(emails=emails, name=name, context={"desk": self.kind, **context})
+
+    def wants_fresh(self, request: RawRequest) -> bool:
+        """Whether ``request`` asks for fresh data past the cache (a "Refresh" button the
+        helpdesk sends back signed); by default never."""
+        return False
+
+    def response(self, document: Any) -> Response:
+        """The HTTP answer carrying :meth:`respond`'s ``document`` (JSON by default)."""
+        return JSONResponse(document)
+
+    @classmethod
+    def read_answer(cls, content_type: str, body: bytes) -> Any:
+        """The document an answer carries (what :meth:`respond` returned), read as the
+        helpdesk reads it; ValueError saying why the helpdesk could not read it."""
+        problems = []
+        if content_type.split(";")[0].strip() != cls.media_type:
+            problems.append(f"Content-Type is {content_type!r}, expected {cls.media_type}")
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            problems.append(f"the body is not JSON: {cls.title} would show an error")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return document
+
+    @classmethod
+    def unsigned(cls, request: RawRequest) -> RawRequest:
+        """``request`` without its signature (by default: without :attr:`signature_header`)."""
+        headers = {k: v for k, v in request.headers.items() if k != cls.signature_header}
+        return RawRequest(request.method, request.body, request.query, headers)
 
     def answer_variant(self, request: RawRequest) -> Hashable:
         """What, besides the customer's data, makes answers to ``request`` differ (Plain: the
@@ -319,7 +374,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {}
 def openapi_route(
     *,
     summary: str,
-    answer: type[BaseModel],
+    answer: type[BaseModel] | str,
     security: APIKeyHeader | HTTPBearer | Sequence[APIKeyHeader | HTTPBearer],
     body: type[BaseModel] | None = None,
     parameters: Sequence[Mapping[str, Any]] = (),
@@ -327,10 +382,11 @@ def openapi_route(
 ) -> dict[str, Any]:
     """``add_api_route`` keyword arguments that publish a route in the OpenAPI schema.
 
-    ``body`` documents the JSON request body (the route still reads raw bytes: signatures are
-    over them); ``security`` declares how the request is signed (several: alternatives), for
-    documentation only: listed in :data:`SECURITY_SCHEMES` for the schema, never run as a
-    per-request dependency.
+    ``answer`` is the JSON answer's model, or the media type of a page answered as text
+    (``text/html``). ``body`` documents the JSON request body (the route still reads raw
+    bytes: signatures are over them); ``security`` declares how the request is signed
+    (several: alternatives), for documentation only: listed in :data:`SECURITY_SCHEMES` for
+    the schema, never run as a per-request dependency.
     """
     schemes = [security] if isinstance(security, APIKeyHeader | HTTPBearer) else list(security)
     for scheme in schemes:
@@ -344,12 +400,18 @@ def openapi_route(
     if parameters:
         extra["parameters"] = [dict(parameter) for parameter in parameters]
     refused = {"model": ErrorAnswer}
+    shown = "The answer, as the helpdesk expects it"
+    page: dict[str, Any]
+    if isinstance(answer, str):
+        page = {"content": {answer: {"schema": {"type": "string"}}}, "description": shown}
+    else:
+        page = {"model": answer, "description": shown}
     return {
         "summary": summary,
         "description": description,
         "openapi_extra": extra,
         "responses": {
-            200: {"model": answer, "description": "The answer, as the helpdesk expects it"},
+            200: page,
             400: {**refused, "description": "Malformed JSON, wrong types or a malformed query"},
             401: {**refused, "description": "Missing or wrong signature"},
             413: {**refused, "description": "Body too large"},
