@@ -403,7 +403,3 @@ async def test_a_huge_body_is_413(client: httpx.AsyncClient) -> None:
     document = {"email": "owner@acme.example", "pad": "x" * 100_000}
     assert (await post_card(client, document)).status_code == 413
     assert (await post_card(client, document, secret=None)).status_code == 413
-
-
-async def test_only_post_is_accepted(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/card")).status_code == 405

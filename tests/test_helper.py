@@ -31,7 +31,6 @@ from deskside.errors import Unauthorized
 from deskside.protocols.base import RawRequest
 from deskside.protocols.helper import Helper, HelperConfig, widget_identity
 from deskside.server import create_app
-from deskside.signing import Scheme, sign, verify
 from helpers import add_customer, demo_config_text, serve
 
 pytestmark = pytest.mark.anyio
@@ -171,14 +170,6 @@ def add_membership(database: str, email: str, name: str, company_id: int) -> Non
 
 
 # ── The documented vector ─────────────────────────────────────────────────────────────────────
-
-
-def test_vector_matches_the_independent_signer_and_deskside_signing() -> None:
-    assert helper_signature(VECTOR_SECRET, VECTOR_QUERY) == VECTOR_SIGNATURE
-    assert sign(Scheme.SHA256_BASE64, VECTOR_SECRET, VECTOR_QUERY.encode()) == VECTOR_SIGNATURE
-    verify(Scheme.SHA256_BASE64, [VECTOR_SECRET], VECTOR_QUERY.encode(), VECTOR_SIGNATURE)
-    with pytest.raises(Unauthorized):
-        verify(Scheme.SHA256_BASE64, ["otherSecret"], VECTOR_QUERY.encode(), VECTOR_SIGNATURE)
 
 
 def vector_protocol(secret: str = VECTOR_SECRET) -> Helper:
@@ -688,12 +679,10 @@ async def test_a_signed_query_with_too_many_fields_is_a_400(client: httpx.AsyncC
     assert response.status_code == 400
 
 
-async def test_wrong_method_and_body_on_the_customer_info_route(
+async def test_a_body_on_the_customer_info_route_is_refused_when_huge(
     client: httpx.AsyncClient,
 ) -> None:
     query = js_query("owner@acme.example")
-    response = await client.post(f"/helper?{query}", content=b"{}", headers=bearer(query))
-    assert response.status_code == 405
     huge = await client.request(
         "GET", f"/helper?{query}", content=b"x" * 200_000, headers=bearer(query)
     )
