@@ -145,7 +145,11 @@ class Served:
             method or request.method, url, content=request.body, headers=dict(request.headers)
         )
         assert response.status_code < 500, response.text
-        assert response.headers["content-type"] == "application/json", response.headers
+        content_type = response.headers["content-type"]
+        desk = next((d for d in self.desks.values() if d.path == path), None)
+        if response.status_code == 200 and desk is not None and content_type != "application/json":
+            return Reply(200, desk.read_answer(content_type, response.content))  # e.g. a page
+        assert content_type == "application/json", response.headers
         return Reply(response.status_code, strict_json(response.text))
 
     def ask(self, kind: str, email: str, *, secret: str | None = None) -> Reply:
@@ -211,9 +215,7 @@ def test_a_wrong_or_missing_signature_is_401(served: Served, kind: str) -> None:
     desk = served.desks[kind]
     forged = desk.example_request(demo_secret(kind) + "-forged", ["owner@acme.example"])
     assert served.send(forged, desk.path).status == 401
-    headers = {k: v for k, v in forged.headers.items() if k != desk.signature_header}
-    unsigned = RawRequest(forged.method, forged.body, forged.query, headers)
-    reply = served.send(unsigned, desk.path)
+    reply = served.send(desk.unsigned(forged), desk.path)
     assert reply.status == 401
     assert list(reply.document) == ["error"]
 
