@@ -2,7 +2,7 @@
 calibrated confidence.
 
 The model is scikit-learn only: word (1-2) and character (2-5) TF-IDF n-grams of what the
-customer wrote (:mod:`deskside.insights.analysis.customer_text`), a linear SVM, and temperature scaling
+customer wrote (:mod:`.customer_text`), a linear SVM, and temperature scaling
 fitted on cross-validated scores so that a confidence of 0.8 is right about 80% of the time.
 It learns from labelled examples: the ones that ship with deskside, a team's own (a file,
 ``--examples``), and agents' corrections, which weigh more than the rest. Training ~2,000
@@ -98,7 +98,7 @@ class Prediction:
     """A label and the probability that it is right (calibrated on held-out folds).
 
     ``scores`` has the probability of every label the model was trained on; ``by`` says who
-    answered: ``model`` (the local classifier) or ``llm`` (:mod:`deskside.insights.analysis.llm`)."""
+    answered: ``model`` (the local classifier) or ``llm`` (:mod:`.llm`)."""
 
     label: str
     confidence: float

@@ -2,7 +2,7 @@
 (a local llama.cpp, vLLM or Ollama server, or a hosted one), configured by URL.
 
 The model is asked for a JSON answer ``{"label": …, "confidence": …}`` about what the customer
-wrote (:func:`~deskside.insights.analysis.classify.prepare_text`). Whenever that fails (no connection, a
+wrote (:func:`~.classify.prepare_text`). Whenever that fails (no connection, a
 timeout, an error status, an answer that is not such JSON, a label outside the allowed ones), the
 local classifier answers instead, so a prediction is always returned. After a few transport
 failures in a row the endpoint is taken to be down and not called again for the rest of the

@@ -261,7 +261,7 @@ def _action(delivery: Delivery) -> _Action:
 
 async def _lock_everything(session: AsyncSession, actions: Sequence[_Action]) -> None:
     """Take every conversation and customer the deliveries touch at once (see
-    :func:`~deskside.insights.ingest.changes.lock_rows`), with a deleted customer's conversations."""
+    :func:`~.changes.lock_rows`), with a deleted customer's conversations."""
     conversations: set[int] = set()
     customers: set[int] = set()
     for action in actions:

@@ -6,7 +6,7 @@ label, topic membership and agent's correction, their messages in other conversa
 webhook deliveries that carried any of it, and their cached sidebar answers; any other text that
 quotes the address keeps the rest with ``[erased]`` in its place. Reports built afterwards no
 longer list them, and :func:`rewrite_erased_exports` rewrites the GitHub issues exported
-before on the next export. Tombstones (:mod:`deskside.insights.privacy.erased`) keep them out of what
+before on the next export. Tombstones (:mod:`.erased`) keep them out of what
 webhooks and imports bring later.
 """
 
