@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Se
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -367,6 +367,10 @@ class ErrorAnswer(BaseModel):
     error: str
 
 
+Security = APIKeyHeader | APIKeyQuery | HTTPBearer
+"""How a helpdesk's request is signed, for the OpenAPI schema (a header, a query parameter or
+a bearer token)."""
+
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {}
 """OpenAPI security schemes by name, as :func:`openapi_route` declares them."""
 
@@ -375,7 +379,7 @@ def openapi_route(
     *,
     summary: str,
     answer: type[BaseModel] | str,
-    security: APIKeyHeader | HTTPBearer | Sequence[APIKeyHeader | HTTPBearer],
+    security: Security | Sequence[Security],
     body: type[BaseModel] | None = None,
     parameters: Sequence[Mapping[str, Any]] = (),
     description: str | None = None,
@@ -388,7 +392,7 @@ def openapi_route(
     (several: alternatives), for documentation only: listed in :data:`SECURITY_SCHEMES` for
     the schema, never run as a per-request dependency.
     """
-    schemes = [security] if isinstance(security, APIKeyHeader | HTTPBearer) else list(security)
+    schemes = [security] if isinstance(security, Security) else list(security)
     for scheme in schemes:
         SECURITY_SCHEMES[scheme.scheme_name] = scheme.model.model_dump(
             mode="json", by_alias=True, exclude_none=True
