@@ -271,6 +271,8 @@ def sign(
     protocol = _KINDS.get(desk)
     if protocol is None:
         fail(f"--desk {desk}: use one of {', '.join(_KINDS)}")
+    if protocol.scheme is None:
+        fail(f"--desk {desk} signs nothing: it sends the secret itself, as Bearer <secret>")
     body = sys.stdin.buffer.read() if file == "-" else _read_bytes(Path(file))
     signature = signing.sign(protocol.scheme, secret, body)
     if protocol.signature_header == "authorization":

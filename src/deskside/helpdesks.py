@@ -63,9 +63,10 @@ class Helpdesk:
     kind: str
     title: str
     method: str
-    scheme: Scheme
+    scheme: Scheme | None
+    """None: no signature, the request carries a secret itself as a bearer token."""
     signature_header: str
-    """The header the signature travels in (lower-case); Helper's is ``Bearer …``."""
+    """The header the signature (or token) travels in (lower-case); Helper's is ``Bearer …``."""
     module: str
     """The module that defines it."""
 
