@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from deskside.config import Settings
 from deskside.errors import ConfigError, HTTPError
+from deskside.helpdesks import protocol_classes
 from deskside.insights.analysis.queries import TopicSummary
 from deskside.insights.helpscout.client import HelpScoutAPI
 from deskside.insights.ingest.backfill import parse_since
@@ -324,7 +325,7 @@ async def test_preview_shows_the_injection_payload_as_text(sidebar_settings: Set
     assert not [e for e in tree.iter() if any(name.startswith("on") for name in e.attrs)]
     # every helpdesk's answer is on the page, each showing the payload as text
     desks = {e.attrs["data-desk"]: e for e in tree.find_all("section", "desk")}
-    assert set(desks) == {"helpscout", "therethere", "helper", "plain", "card"}
+    assert set(desks) == set(protocol_classes())
     assert INJECTED_COMPANY in desks["therethere"].find_all("table")[0].text()
     assert INJECTED_COMPANY in desks["plain"].find_all("div", "plain-card")[0].text()
     # Help Scout's HTML, in a sandboxed frame: the payload is escaped inside the document
