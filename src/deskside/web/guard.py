@@ -149,7 +149,9 @@ class GuardedRoute(APIRoute):
     before the body is read. The API answers 401 (anonymous) or 403 (a lower role, or a
     cookie-authenticated change without the session's CSRF token) and reads at most
     :data:`~deskside.web.forms.FORM_LIMIT` bytes of a body (413 beyond); the web UI's subclass
-    (:meth:`deskside.web.pages.Pages.route_class`) answers with pages instead.
+    (:meth:`deskside.web.pages.Pages.route_class`) answers with pages instead. A subclass
+    changes :meth:`refuse` (a caller not admitted), :meth:`limit_body` and :meth:`admitted`
+    (one admitted, in that order, before the handler).
 
     A route missing from the table cannot be created (``KeyError``)."""
 
