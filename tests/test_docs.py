@@ -99,8 +99,9 @@ def test_every_config_key_is_documented() -> None:
     missing = set()
     for model, kind in models.items():
         text = CONFIGURATION
-        if kind is not None:
-            text += (DOCS / "helpdesks" / f"{kind}.md").read_text(encoding="utf-8")
+        page = DOCS / "helpdesks" / f"{kind}.md"
+        if kind is not None and page.is_file():
+            text += page.read_text(encoding="utf-8")
         missing |= {
             f"{model.__name__}.{name}" for name in model.model_fields if not _documented(name, text)
         }
@@ -120,8 +121,9 @@ def test_every_helpdesk_has_its_page() -> None:
     assert {"helpscout", "therethere", "helper", "plain", "card"} <= kinds
     pages = {page.stem for page in (DOCS / "helpdesks").glob("*.md")}
     assert kinds <= pages, f"helpdesks without a page in docs/helpdesks/: {kinds - pages}"
-    for kind in kinds:
-        assert f"helpdesks/{kind}.md" in CONFIGURATION + README, f"{kind}'s page is not linked"
+    index = (DOCS / "helpdesks" / "README.md").read_text(encoding="utf-8")
+    unlisted = {kind for kind in kinds if f"]({kind}.md)" not in index}
+    assert not unlisted, f"helpdesks docs/helpdesks/README.md does not list: {unlisted}"
 
 
 def test_demo_config_is_the_documented_example() -> None:
