@@ -8,25 +8,24 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
+from typing import Protocol as Interface
 
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from deskside.cache import Cache
 from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel, SecretList
-from deskside.errors import BadRequest, PayloadTooLarge, Unauthorized, UnauthorizedCode
+from deskside.errors import Unauthorized, UnauthorizedCode
+from deskside.http import optional_string, parse_json_object, read_body
+from deskside.layout import CardLayout
 from deskside.lookup import Lookup, normalise_emails
+from deskside.references import Problem
 from deskside.resolve import Profile
 from deskside.signing import Scheme, bearer_token, sign, token_matches, verify
-
-if TYPE_CHECKING:
-    from deskside.cache import Cache
-    from deskside.layout import CardLayout
-    from deskside.references import Problem
-    from deskside.service import SidebarService
 
 __all__ = [
     "Decline",
@@ -36,10 +35,48 @@ __all__ = [
     "PasteValue",
     "Protocol",
     "RawRequest",
+    "SidebarAnswer",
+    "Sidebars",
     "SignatureVector",
     "openapi_route",
+    "optional_string",  # from deskside.http, where they live
+    "parse_json_object",
+    "read_body",
     "secret_values",
 ]
+
+
+class SidebarAnswer(Interface):
+    """What a helpdesk's own routes read of an answer (:class:`deskside.service.Answer`)."""
+
+    @property
+    def sidebar(self) -> Sidebar: ...
+
+    @property
+    def profile(self) -> Profile: ...
+
+
+class _LookupSettings(Interface):
+    @property
+    def fold_plus_addressing(self) -> bool: ...
+
+
+class _Settings(Interface):
+    @property
+    def lookup(self) -> _LookupSettings: ...
+
+
+class Sidebars(Interface):
+    """What a helpdesk's own routes (:meth:`Protocol.extra_routes`) may use of the sidebar
+    service: its answer for a lookup, and the lookup settings. The server passes its
+    :class:`deskside.service.SidebarService`; helpdesks never import it (it builds them)."""
+
+    @property
+    def settings(self) -> _Settings: ...
+
+    async def answer(
+        self, lookup: Lookup, *, refresh: bool = False, since: float | None = None
+    ) -> SidebarAnswer: ...
 
 
 @dataclass(frozen=True)
@@ -335,7 +372,7 @@ class Protocol(ABC):
         card keys asked for); answers with equal data and variant are encoded once."""
         return None
 
-    def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
+    def extra_routes(self, service: Sidebars) -> list[ExtraRoute]:
         """Routes besides the sidebar one that this helpdesk needs; none by default."""
         return []
 
@@ -453,40 +490,3 @@ def schema_problems(model: type[BaseModel], document: Any) -> list[str]:
             for error in exc.errors()[:10]
         ]
     return []
-
-
-def optional_string(document: Mapping[str, Any], key: str, where: str = "") -> str | None:
-    """``document[key]`` when it is a string, None when absent or null, else a BadRequest."""
-    value = document.get(key)
-    if value is not None and not isinstance(value, str):
-        raise BadRequest(f"`{where}{key}` must be a string")
-    return value
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """``body`` as a JSON object, or a BadRequest saying what is wrong with it."""
-    if not body.strip():
-        raise BadRequest("empty body: a JSON object is expected")
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise BadRequest("the body must be a JSON object")
-    return document
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) anything over ``limit`` bytes before reading it all."""
-    declared = request.headers.get("content-length", "")
-    # ASCII digits only ("²" is a digit int() refuses), and no int() of a 5000-digit header.
-    if declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

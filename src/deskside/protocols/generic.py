@@ -18,6 +18,7 @@ from deskside.card import Field as CardField
 from deskside.card import Sidebar
 from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
+from deskside.http import optional_string, parse_json_object
 from deskside.lookup import MAX_EMAILS, Lookup
 from deskside.protocols.base import (
     HelpdeskConfig,
@@ -26,8 +27,6 @@ from deskside.protocols.base import (
     RawRequest,
     SignatureVector,
     openapi_route,
-    optional_string,
-    parse_json_object,
     schema_problems,
     secret_values,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from fastapi.security import HTTPBearer
@@ -18,10 +18,12 @@ from pydantic import AfterValidator, BaseModel, Field, StrictFloat, StrictInt, S
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from deskside.cache import Cache
 from deskside.card import Sidebar, one_line, shorten
 from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
 from deskside.expressions import Expression, TextTemplate, is_blank, missing_values
+from deskside.http import parse_json_object, read_body
 from deskside.layout import expression_context
 from deskside.lookup import Lookup, normalise_emails
 from deskside.protocols.base import (
@@ -31,19 +33,14 @@ from deskside.protocols.base import (
     PasteValue,
     Protocol,
     RawRequest,
+    Sidebars,
     SignatureVector,
     openapi_route,
-    parse_json_object,
-    read_body,
     schema_problems,
 )
 from deskside.render import helper as render
 from deskside.resolve import Profile
 from deskside.signing import Scheme, bearer_token, sign, token_matches, verify
-
-if TYPE_CHECKING:
-    from deskside.cache import Cache
-    from deskside.service import SidebarService
 
 __all__ = [
     "HELPDESK",
@@ -294,7 +291,7 @@ class Helper(Protocol):
         except Exception:
             return None
 
-    def extra_routes(self, service: SidebarService) -> list[ExtraRoute]:
+    def extra_routes(self, service: Sidebars) -> list[ExtraRoute]:
         if not self.config.identity_token:
             return []
 
@@ -310,7 +307,7 @@ class Helper(Protocol):
             )
         ]
 
-    async def _identity(self, request: Request, service: SidebarService) -> dict[str, Any]:
+    async def _identity(self, request: Request, service: Sidebars) -> dict[str, Any]:
         tokens = [t.get_secret_value() for t in self.config.identity_token]
         if not token_matches(bearer_token(request.headers.get("authorization")), tokens):
             raise Unauthorized("identity request without a valid bearer token", code="token")

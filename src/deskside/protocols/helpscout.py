@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from deskside.card import Sidebar
 from deskside.errors import BadRequest
+from deskside.http import parse_json_object
 from deskside.lookup import Lookup
 from deskside.protocols.base import (
     Decline,
@@ -21,7 +22,6 @@ from deskside.protocols.base import (
     RawRequest,
     SignatureVector,
     openapi_route,
-    parse_json_object,
     schema_problems,
 )
 from deskside.render import helpscout as render

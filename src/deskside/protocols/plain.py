@@ -18,6 +18,7 @@ from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel
 from deskside.errors import BadRequest
 from deskside.expressions import encodable
+from deskside.http import optional_string, parse_json_object
 from deskside.layout import CardLayout
 from deskside.lookup import Lookup
 from deskside.protocols.base import (
@@ -27,8 +28,6 @@ from deskside.protocols.base import (
     RawRequest,
     SignatureVector,
     openapi_route,
-    optional_string,
-    parse_json_object,
     schema_problems,
 )
 from deskside.references import Problem

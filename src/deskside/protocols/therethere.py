@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from deskside.card import Sidebar
+from deskside.http import optional_string, parse_json_object
 from deskside.lookup import Lookup
 from deskside.protocols.base import (
     HelpdeskConfig,
@@ -25,8 +26,6 @@ from deskside.protocols.base import (
     RawRequest,
     SignatureVector,
     openapi_route,
-    optional_string,
-    parse_json_object,
     schema_problems,
 )
 from deskside.render import therethere as render
