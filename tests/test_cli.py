@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deskside.cli import app
+from deskside.helpdesks import protocol_classes
 from fake_stripe import FakeStripe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def test_preview_raw_prints_what_each_helpdesk_receives(demo_env: Path) -> None:
     result = runner.invoke(app, ["preview", "owner@acme.example", "--demo", "--raw"])
     assert result.exit_code == 0, result.output
     bodies = json.loads(result.stdout)
-    assert set(bodies) == {"helpscout", "therethere", "helper", "plain", "card"}
+    assert set(bodies) == {*protocol_classes(), "card"}  # every registered helpdesk
     assert "<h4>Acme HR</h4>" in bodies["helpscout"]["html"]
     rows = {row["name"]: row for row in bodies["therethere"]["data"]}
     assert rows["Renews"]["type"] == "date"
