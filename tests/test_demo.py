@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from deskside.cli import app
 from deskside.demo import DEMO_SECRET_ENVS
+from deskside.helpdesks import protocol_classes
 
 SCRIPT = Path(sys.executable).parent / "deskside"
 """The installed command, as ``.venv/bin/deskside demo`` in the README runs it."""
@@ -167,9 +168,10 @@ def test_the_demo_run_as_a_module_behind_a_public_url(tmp_path: Path) -> None:
     with running(command, env) as demo:
         printed = "".join(demo.read_until("Web UI:"))
     curls = [line for line in printed.splitlines() if line.startswith("curl ")]
-    assert len(curls) == 7
     urls = [next(w for w in shlex.split(c) if w.startswith("http")) for c in curls]
     assert all(url.startswith("https://demo.example.org/deskside/") for url in urls), urls
+    paths = {url.removeprefix("https://demo.example.org/deskside").split("?")[0] for url in urls}
+    assert {f"/{kind}" for kind in protocol_classes()} <= paths  # every registered helpdesk
     assert urls[0] == "https://demo.example.org/deskside/helpscout"
     assert f"then: {sys.executable} -m deskside conversations" in printed
     assert "Web UI: https://demo.example.org/deskside/ui/ (admin password: from $DESKSIDE_AD" in (
