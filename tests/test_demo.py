@@ -171,7 +171,8 @@ def test_the_demo_run_as_a_module_behind_a_public_url(tmp_path: Path) -> None:
     urls = [next(w for w in shlex.split(c) if w.startswith("http")) for c in curls]
     assert all(url.startswith("https://demo.example.org/deskside/") for url in urls), urls
     paths = {url.removeprefix("https://demo.example.org/deskside").split("?")[0] for url in urls}
-    assert {f"/{kind}" for kind in protocol_classes()} <= paths  # every registered helpdesk
+    served = {desk.default_path(kind) for kind, desk in protocol_classes().items()}
+    assert served <= paths  # every registered helpdesk
     assert urls[0] == "https://demo.example.org/deskside/helpscout"
     assert f"then: {sys.executable} -m deskside conversations" in printed
     assert "Web UI: https://demo.example.org/deskside/ui/ (admin password: from $DESKSIDE_AD" in (

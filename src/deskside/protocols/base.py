@@ -250,7 +250,12 @@ class Protocol(ABC):
     def __init__(self, name: str, config: HelpdeskConfig) -> None:
         self.name = name
         self.config = config
-        self.path = config.path or f"/{name}"
+        self.path = config.path or self.default_path(name)
+
+    @classmethod
+    def default_path(cls, name: str) -> str:
+        """Where ``[helpdesks.NAME]`` is served when it sets no ``path``: ``/NAME``."""
+        return f"/{name}"
 
     def verify(self, request: RawRequest) -> None:
         """Raise :class:`~deskside.errors.Unauthorized` unless the request is signed.
