@@ -24,7 +24,7 @@ __all__ = ["audit_routes"]
 
 
 def audit_routes(pages: Pages, insights: InsightsService) -> APIRouter:
-    """The Audit page and its downloads, for the insights pages to include."""
+    """The Audit page and its downloads, for :func:`deskside.web.routes.web_routes` to include."""
     router = APIRouter(include_in_schema=False, route_class=pages.route_class())
     caller = LiveWorkspace(pages, insights)
 

@@ -25,7 +25,7 @@ log = logging.getLogger("deskside.web")
 
 
 def merge_routes(pages: Pages, insights: InsightsService) -> APIRouter:
-    """The merge and undo routes, for the insights pages to include."""
+    """The merge and undo routes, for :func:`deskside.web.routes.web_routes` to include."""
     router = APIRouter(include_in_schema=False, route_class=pages.route_class())
     deciding = LiveWorkspace(pages, insights).deciding
 

@@ -42,6 +42,7 @@ __all__ = [
     "Pages",
     "content_security_policy",
     "conversation_ref",
+    "count_of",
     "safe_href",
 ]
 
@@ -119,6 +120,12 @@ def _frame(html: str) -> str:
 def conversation_ref(number: int | None, conversation_id: int) -> str:
     """How the pages name a conversation: its Help Scout number (``#126``), else its id."""
     return f"#{number}" if number is not None else str(conversation_id)
+
+
+def count_of(text: str) -> str | None:
+    """``text`` when it is a count (ASCII digits, at most 19), else None: a query parameter
+    a page shows back."""
+    return text if text.isascii() and text.isdigit() and len(text) <= 19 else None
 
 
 def _when(value: datetime | None) -> str:

@@ -54,17 +54,26 @@ def web_routes(
 def _insights_routes(
     pages: Pages, settings: Settings, service: SidebarService, insights: InsightsService
 ) -> APIRouter:
-    """The insights pages, People, the workspace switcher and (with ``[ui.oidc]``) single
-    sign-on; the header's workspace switcher is set up on ``pages``."""
+    """The insights pages (Insights, Topics, merges, Help Scout, Reports, Audit), People, the
+    workspace switcher and (with ``[ui.oidc]``) single sign-on; the header's workspace
+    switcher is set up on ``pages``."""
     # Imported only here: these pages need the insights stack (scikit-learn, SciPy, alembic,
     # lxml), which a process without [insights] never loads.
+    from deskside.web.audit_pages import audit_routes
+    from deskside.web.connection_pages import connection_routes
     from deskside.web.insights_pages import insights_routes
+    from deskside.web.merge_pages import merge_routes
     from deskside.web.people_pages import people_routes
+    from deskside.web.reports_pages import reports_routes
     from deskside.web.workspace_pages import workspace_choices, workspace_routes
 
     pages.workspace_choices = partial(workspace_choices, insights)
     router = APIRouter(include_in_schema=False)
+    router.include_router(audit_routes(pages, insights))
+    router.include_router(merge_routes(pages, insights))
     router.include_router(insights_routes(pages, settings, service, insights))
+    router.include_router(connection_routes(pages, settings, service, insights))
+    router.include_router(reports_routes(pages, insights))
     router.include_router(people_routes(pages, settings, insights))
     router.include_router(workspace_routes(pages, insights))
     if settings.ui.oidc is not None:

@@ -1,6 +1,8 @@
 """Workspaces in the web UI: every insights page acts in the caller's workspace
 (:class:`LiveWorkspace`), and a person of several workspaces (or the admin password, when
 there are several) switches between them with the header's form (``POST /ui/workspace``).
+What else the insights pages share is here too: the app's people (:func:`app_people`) and
+the ids a form ticks (:func:`form_ids`).
 
 Only a server with an ``[insights]`` table imports this module (see
 :func:`deskside.web.routes.web_routes`).
@@ -18,13 +20,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from deskside.insights.models import row_id
 from deskside.insights.people import People
 from deskside.insights.service import InsightsService, WorkspaceService, live_workspace
 from deskside.insights.store import describe_error
+from deskside.web.forms import read_form_pairs
 from deskside.web.guard import Identity, identity_of
 from deskside.web.pages import UI_PREFIX, Pages
 
-__all__ = ["LiveWorkspace", "app_people", "workspace_choices", "workspace_routes"]
+__all__ = ["LiveWorkspace", "app_people", "form_ids", "workspace_choices", "workspace_routes"]
 
 log = logging.getLogger("deskside.web")
 
@@ -61,6 +65,13 @@ class LiveWorkspace:
         session, form = checked
         live = await self.of(request, session)
         return live if isinstance(live, Response) else (session, form, live)
+
+
+async def form_ids(request: Request, name: str) -> list[int]:
+    """The row ids a POST's form gives in its ``name`` fields (ticked checkboxes); a value
+    that can name no row is left out, as if not ticked."""
+    found = [row_id(value) for key, value in await read_form_pairs(request) if key == name]
+    return [value for value in found if value is not None]
 
 
 def app_people(request: Request, insights: InsightsService) -> People:
