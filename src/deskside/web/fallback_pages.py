@@ -13,7 +13,8 @@ from deskside.web.pages import UI_PREFIX, Pages
 __all__ = ["INSIGHTS_SECTIONS", "insights_off_routes", "not_found_routes"]
 
 INSIGHTS_SECTIONS = ("/insights", "/topics", "/connection", "/reports")
-"""The paths under ``/ui`` of the insights pages (see :mod:`deskside.web.insights_pages`)."""
+"""The paths under ``/ui`` of the insights pages (:mod:`~deskside.web.insights_pages`,
+:mod:`~deskside.web.connection_pages`, :mod:`~deskside.web.reports_pages`)."""
 
 _INSIGHTS_OFF = (
     "Insights are off: add an [insights] table to the config to store and classify "
