@@ -20,14 +20,13 @@ from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
 from deskside.http import optional_string, parse_json_object
 from deskside.lookup import MAX_EMAILS, Lookup
+from deskside.openapi import openapi_route, schema_problems
 from deskside.protocols.base import (
     HelpdeskConfig,
     PasteValue,
     Protocol,
     RawRequest,
     SignatureVector,
-    openapi_route,
-    schema_problems,
     secret_values,
 )
 from deskside.render.format import json_number

@@ -26,6 +26,7 @@ from deskside.expressions import Expression, TextTemplate, is_blank, missing_val
 from deskside.http import parse_json_object, read_body
 from deskside.layout import expression_context
 from deskside.lookup import Lookup, normalise_emails
+from deskside.openapi import openapi_route, schema_problems
 from deskside.protocols.base import (
     DemoRequest,
     ExtraRoute,
@@ -35,8 +36,6 @@ from deskside.protocols.base import (
     RawRequest,
     Sidebars,
     SignatureVector,
-    openapi_route,
-    schema_problems,
 )
 from deskside.render import helper as render
 from deskside.resolve import Profile

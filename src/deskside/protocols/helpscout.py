@@ -14,6 +14,7 @@ from deskside.card import Sidebar
 from deskside.errors import BadRequest
 from deskside.http import parse_json_object
 from deskside.lookup import Lookup
+from deskside.openapi import openapi_route, schema_problems
 from deskside.protocols.base import (
     Decline,
     HelpdeskConfig,
@@ -21,8 +22,6 @@ from deskside.protocols.base import (
     Protocol,
     RawRequest,
     SignatureVector,
-    openapi_route,
-    schema_problems,
 )
 from deskside.render import helpscout as render
 from deskside.resolve import Profile

@@ -21,14 +21,13 @@ from deskside.expressions import encodable
 from deskside.http import optional_string, parse_json_object
 from deskside.layout import CardLayout
 from deskside.lookup import Lookup
+from deskside.openapi import openapi_route, schema_problems
 from deskside.protocols.base import (
     HelpdeskConfig,
     PasteValue,
     Protocol,
     RawRequest,
     SignatureVector,
-    openapi_route,
-    schema_problems,
 )
 from deskside.references import Problem
 from deskside.render import plain as render

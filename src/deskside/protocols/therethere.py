@@ -20,13 +20,12 @@ from pydantic import (
 from deskside.card import Sidebar
 from deskside.http import optional_string, parse_json_object
 from deskside.lookup import Lookup
+from deskside.openapi import openapi_route, schema_problems
 from deskside.protocols.base import (
     HelpdeskConfig,
     Protocol,
     RawRequest,
     SignatureVector,
-    openapi_route,
-    schema_problems,
 )
 from deskside.render import therethere as render
 from deskside.resolve import Profile
