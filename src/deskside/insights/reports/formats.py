@@ -9,7 +9,7 @@ import io
 import json
 from collections.abc import Iterable
 
-from deskside.insights.reports.report import Report, ReportConversation, _count
+from deskside.insights.reports.report import Report, ReportConversation, counted
 from deskside.render.markdown import escape_markdown
 
 __all__ = [
@@ -92,7 +92,7 @@ def to_markdown(
             kept.append(line)
         if len(kept) < len(lines):
             left = len(lines) - len(kept)
-            kept.append(f"- … and {_count(left, 'more conversation')} (`--format csv` lists all)")
+            kept.append(f"- … and {counted(left, 'more conversation')} (`--format csv` lists all)")
         lines = kept
     return "\n".join(head + lines + tail) + "\n"
 

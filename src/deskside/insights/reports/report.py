@@ -40,6 +40,7 @@ __all__ = [
     "ReportKind",
     "build_reports",
     "conversation_url",
+    "counted",
 ]
 
 ReportKind = Literal["bug", "feature"]
@@ -257,7 +258,7 @@ def _report(
     first_seen = min(_began(m.conversation) for m in members)
     quote = _representative_sentence([m.text for m in members[-_MAX_SUMMARY_DOCUMENTS:]])
     counts = (
-        f"{_count(len(email_of), 'customer')} across {_count(len(members), 'conversation')} "
+        f"{counted(len(email_of), 'customer')} across {counted(len(members), 'conversation')} "
         f"since {first_seen:%Y-%m-%d}."
     )
     newest_first = sorted(
@@ -293,7 +294,8 @@ def _report(
     )
 
 
-def _count(number: int, noun: str) -> str:
+def counted(number: int, noun: str) -> str:
+    """``1 customer``, ``3 customers``."""
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
