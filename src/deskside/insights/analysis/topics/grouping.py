@@ -14,9 +14,6 @@ from sklearn.cluster import KMeans  # type: ignore[import-untyped]
 from sklearn.exceptions import ConvergenceWarning  # type: ignore[import-untyped]
 
 from deskside.insights.analysis.topics.records import (
-    _CHUNK,
-    _REFINE_CHUNK,
-    _SPLIT_SAMPLE,
     REFINE_ROUNDS,
     SPLIT_MIN_CONVERSATIONS,
     FloatArray,
@@ -26,6 +23,11 @@ from deskside.insights.analysis.topics.records import (
 )
 
 # --- Grouping one label's conversations -----------------------------------------------------
+
+
+_CHUNK = 256  # conversations per sparse product while placing (bounds a chunk-by-topics matrix)
+_REFINE_CHUNK = 1024
+_SPLIT_SAMPLE = 600  # the 2-means of a bigger topic is fitted on this many of its conversations
 
 
 def _row_terms(matrix: SparseMatrix, row: int) -> IntArray:

@@ -16,7 +16,6 @@ from scipy import sparse  # type: ignore[import-untyped]
 
 from deskside.insights.analysis.topics.grouping import LabelGroup
 from deskside.insights.analysis.topics.records import (
-    _FORMAT_VERSION,
     BASELINE_WINDOW,
     RECENT_WINDOW,
     UNNAMED,
@@ -34,6 +33,10 @@ from deskside.insights.analysis.topics.terms import Vocabulary, analyse
 from deskside.insights.analysis.topics.trends import trend_of_counts
 
 # --- The model ------------------------------------------------------------------------------
+
+
+_FORMAT_VERSION = 1
+"""The version of :meth:`TopicModel.to_bytes`; another is refused when read back."""
 
 
 class TopicModel:

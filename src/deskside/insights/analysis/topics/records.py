@@ -77,10 +77,6 @@ TRENDING_MIN_LIFT = 2.0
 TRENDING_MAX_P_VALUE = 0.01
 """One-sided binomial test: the recent count must be this unlikely under the baseline share."""
 
-_CHUNK = 256  # conversations per sparse product while placing (bounds a chunk-by-topics matrix)
-_REFINE_CHUNK = 1024
-_SPLIT_SAMPLE = 600  # the 2-means of a bigger topic is fitted on this many of its conversations
-_FORMAT_VERSION = 1
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 IntArray: TypeAlias = npt.NDArray[np.int64]
