@@ -1,6 +1,6 @@
 """Forgetting customers: erasure on request (:mod:`.erasure`), the tombstones that keep erased
 conversations from coming back (:mod:`.erased`), the retention period and disconnecting Help
-Scout with its data (:mod:`.retention`), and the ``deskside erase`` / ``purge`` commands
+Scout with its data (:mod:`.retention`), and the ``deskside forget`` / ``erasures`` commands
 (:mod:`.cli`).
 
 Importing this package loads nothing; each module loads what it needs.
