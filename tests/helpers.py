@@ -346,7 +346,10 @@ def each_operation(schema: Any) -> Any:
     """
     import schemathesis
 
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # In a fixed order: every pytest-xdist worker must collect the same items.
+    operations = sorted(
+        (result.ok() for result in schema.get_all_operations()), key=lambda o: o.label
+    )
     modes = list(schemathesis.GenerationMode)
     return pytest.mark.parametrize(
         ("operation", "mode"),
@@ -358,3 +361,15 @@ def each_operation(schema: Any) -> Any:
 def draw_case(schema: Any, operation: Any, mode: Any, data: Any) -> Any:
     """One Schemathesis case of ``operation`` in ``mode``, signed by the schema's auth."""
     return data.draw(operation.as_strategy(mode, auth_storage=schema.auth), label="case")
+
+
+async def add_workspace(insights: Any, name: str, seconds: float = 90) -> Any:
+    """Add workspace ``name`` to the running server's insights (an ``InsightsService``) and
+    its service once its database is open (polling: opening it may take a while on a busy
+    machine, and until then its pages and webhooks answer 503)."""
+    await insights.workspaces.add(name)
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not (live := await insights.workspace(name)).ready:
+        assert asyncio.get_running_loop().time() < deadline, f"workspace {name} never opened"
+        await asyncio.sleep(0.05)
+    return live

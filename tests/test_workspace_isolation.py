@@ -30,7 +30,7 @@ from deskside.insights.models import (
 from deskside.insights.people import People
 from deskside.insights.store import Store
 from deskside.web.roles import PERMISSIONS, Role
-from helpers import demo_settings, helpscout_signature
+from helpers import add_workspace, demo_settings, helpscout_signature
 from test_insights_webhooks import conversation, settled
 from test_people import (
     ADMIN,
@@ -195,7 +195,7 @@ async def test_a_person_of_one_workspace_never_sees_nor_changes_the_other(
     theirs = OTHER if mine == DEFAULT_WORKSPACE else DEFAULT_WORKSPACE
     async with running(settings) as (app, people):
         insights = app.state.insights
-        await insights.workspaces.add(OTHER)
+        await add_workspace(insights, OTHER)
         async with client_of(app) as hooks:
             await seed(hooks, settings, mine, 101)
             await seed(hooks, settings, theirs, 9001)

@@ -20,7 +20,7 @@ from deskside.insights.privacy import erasure
 from deskside.insights.store import Store, database_url
 from deskside.insights.workspaces import UnknownWorkspace, Workspaces, check_name
 from deskside.web.roles import Role
-from helpers import helpscout_signature, serve
+from helpers import add_workspace, helpscout_signature, serve
 from test_insights_webhooks import SECRET, conversation, insights_settings
 
 pytestmark = pytest.mark.anyio
@@ -120,8 +120,7 @@ async def test_a_webhook_lands_in_its_workspace_only_with_that_workspaces_secret
     settings = insights_settings(tmp_path, database, insights_url, own_secret)
     async with serve(settings) as client:
         insights = client._transport.app.state.insights  # type: ignore[attr-defined]
-        await insights.workspaces.add("acme")
-        acme = await insights.workspace("acme")  # taken up at once, not at the next look
+        acme = await add_workspace(insights, "acme")
 
         async def deliver_to(path: str, number: int, secret: str) -> int:
             body = json.dumps(conversation(number)).encode()

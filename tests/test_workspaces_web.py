@@ -20,7 +20,7 @@ from deskside.insights.people import People
 from deskside.web import dashboard
 from deskside.web.auth import PasswordHash
 from deskside.web.roles import Role
-from helpers import BASE_URL, demo_settings, helpscout_signature, parse_html
+from helpers import BASE_URL, add_workspace, demo_settings, helpscout_signature, parse_html
 from test_insights_webhooks import conversation, settled
 from test_oidc import LocalProvider, oidc_settings, sign_in
 from test_oidc import provider as provider  # the fixture
@@ -71,8 +71,7 @@ async def with_acme(
     URL, stored and grouped; acme's service."""
     await seed_conversations(client, settings)
     insights = insights_of(client)
-    await insights.workspaces.add("acme")
-    acme = await insights.workspace("acme")
+    acme = await add_workspace(insights, "acme")
     secret = settings.insights.helpscout.webhook_secret[0].get_secret_value()
     for number, text in ACME.items():
         document = conversation(number, threads=1, customer_id=800 + number)
@@ -233,7 +232,7 @@ async def test_the_help_scout_page_and_setup_name_the_workspaces_webhook(
     settings: Settings,
 ) -> None:
     async with browser(settings) as client:
-        await insights_of(client).workspaces.add("acme")
+        await add_workspace(insights_of(client), "acme")
         await log_in(client)
         page = await client.get("/ui/connection")
         assert webhook_url(page.text) == f"{BASE_URL}/webhooks/helpscout"
@@ -253,7 +252,7 @@ async def test_a_switch_a_while_after_the_last_page_keeps_the_workspace_chosen(
     """The session's last use is renewed on the same answer that switches: the new
     workspace's cookie is the one the browser keeps."""
     async with browser(settings) as client:
-        await insights_of(client).workspaces.add("acme")
+        await add_workspace(insights_of(client), "acme")
         await log_in(client)
         auth = client._transport.app.state.admin_auth  # type: ignore[attr-defined]
         now = time.time()
@@ -276,7 +275,7 @@ async def test_single_sign_on_opens_the_persons_first_workspace(
     identities.email = "boss@elsewhere.example"  # not an allowed domain: added to acme only
     settings = oidc_settings(monkeypatch, tmp_path, database, identities)
     async with running(settings) as (app, people), client_of(app) as client:
-        await app.state.insights.workspaces.add("acme")
+        await add_workspace(app.state.insights, "acme")
         await people.of("acme").add("boss@elsewhere.example", Role.admin, by="test")
         answer, _ = await sign_in(client)
         assert answer.status_code == 303, answer.text
