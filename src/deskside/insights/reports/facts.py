@@ -16,17 +16,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from deskside.config import Settings
 from deskside.expressions import Expression, Scope
+from deskside.insights.settings import ReportsSettings
 from deskside.layout import expression_context
 from deskside.lookup import Lookup, normalise_emails
 from deskside.resolve import Profile
-
-if TYPE_CHECKING:
-    from deskside.config import Settings
-    from deskside.insights.settings import ReportsSettings
-
 
 __all__ = [
     "CustomerFacts",
@@ -52,7 +49,7 @@ ProfileOf = Callable[[Lookup], Awaitable[Profile]]
 returned out, with the sidebar's sources, cache and deadline."""
 
 
-OpenSidebar = Callable[["Settings"], AbstractAsyncContextManager[ProfileOf]]
+OpenSidebar = Callable[[Settings], AbstractAsyncContextManager[ProfileOf]]
 """Opens the sidebar a config describes and gives its answer function for as long as the
 context lasts (the command line hands one to ``deskside reports``)."""
 
