@@ -22,17 +22,15 @@ from deskside.card import Card, FieldType, Link, Section, Sidebar
 from deskside.card import Field as CardField
 from deskside.errors import BadRequest
 from deskside.expressions import encodable
+from deskside.http import optional_string, parse_json_object
 from deskside.lookup import Lookup
+from deskside.openapi import openapi_route, schema_problems
 from deskside.protocols.base import (
     HelpdeskConfig,
     PasteValue,
     Protocol,
     RawRequest,
     SignatureVector,
-    openapi_route,
-    optional_string,
-    parse_json_object,
-    schema_problems,
 )
 from deskside.render.format import display
 from deskside.render.markdown import markdown_name, markdown_to_text
