@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deskside.cli import app
-from deskside.demo import DEMO_SECRET_ENVS
+from deskside.demo import demo_secret_envs
 from deskside.helpdesks import protocol_classes
 
 SCRIPT = Path(sys.executable).parent / "deskside"
@@ -42,7 +42,7 @@ def demo_environment(home: Path) -> dict[str, str]:
     Scout secret set."""
     env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share")}
     env |= {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
-    for name in [*DEMO_SECRET_ENVS.values(), "DESKSIDE_DATA_DIR", "DESKSIDE_ADMIN_PASSWORD"]:
+    for name in [*demo_secret_envs().values(), "DESKSIDE_DATA_DIR", "DESKSIDE_ADMIN_PASSWORD"]:
         env.pop(name, None)
     env.pop("STRIPE_API_KEY", None)
     env["HELPSCOUT_SECRET"] = HELPSCOUT_SECRET

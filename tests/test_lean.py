@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from deskside.helpdesks import HELPDESKS
+from deskside.helpdesks import kinds
 from deskside.protocols import PROTOCOLS
 
 INSIGHTS_STACK = ("sklearn", "scipy", "numpy", "lxml", "alembic")
@@ -185,5 +185,5 @@ def test_the_command_line_knows_every_helpdesk_and_how_it_signs() -> None:
     """``deskside sign`` and the kinds listed in help come from a table kept apart from the
     protocols (so the CLI need not load them); it must say what the protocols do."""
     protocols = [(p.kind, p.scheme, p.signature_header) for p in PROTOCOLS.values()]
-    table = [(h.kind, h.scheme, h.signature_header) for h in HELPDESKS.values()]
+    table = [(h.kind, h.scheme, h.signature_header) for h in kinds().values()]
     assert table == protocols

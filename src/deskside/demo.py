@@ -72,12 +72,6 @@ def demo_helpdesks() -> dict[str, dict[str, Any]]:
     }
 
 
-def __getattr__(name: str) -> Any:
-    if name == "DEMO_SECRET_ENVS":  # as a constant, for older callers
-        return demo_secret_envs()
-    raise AttributeError(name)
-
-
 metadata = MetaData()
 
 companies = Table(

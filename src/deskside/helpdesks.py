@@ -178,9 +178,3 @@ def protocol_classes() -> Mapping[str, type[Protocol]]:
 def protocol_class(kind: str) -> type[Protocol]:
     """The Protocol class of ``kind``; KeyError for an unknown kind."""
     return protocol_classes()[kind]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "HELPDESKS":  # the older name of kinds()
-        return kinds()
-    raise AttributeError(name)

@@ -34,16 +34,12 @@ from deskside.card import Sidebar
 from deskside.config import Settings, load_settings
 from deskside.console import CONFIG_ENV
 from deskside.errors import BadRequest, HTTPError, Unauthorized
+from deskside.http import optional_string, parse_json_object, read_body
 from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 from deskside.lookup import normalise_emails
 from deskside.metrics import MULTIPROC_ENV
+from deskside.openapi import SECURITY_SCHEMES
 from deskside.protocols import Decline, Protocol, RawRequest
-from deskside.protocols.base import (
-    SECURITY_SCHEMES,
-    optional_string,
-    parse_json_object,
-    read_body,
-)
 from deskside.proxy import ForwardedHeaders
 from deskside.readiness import Readiness
 from deskside.service import LAYOUT_REUSE_ENTRIES, LAYOUT_REUSE_SECONDS, SidebarService

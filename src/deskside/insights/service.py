@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from deskside.errors import BadRequest, ConfigError, NotFound, ServiceUnavailable
+from deskside.http import read_body
 from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 from deskside.insights.analysis.engine import ANALYSIS_LEASE, Analysis
 from deskside.insights.helpscout.client import HelpScoutAPI
@@ -27,7 +28,6 @@ from deskside.insights.ingest.backfill import import_conversations
 from deskside.insights.ingest.worker import Worker, unprocessable
 from deskside.insights.settings import InsightsSettings
 from deskside.insights.store import Store, database_url, describe_error, release_lease
-from deskside.protocols.base import read_body
 from deskside.signing import Scheme, verify
 
 __all__ = [

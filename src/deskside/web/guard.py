@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from deskside.errors import Unauthorized
+from deskside.http import read_body
 from deskside.insights import DEFAULT_WORKSPACE
 from deskside.members import Member, token_digest
-from deskside.protocols.base import read_body
 from deskside.web.auth import (
     CSRF_FIELD,
     CSRF_HEADER,
