@@ -47,6 +47,15 @@ def people_routes(pages: Pages, settings: Settings, insights: InsightsService) -
         people = app_people(request, insights)
         return people.of(session.workspace if session is not None else people.workspace)
 
+    async def deciding(request: Request) -> tuple[Identity, dict[str, str], People] | Response:
+        """A POST of the People page: :meth:`Pages.changing`, then :func:`people_of`."""
+        checked = await pages.changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        people = people_of(request, session)
+        return people if isinstance(people, Response) else (session, form, people)
+
     async def people_page(
         request: Request, session: Identity, *, shown: tuple[str, str] | None = None
     ) -> Response:
@@ -74,13 +83,10 @@ def people_routes(pages: Pages, settings: Settings, insights: InsightsService) -
 
     @router.post(UI_PREFIX + "/people")
     async def add_person(request: Request) -> Response:
-        checked = await pages.changing(request)
-        if isinstance(checked, Response):
-            return checked
-        session, form = checked
-        people = people_of(request, session)
-        if isinstance(people, Response):
-            return people
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, form, people = decided
         email = form.get("email", "").strip()
         try:
             _, token = await people.add(email, Role.parse(form.get("role", "")), by=session.actor)
@@ -101,13 +107,10 @@ def people_routes(pages: Pages, settings: Settings, insights: InsightsService) -
     async def person_action(request: Request, person_id: str, action: str) -> Response:
         """``role`` (to the form's ``role``), ``remove``, ``invite`` (a new invitation link)
         or ``token`` (a new API token named the form's ``name``)."""
-        checked = await pages.changing(request)
-        if isinstance(checked, Response):
-            return checked
-        session, form = checked
-        people = people_of(request, session)
-        if isinstance(people, Response):
-            return people
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, form, people = decided
         wanted = row_id(person_id)
         found = [p for p in await people.listed() if p.id == wanted]
         if not found:
@@ -135,13 +138,10 @@ def people_routes(pages: Pages, settings: Settings, insights: InsightsService) -
 
     @router.post(UI_PREFIX + "/tokens/{token_id}/revoke")
     async def revoke_token(request: Request, token_id: str) -> Response:
-        checked = await pages.changing(request)
-        if isinstance(checked, Response):
-            return checked
-        session, _form = checked
-        people = people_of(request, session)
-        if isinstance(people, Response):
-            return people
+        decided = await deciding(request)
+        if isinstance(decided, Response):
+            return decided
+        session, _form, people = decided
         wanted = row_id(token_id)
         try:
             if wanted is None:
