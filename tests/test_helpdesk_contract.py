@@ -21,6 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,11 +173,12 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return _database(tmp_path_factory.mktemp("contract"))
 
 
-@pytest.fixture(scope="module")
-def served(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("served")
+@contextmanager
+def serving(database: str, tmp: Path, **changes: Any) -> Iterator[Served]:
+    """The demo app, changed as :func:`demo_settings` says, served in-process on a loop of
+    its own (for module-scoped fixtures)."""
     with pytest.MonkeyPatch.context() as monkeypatch, asyncio.Runner() as runner:
-        config = demo_settings(monkeypatch, tmp, database)
+        config = demo_settings(monkeypatch, tmp, database, **changes)
         app = create_app(config)
         lifespan = app.router.lifespan_context(app)
         runner.run(lifespan.__aenter__())
@@ -187,6 +189,12 @@ def served(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         finally:
             runner.run(client.aclose())
             runner.run(lifespan.__aexit__(None, None, None))
+
+
+@pytest.fixture(scope="module")
+def served(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serving(database, tmp_path_factory.mktemp("served")) as found:
+        yield found
 
 
 def test_the_demo_serves_every_registered_helpdesk(served: Served) -> None:
@@ -314,20 +322,8 @@ function = "{__name__}:hanging_source"
 @pytest.fixture(scope="module")
 def hanging(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("hanging")
-    with pytest.MonkeyPatch.context() as monkeypatch, asyncio.Runner() as runner:
-        config = demo_settings(
-            monkeypatch, tmp, database, sources=SLOW_SOURCE, deadline_ms=DEADLINE_MS
-        )
-        app = create_app(config)
-        lifespan = app.router.lifespan_context(app)
-        runner.run(lifespan.__aenter__())
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE_URL)
-        desks = {protocol.kind: protocol for protocol in app.state.service.protocols}
-        try:
-            yield Served(runner, client, desks, config.server.max_body_bytes)
-        finally:
-            runner.run(client.aclose())
-            runner.run(lifespan.__aexit__(None, None, None))
+    with serving(database, tmp, sources=SLOW_SOURCE, deadline_ms=DEADLINE_MS) as found:
+        yield found
 
 
 @each_kind
