@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 __all__ = [
     "LABELS",
     "LABEL_SYNONYMS",
+    "MODEL_DESCRIPTION",
     "SOURCE_WEIGHTS",
+    "UNSURE_BELOW",
     "ArticleMatcher",
     "Classifier",
     "Example",
@@ -67,6 +69,12 @@ examples, so a handful of them changes how similar messages are labelled."""
 MIN_FILE_EXAMPLES_PER_LABEL = 10
 """A labelled file with at least this many examples for each of two or more labels sets the
 labels: only those are predicted (see :func:`labels_for`)."""
+
+MODEL_DESCRIPTION = "words+chars TF-IDF, linear SVM with temperature scaling (scikit-learn)"
+"""The model in use, in words (``deskside classify --help`` shows it)."""
+
+UNSURE_BELOW = 0.5
+"""A prediction less confident than this is :attr:`Prediction.unsure`: review it first."""
 
 _MAX_CHARS = 6000
 _CHARS_SPAN = 1500  # how much of a text its character n-grams read
@@ -104,6 +112,11 @@ class Prediction:
     confidence: float
     scores: Mapping[str, float] = field(default_factory=dict, compare=False)
     by: str = "model"
+
+    @property
+    def unsure(self) -> bool:
+        """Whether the confidence is below :data:`UNSURE_BELOW` (a person should check it)."""
+        return self.confidence < UNSURE_BELOW
 
 
 @functools.cache
