@@ -19,27 +19,15 @@ from deskside.cache import Cache
 from deskside.card import Sidebar
 from deskside.configtypes import ConfigModel, SecretList
 from deskside.errors import Unauthorized, UnauthorizedCode
-from deskside.http import optional_string, parse_json_object, read_body
 from deskside.layout import CardLayout
 from deskside.lookup import Lookup, normalise_emails
-from deskside.openapi import (
-    SECURITY_SCHEMES,
-    ErrorAnswer,
-    inline_schema,
-    openapi_route,
-    schema_problems,
-)
 from deskside.references import Problem
 from deskside.resolve import Profile
 from deskside.signing import Scheme, bearer_token, sign, token_matches, verify
 
-# Re-exported for the helpdesk modules: read_body, parse_json_object, optional_string (from
-# deskside.http) and the OpenAPI helpers (from deskside.openapi), where they live.
 __all__ = [
-    "SECURITY_SCHEMES",
     "Decline",
     "DemoRequest",
-    "ErrorAnswer",
     "HelpdeskConfig",
     "PasteValue",
     "Protocol",
@@ -47,12 +35,6 @@ __all__ = [
     "SidebarAnswer",
     "Sidebars",
     "SignatureVector",
-    "inline_schema",
-    "openapi_route",
-    "optional_string",
-    "parse_json_object",
-    "read_body",
-    "schema_problems",
     "secret_values",
 ]
 

@@ -24,14 +24,13 @@ from deskside.card import Card, Field, FieldType, Link, Sidebar
 from deskside.errors import BadRequest
 from deskside.http import parse_json_object
 from deskside.lookup import MAX_EMAILS, Lookup
+from deskside.openapi import openapi_route, schema_problems
 from deskside.protocols.base import (
     DemoRequest,
     HelpdeskConfig,
     PasteValue,
     Protocol,
     RawRequest,
-    openapi_route,
-    schema_problems,
 )
 from deskside.render.format import json_value
 from deskside.render.markdown import markdown_to_text

@@ -31,6 +31,7 @@ from deskside.card import Sidebar
 from deskside.configtypes import Secret
 from deskside.errors import BadRequest
 from deskside.lookup import Lookup
+from deskside.openapi import openapi_route
 from deskside.protocols.base import (
     Decline,
     HelpdeskConfig,
@@ -38,7 +39,6 @@ from deskside.protocols.base import (
     Protocol,
     RawRequest,
     SignatureVector,
-    openapi_route,
 )
 from deskside.protocols.helpscout import html_problems
 from deskside.render.helpscout import render_html
