@@ -4,6 +4,7 @@ test_helpdesk_contract.py)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from deskside.demo import demo_secret_envs
 from deskside.errors import Unauthorized
 from deskside.protocols import RawRequest
 from deskside.protocols.gorgias import Gorgias, GorgiasConfig
+from deskside.server import create_app
 from helpers import add_customer, demo_settings, make_demo_database, serve
 
 pytestmark = pytest.mark.anyio
@@ -183,6 +185,31 @@ async def test_a_huge_customer_stays_under_64_kib(client: httpx.AsyncClient) -> 
     assert response.status_code == 200
     assert len(response.content) <= 64 * 1024
     assert response.json()["title"] == "Huge"
+
+
+# ── One route, two methods ───────────────────────────────────────────────────────────────────
+
+
+def test_the_schema_publishes_get_and_post_each_as_an_operation_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
+) -> None:
+    application = create_app(demo_settings(monkeypatch, tmp_path, database))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. FastAPI's "Duplicate Operation ID"
+        schema = application.openapi()
+    operations = schema["paths"]["/gorgias"]
+    assert sorted(operations) == ["get", "post"]
+    assert (
+        operations["get"]["security"] == operations["post"]["security"] == [{"gorgias_token": []}]
+    )
+    ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)), ids
+
+
+async def test_another_method_is_405_allowing_get_and_post(client: httpx.AsyncClient) -> None:
+    response = await client.put("/gorgias?email=owner@acme.example", headers=AUTH)
+    assert response.status_code == 405
+    assert sorted(response.headers["allow"].split(", ")) == ["GET", "POST"]
 
 
 # ── Setup and the demo ───────────────────────────────────────────────────────────────────────

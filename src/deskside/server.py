@@ -4,19 +4,22 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Hashable, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 from fastapi import FastAPI, Request
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -27,6 +30,7 @@ from prometheus_client import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deskside import __version__, logs, metrics
@@ -93,7 +97,8 @@ def create_app(settings: Settings) -> FastAPI:
     def openapi() -> dict[str, Any]:
         """FastAPI's schema, with the signature schemes the published routes declare."""
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            routes = _one_operation_per_method(app.routes)
+            schema = get_openapi(title=app.title, version=app.version, routes=routes)
             used = {
                 name
                 for operations in schema.get("paths", {}).values()
@@ -256,6 +261,33 @@ def _add_insights_routes(
     app.router.routes.extend(oauth_routes())
     if api:
         app.include_router(insights_api(insights))
+
+
+def _one_operation_per_method(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """``routes`` as the OpenAPI schema lists them: a route taking several methods (Gorgias's
+    GET and POST) becomes one copy per method, each with an operation id of its own.
+
+    FastAPI gives every method of a route the route's single id (and warns "Duplicate
+    Operation ID"). Only the schema sees the copies: the route served stays one, so a 405
+    still names all its methods in ``Allow``.
+    """
+    published: list[BaseRoute] = []
+    for route in routes:
+        methods = sorted(route.methods or ()) if isinstance(route, APIRoute) else []
+        if not isinstance(route, APIRoute) or len(methods) < 2:
+            published.append(route)
+            continue
+        make_id = route.generate_unique_id_function
+        if isinstance(make_id, DefaultPlaceholder):
+            make_id = make_id.value
+        for method in methods:
+            part = copy.copy(route)
+            part.methods = {method}
+            if route.operation_id:
+                part.operation_id = f"{route.operation_id}_{method.lower()}"
+            part.unique_id = part.operation_id or make_id(part)
+            published.append(part)
+    return published
 
 
 def _endpoint(
