@@ -15,10 +15,15 @@ OpenAPI description). The registry is, in this order:
        [project.entry-points."deskside.helpdesks"]
        intercom = "deskside_intercom"
 
-A kind already registered is not replaced. Light on purpose: :func:`kinds` reads each built-in
-class's ``kind``, ``title``, ``method``, ``signature_header`` and ``scheme`` from the module's
-source without importing it (they must be literals in the class body), so the command line
-lists kinds and signs requests without loading FastAPI, the renderers or the sources.
+A kind already registered is not replaced. Both functions list the kinds in the order people
+meet them (the Preview and Setup pages, ``deskside demo``): by the class attribute
+``list_order`` (an int, :data:`DEFAULT_LIST_ORDER` when unset: the established helpdesks set
+less, a catch-all endpoint more), then by kind.
+
+Light on purpose: :func:`kinds` reads each built-in class's ``kind``, ``title``, ``method``,
+``signature_header``, ``scheme`` and ``list_order`` from the module's source without importing
+it (they must be literals in the body of a direct subclass of ``Protocol``), so the command
+line lists kinds and signs requests without loading FastAPI, the renderers or the sources.
 :func:`protocol_classes` imports the modules.
 """
 
@@ -28,13 +33,13 @@ import ast
 import importlib
 import importlib.util
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from deskside.signing import Scheme
 
@@ -43,8 +48,10 @@ if TYPE_CHECKING:  # the protocols are heavy: imported by protocol_classes() onl
 
 __all__ = [
     "BUILTIN_PACKAGE",
+    "DEFAULT_LIST_ORDER",
     "ENTRY_POINT_GROUP",
     "Helpdesk",
+    "in_list_order",
     "kinds",
     "protocol_class",
     "protocol_classes",
@@ -52,8 +59,15 @@ __all__ = [
 
 BUILTIN_PACKAGE = "deskside.protocols"
 ENTRY_POINT_GROUP = "deskside.helpdesks"
+T = TypeVar("T")
+P = TypeVar("P", bound="Protocol")
 _NOT_HELPDESKS = frozenset({"base"})
 _LIGHT = ("kind", "title", "method", "signature_header", "scheme")
+_DEFAULTS: dict[str, Any] = {"method": "POST", "list_order": 100}
+"""The light attributes a class may leave out, as :class:`Protocol` (or this module) sets them."""
+DEFAULT_LIST_ORDER: int = _DEFAULTS["list_order"]
+"""Where a helpdesk that sets no ``list_order`` is listed: after the established ones, before
+a catch-all endpoint."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,8 @@ class Helpdesk:
     """The header the signature (or token) travels in (lower-case); Helper's is ``Bearer …``."""
     module: str
     """The module that defines it."""
+    list_order: int = DEFAULT_LIST_ORDER
+    """Lower is listed first (see the module's docstring)."""
 
 
 def _builtin_modules() -> list[tuple[str, Path | None]]:
@@ -105,9 +121,9 @@ def read_light(source: str, module: str) -> Helpdesk | None:
         and any(isinstance(t, ast.Name) and t.id == "HELPDESK" for t in node.targets)
     ]
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name in names]
-    if len(classes) != 1:
-        return None
-    values: dict[str, Any] = {"method": "POST"}
+    if len(classes) != 1 or [ast.unparse(base) for base in classes[0].bases] != ["Protocol"]:
+        return None  # another base class may set what the body leaves out
+    values: dict[str, Any] = dict(_DEFAULTS)
     for node in classes[0].body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target, value = node.targets[0], node.value
@@ -115,18 +131,27 @@ def read_light(source: str, module: str) -> Helpdesk | None:
             target, value = node.target, node.value
         else:
             continue
-        if isinstance(target, ast.Name) and target.id in _LIGHT:
+        if isinstance(target, ast.Name) and (target.id in _LIGHT or target.id in _DEFAULTS):
             try:
                 values[target.id] = _literal(value)
             except (ValueError, KeyError, TypeError):
                 return None
-    if set(values) != set(_LIGHT):
+    if set(values) != set(_LIGHT) | set(_DEFAULTS) or type(values["list_order"]) is not int:
         return None
     return Helpdesk(module=module, **values)
 
 
+def _list_order(cls: type[Protocol]) -> int:
+    order = getattr(cls, "list_order", DEFAULT_LIST_ORDER)
+    if type(order) is not int:
+        raise TypeError(f"{cls.__qualname__}.list_order must be an int, not {order!r}")
+    return order
+
+
 def _light_of(cls: type[Protocol], module: str) -> Helpdesk:
-    return Helpdesk(cls.kind, cls.title, cls.method, cls.scheme, cls.signature_header, module)
+    return Helpdesk(
+        cls.kind, cls.title, cls.method, cls.scheme, cls.signature_header, module, _list_order(cls)
+    )
 
 
 def _protocol_of(loaded: Any) -> type[Protocol]:
@@ -144,9 +169,15 @@ def _plugins() -> list[tuple[str, Any]]:
     return [(ep.value.split(":")[0], ep) for ep in entry_points(group=ENTRY_POINT_GROUP)]
 
 
+def _listed(found: dict[str, T], order: Callable[[T], int]) -> dict[str, T]:
+    """``found`` by ``order`` of each value, then by kind."""
+    return dict(sorted(found.items(), key=lambda item: (order(item[1]), item[0])))
+
+
 @cache
 def kinds() -> Mapping[str, Helpdesk]:
-    """Every helpdesk kind and how it signs, built-ins first, without importing built-ins."""
+    """Every helpdesk kind and how it signs, in listing order (a built-in's kind wins over a
+    plugin's), without importing built-ins."""
     found: dict[str, Helpdesk] = {}
     for module, source in _builtin_modules():
         light = read_light(source.read_text(encoding="utf-8"), module) if source else None
@@ -158,7 +189,7 @@ def kinds() -> Mapping[str, Helpdesk]:
             continue  # deskside's own entry points: found above
         cls = _protocol_of(ep.load())
         found.setdefault(cls.kind, _light_of(cls, module))
-    return found
+    return _listed(found, lambda helpdesk: helpdesk.list_order)
 
 
 @cache
@@ -172,7 +203,14 @@ def protocol_classes() -> Mapping[str, type[Protocol]]:
         if not module.startswith(f"{BUILTIN_PACKAGE}."):
             cls = _protocol_of(ep.load())
             classes.setdefault(cls.kind, cls)
-    return classes
+    return _listed(classes, _list_order)
+
+
+def in_list_order(protocols: Iterable[P]) -> list[P]:
+    """Configured helpdesks in :func:`kinds` order; those of one kind keep the order they came
+    in, an unknown kind comes last."""
+    rank = {kind: index for index, kind in enumerate(kinds())}
+    return sorted(protocols, key=lambda protocol: rank.get(protocol.kind, len(rank)))
 
 
 def protocol_class(kind: str) -> type[Protocol]:

@@ -65,6 +65,7 @@ class Generic(Protocol):
 
     kind = "card"
     title = "Generic JSON"
+    list_order = 1000  # listed last: the catch-all for anything else
     signature_header = "x-deskside-signature"
     scheme = Scheme.SHA256_HEX
     timeout_seconds = 10.0

@@ -113,6 +113,7 @@ class Helper(Protocol):
 
     kind = "helper"
     title = "Helper"
+    list_order = 30  # before the default (100): an established helpdesk
     method = "GET"
     signature_header = "authorization"
     scheme = Scheme.SHA256_BASE64

@@ -114,6 +114,7 @@ class HelpScout(Protocol):
     signature_header = "x-helpscout-signature"
     scheme = Scheme.SHA1_BASE64
     title = "Help Scout"
+    list_order = 10  # before the default (100): an established helpdesk
     timeout_seconds = 10.0  # Help Scout's own limit is not published; answer well inside it
     config: HelpScoutConfig
     config_model = HelpScoutConfig

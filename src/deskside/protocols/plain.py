@@ -183,6 +183,7 @@ class Plain(Protocol):
 
     kind = "plain"
     title = "Plain"
+    list_order = 40  # before the default (100): an established helpdesk
     signature_header = "plain-request-signature"
     scheme = Scheme.SHA256_HEX
     timeout_seconds = 15.0  # Plain waits 15 s, then retries once

@@ -82,6 +82,7 @@ class ThereThere(Protocol):
     signature_header = "x-there-there-signature"
     scheme = Scheme.SHA256_HEX
     title = "There There"
+    list_order = 20  # before the default (100): an established helpdesk
     timeout_seconds = 3.0  # the vendor's stated total timeout
     config_model = ThereThereConfig
     setup_where = (

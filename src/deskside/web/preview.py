@@ -15,6 +15,7 @@ from jinja2.runtime import Context
 from markupsafe import Markup
 
 from deskside.errors import SourceError
+from deskside.helpdesks import in_list_order
 from deskside.insights.settings import HelpScoutSettings
 from deskside.lookup import Lookup, normalise_emails
 from deskside.probe import ProbeReport, probe
@@ -101,9 +102,10 @@ def parse_emails(raw: str, *, fold_plus: bool) -> list[str]:
 
 
 def _desks(service: SidebarService) -> list[tuple[Protocol, bool]]:
-    """The configured helpdesks; with none configured, one of every kind (render only)."""
+    """The configured helpdesks; with none configured, one of every kind (render only); in
+    the registry's listing order."""
     if service.protocols:
-        return [(protocol, True) for protocol in service.protocols]
+        return [(protocol, True) for protocol in in_list_order(service.protocols)]
     unconfigured = []
     for config_class, protocol_class in PROTOCOLS.items():
         config = config_class.model_construct(kind=protocol_class.kind, path="", secret=[])
@@ -179,11 +181,12 @@ class DeskSetup:
 def desk_setups(
     service: SidebarService, base_url: str, webhook: list[str] | None
 ) -> list[DeskSetup]:
-    """What to paste into each configured helpdesk, its URLs under ``base_url`` (the server's
-    public address); ``webhook``: the Help Scout webhook's secrets when insights are on."""
+    """What to paste into each configured helpdesk (in the registry's listing order), its URLs
+    under ``base_url`` (the server's public address); ``webhook``: the Help Scout webhook's
+    secrets when insights are on."""
     base = base_url.rstrip("/")
     setups = []
-    for protocol in service.protocols:
+    for protocol in in_list_order(service.protocols):
         values = [PasteValue(f"{protocol.method} URL", base + protocol.path)]
         values += secret_values("Secret", protocol.config.secrets())
         values += protocol.setup_values(base)
