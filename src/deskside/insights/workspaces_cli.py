@@ -67,7 +67,7 @@ def add(
 ) -> None:
     """Add a workspace with an empty database of its own (a file beside the insights database,
     or a PostgreSQL schema in it)."""
-    from deskside.insights.helpscout.cli import webhook_path
+    from deskside.insights.helpscout.webhook_paths import webhook_path
     from deskside.insights.workspaces import Workspaces, check_name
 
     try:

@@ -19,6 +19,7 @@ from deskside.config import Settings
 from deskside.errors import ConfigError
 from deskside.insights.helpscout.client import HelpScoutAPI
 from deskside.insights.helpscout.connection import HelpScoutError, config_problems
+from deskside.insights.helpscout.webhook_paths import webhook_path
 from deskside.insights.ingest.backfill import parse_since
 from deskside.insights.privacy import erasure
 from deskside.insights.service import InsightsService
@@ -28,7 +29,6 @@ from deskside.service import SidebarService
 from deskside.web import connection
 from deskside.web.guard import Identity
 from deskside.web.pages import UI_PREFIX, Pages, count_of
-from deskside.web.setup_pages import webhook_path
 from deskside.web.workspace_pages import LiveWorkspace, form_ids
 
 __all__ = ["IMPORT_CHOICES", "connection_routes"]

@@ -16,6 +16,8 @@ from markupsafe import Markup
 
 from deskside.errors import SourceError
 from deskside.helpdesks import in_list_order
+from deskside.insights import DEFAULT_WORKSPACE
+from deskside.insights.helpscout.webhook_paths import webhook_path
 from deskside.insights.settings import HelpScoutSettings
 from deskside.lookup import Lookup, normalise_emails
 from deskside.probe import ProbeReport, probe
@@ -179,11 +181,15 @@ class DeskSetup:
 
 
 def desk_setups(
-    service: SidebarService, base_url: str, webhook: list[str] | None
+    service: SidebarService,
+    base_url: str,
+    webhook: list[str] | None,
+    *,
+    workspace: str = DEFAULT_WORKSPACE,
 ) -> list[DeskSetup]:
     """What to paste into each configured helpdesk (in the registry's listing order), its URLs
     under ``base_url`` (the server's public address); ``webhook``: the Help Scout webhook's
-    secrets when insights are on."""
+    secrets when insights are on, its URL that of ``workspace`` (the session's)."""
     base = base_url.rstrip("/")
     setups = []
     for protocol in in_list_order(service.protocols):
@@ -200,9 +206,7 @@ def desk_setups(
             )
         )
     if webhook is not None:
-        from deskside.insights import HELPSCOUT_WEBHOOK_PATH
-
-        values = [PasteValue("Webhook URL", base + HELPSCOUT_WEBHOOK_PATH)]
+        values = [PasteValue("Webhook URL", base + webhook_path(workspace))]
         values += secret_values("Webhook secret", webhook)
         if not webhook:
             values.append(

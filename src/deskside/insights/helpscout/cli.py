@@ -37,6 +37,7 @@ from deskside.insights.cli import (
     run_with_store,
     workspace_flag,
 )
+from deskside.insights.helpscout.webhook_paths import webhook_path
 
 if TYPE_CHECKING:
     from deskside.insights.ingest.backfill import ImportProgress, ImportResult
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from deskside.insights.settings import InsightsSettings
     from deskside.insights.store import Store
 
-__all__ = ["connect", "disconnect", "mailboxes", "register", "webhook_path", "webhook_target"]
+__all__ = ["connect", "disconnect", "mailboxes", "register", "webhook_target"]
 
 T = TypeVar("T")
 _DEFAULT_CONFIG = Path("deskside.toml")
@@ -140,12 +141,6 @@ def connect(
         f"Next: choose mailboxes with `deskside mailboxes --select ID{flag}` (none chosen: "
         f"all), then `deskside import --since 90d{flag}`."
     )
-
-
-def webhook_path(workspace: str) -> str:
-    """The server's path for Help Scout's webhooks to ``workspace``."""
-    suffix = "" if workspace == DEFAULT_WORKSPACE else f"/{workspace}"
-    return HELPSCOUT_WEBHOOK_PATH + suffix
 
 
 def webhook_target(url: str, workspace: str) -> str:
