@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import make_url, text
@@ -45,14 +47,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _unavailable(what: str, url: str, exc: BaseException) -> None:
-    reason = (
-        f"{what} is not reachable at {make_url(url).render_as_string()} ({type(exc).__name__}); "
-        f"start it or point the DESKSIDE_TEST_* URL at one"
-    )
+def _missing(reason: str) -> None:
+    """Skip the test for ``reason``; fail it under ``DESKSIDE_REQUIRE_SERVICES=1``."""
     if os.environ.get("DESKSIDE_REQUIRE_SERVICES") == "1":
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def _unavailable(what: str, url: str, exc: BaseException) -> None:
+    _missing(
+        f"{what} is not reachable at {make_url(url).render_as_string()} ({type(exc).__name__}); "
+        f"start it or point the DESKSIDE_TEST_* URL at one"
+    )
 
 
 async def _admin(url: str, statement: str) -> None:
@@ -174,6 +180,66 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+# ── A real browser, for the *_e2e tests ──────────────────────────────────────────────────────
+
+CHROMIUM = os.environ.get("DESKSIDE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+"""What this machine needs: no sandbox as root, and no calls home (the network is closed)."""
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (PyPI ``playwright``; its own browsers
+    are never downloaded), for one test module; ``$DESKSIDE_CHROMIUM`` may point at another.
+    Skips, naming what is missing, without either (fails under DESKSIDE_REQUIRE_SERVICES=1)."""
+    has_playwright = importlib.util.find_spec("playwright") is not None
+    has_chromium = Path(CHROMIUM).is_file() or shutil.which(CHROMIUM) is not None
+    if not (has_playwright and has_chromium):
+        missing = [] if has_playwright else ["Playwright (pip install playwright)"]
+        missing += [] if has_chromium else [f"Chromium at {CHROMIUM} (apt-get install chromium)"]
+        _missing(f"a real browser needs {' and '.join(missing)}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def chromium_page(chromium: Any) -> Iterator[Any]:
+    """A page in a fresh browser context (no cookies); fails the test on any dialog (an
+    ``alert`` would mean injected script ran), script error or Content-Security-Policy
+    violation."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on(
+        "dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
+    )
+    opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+
+    def console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            problems.append(f"console: {message.text}")
+
+    opened.on("console", console)
+    yield opened
+    context.close()
+    assert problems == [], problems
 
 
 # ── No private data in any log line ───────────────────────────────────────────────────────────

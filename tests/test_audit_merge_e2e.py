@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from test_people_e2e import invite
-from test_web_e2e import LiveServer, chromium_browser, deliver_conversations, live_server, log_in
+from test_web_e2e import LiveServer, deliver_conversations, live_server, log_in
 
 EDITOR = "eddie@team.example"
 EDITOR_PASSWORD = "eddie-has-a-long-password"
@@ -23,22 +23,9 @@ PHOTO_CRASH = ("Photo upload", "The app crashes every time I upload a photo, err
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium_browser() as found:
-        yield found
-
-
-@pytest.fixture(scope="module")
-def server(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with live_server(tmp_path_factory.mktemp("audit-merge-e2e")) as running:
         yield running
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield context.new_page()
-    context.close()
 
 
 def audit_actions(page: Any) -> list[str]:
@@ -61,23 +48,23 @@ def relabel(page: Any, server: LiveServer, conversation_id: int, label: str) -> 
 
 
 def test_an_admin_reads_filters_and_downloads_the_audit(
-    page: Any, browser: Any, server: LiveServer, tmp_path: Path
+    chromium_page: Any, chromium: Any, server: LiveServer, tmp_path: Path
 ) -> None:
-    log_in(page, server)
-    relabel(page, server, 3, "docs")
-    page.get_by_role("link", name="Audit").click()
-    page.wait_for_url(re.compile(r"/ui/audit$"))
-    actions = audit_actions(page)
+    log_in(chromium_page, server)
+    relabel(chromium_page, server, 3, "docs")
+    chromium_page.get_by_role("link", name="Audit").click()
+    chromium_page.wait_for_url(re.compile(r"/ui/audit$"))
+    actions = audit_actions(chromium_page)
     assert {"login", "relabel"} <= set(actions)
-    assert "conversation 3 to docs" in page.locator("#audit").inner_text()
+    assert "conversation 3 to docs" in chromium_page.locator("#audit").inner_text()
 
-    page.get_by_label("Action").select_option("relabel")
-    page.get_by_role("button", name="Filter").click()
-    page.wait_for_url(re.compile(r"action=relabel"))
-    assert set(audit_actions(page)) == {"relabel"}
+    chromium_page.get_by_label("Action").select_option("relabel")
+    chromium_page.get_by_role("button", name="Filter").click()
+    chromium_page.wait_for_url(re.compile(r"action=relabel"))
+    assert set(audit_actions(chromium_page)) == {"relabel"}
 
-    with page.expect_download() as started:
-        page.locator("#audit-csv").click()
+    with chromium_page.expect_download() as started:
+        chromium_page.locator("#audit-csv").click()
     saved = tmp_path / "audit.csv"
     started.value.save_as(saved)
     with saved.open(newline="", encoding="utf-8") as file:
@@ -88,7 +75,7 @@ def test_an_admin_reads_filters_and_downloads_the_audit(
 
     # an editor gets the refusal page
     link = invite(server, EDITOR, "editor")
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
     editor = context.new_page()
     editor.goto(link)
     editor.get_by_label("New password").fill(EDITOR_PASSWORD)
@@ -120,49 +107,52 @@ def topic_name(page: Any) -> str:
     return str(page.locator("h1").evaluate("h => h.firstChild.textContent")).strip()
 
 
-def test_a_merge_is_confirmed_shown_and_undone(page: Any, server: LiveServer) -> None:
-    log_in(page, server)
+def test_a_merge_is_confirmed_shown_and_undone(chromium_page: Any, server: LiveServer) -> None:
+    log_in(chromium_page, server)
     deliver_conversations(server.url, {4: PHOTO_CRASH})
-    first_url, second_url = bug_topic_of(page, server, 1), bug_topic_of(page, server, 4)
+    first_url, second_url = (
+        bug_topic_of(chromium_page, server, 1),
+        bug_topic_of(chromium_page, server, 4),
+    )
     if first_url == second_url:  # grouped together: split the new one off
-        page.goto(first_url)
-        page.locator("#pick-4").check()
-        page.get_by_label("Split the ticked conversations into a new topic named").fill(
+        chromium_page.goto(first_url)
+        chromium_page.locator("#pick-4").check()
+        chromium_page.get_by_label("Split the ticked conversations into a new topic named").fill(
             "Second crash"
         )
-        page.get_by_role("button", name="Split").click()
-        page.wait_for_url(re.compile(r"done=split"))
-        second_url = page.url.split("?")[0]
-    page.goto(first_url)
-    first = topic_name(page)
-    page.goto(second_url)
-    second = topic_name(page)
+        chromium_page.get_by_role("button", name="Split").click()
+        chromium_page.wait_for_url(re.compile(r"done=split"))
+        second_url = chromium_page.url.split("?")[0]
+    chromium_page.goto(first_url)
+    first = topic_name(chromium_page)
+    chromium_page.goto(second_url)
+    second = topic_name(chromium_page)
 
     # the target is picked (none is preselected), then confirmed with both topics shown
-    choice = page.get_by_label("Merge into")
+    choice = chromium_page.get_by_label("Merge into")
     assert choice.input_value() == ""
     target = choice.locator("option", has_text=re.compile(rf"^{re.escape(first)} \(\d+\)$"))
     choice.select_option(target.get_attribute("value"))
-    page.get_by_role("button", name="Merge…").click()
-    page.wait_for_url(re.compile(r"/merge$"))
-    assert page.locator("#merge-from").inner_text() == second
-    assert page.locator("#merge-into-name").inner_text() == first
-    page.get_by_role("button", name=f"Merge into “{first}”").click()
-    page.wait_for_url(re.compile(r"done=merge"))
-    assert page.url.startswith(first_url)
-    assert "Merged into this topic." in page.locator("#flash").inner_text()
-    assert page.locator("#topic-conversations").inner_text() == "2"
-    assert page.locator("tr[data-conversation='4']").count() == 1
+    chromium_page.get_by_role("button", name="Merge…").click()
+    chromium_page.wait_for_url(re.compile(r"/merge$"))
+    assert chromium_page.locator("#merge-from").inner_text() == second
+    assert chromium_page.locator("#merge-into-name").inner_text() == first
+    chromium_page.get_by_role("button", name=f"Merge into “{first}”").click()
+    chromium_page.wait_for_url(re.compile(r"done=merge"))
+    assert chromium_page.url.startswith(first_url)
+    assert "Merged into this topic." in chromium_page.locator("#flash").inner_text()
+    assert chromium_page.locator("#topic-conversations").inner_text() == "2"
+    assert chromium_page.locator("tr[data-conversation='4']").count() == 1
 
-    page.get_by_role("button", name="Undo the merge").click()
-    page.wait_for_url(re.compile(r"done=unmerged"))
-    assert page.url.startswith(second_url)
-    assert "The merge is undone" in page.locator("#flash").inner_text()
-    assert topic_name(page) == second
-    assert page.locator("tr[data-conversation='4']").count() == 1
-    page.goto(first_url)
-    assert topic_name(page) == first
-    assert page.locator("tr[data-conversation='4']").count() == 0
-    page.goto(f"{server.url}/ui/topics")
-    names = page.locator("main a.topic__title").all_inner_texts()
+    chromium_page.get_by_role("button", name="Undo the merge").click()
+    chromium_page.wait_for_url(re.compile(r"done=unmerged"))
+    assert chromium_page.url.startswith(second_url)
+    assert "The merge is undone" in chromium_page.locator("#flash").inner_text()
+    assert topic_name(chromium_page) == second
+    assert chromium_page.locator("tr[data-conversation='4']").count() == 1
+    chromium_page.goto(first_url)
+    assert topic_name(chromium_page) == first
+    assert chromium_page.locator("tr[data-conversation='4']").count() == 0
+    chromium_page.goto(f"{server.url}/ui/topics")
+    names = chromium_page.locator("main a.topic__title").all_inner_texts()
     assert first in names and second in names

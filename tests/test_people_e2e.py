@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from test_web_e2e import LiveServer, chromium_browser, live_server, log_in
+from test_web_e2e import LiveServer, live_server, log_in
 
 DESKSIDE = [sys.executable, "-m", "deskside"]
 VIEWER = "vera@team.example"
@@ -23,22 +23,9 @@ VIEWER_PASSWORD = "vera-has-a-long-password"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium_browser() as found:
-        yield found
-
-
-@pytest.fixture(scope="module")
-def server(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with live_server(tmp_path_factory.mktemp("people-e2e")) as running:
         yield running
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield context.new_page()
-    context.close()
 
 
 def invite(server: LiveServer, email: str, role: str) -> str:
@@ -77,65 +64,70 @@ def nav_links(page: Any) -> list[str]:
     return [text.strip() for text in page.locator("nav .nav a").all_inner_texts()]
 
 
-def test_a_viewer_sees_no_controls_of_other_roles(page: Any, server: LiveServer) -> None:
+def test_a_viewer_sees_no_controls_of_other_roles(chromium_page: Any, server: LiveServer) -> None:
     link = invite(server, VIEWER, "viewer")
-    page.goto(link)
-    page.get_by_label("New password").fill(VIEWER_PASSWORD)
-    page.get_by_label("Again").fill(VIEWER_PASSWORD)
-    page.get_by_role("button", name="Set the password and log in").click()
-    page.wait_for_url(re.compile(r"/ui/insights$"))
-    assert page.locator("#whoami").inner_text() == f"{VIEWER} · viewer"
-    assert nav_links(page) == ["Insights", "Reports", "Preview"]
-    assert page.locator("table.conversations tbody tr").count() == 3  # reads the dashboard
-    assert page.get_by_role("button", name="Relabel").count() == 0
-    topic_page(page, server)
-    assert page.get_by_role("button", name="Rename").count() == 0
-    assert page.get_by_role("button", name="Split").count() == 0
-    answer = page.goto(f"{server.url}/ui/people")
+    chromium_page.goto(link)
+    chromium_page.get_by_label("New password").fill(VIEWER_PASSWORD)
+    chromium_page.get_by_label("Again").fill(VIEWER_PASSWORD)
+    chromium_page.get_by_role("button", name="Set the password and log in").click()
+    chromium_page.wait_for_url(re.compile(r"/ui/insights$"))
+    assert chromium_page.locator("#whoami").inner_text() == f"{VIEWER} · viewer"
+    assert nav_links(chromium_page) == ["Insights", "Reports", "Preview"]
+    assert chromium_page.locator("table.conversations tbody tr").count() == 3  # reads the dashboard
+    assert chromium_page.get_by_role("button", name="Relabel").count() == 0
+    topic_page(chromium_page, server)
+    assert chromium_page.get_by_role("button", name="Rename").count() == 0
+    assert chromium_page.get_by_role("button", name="Split").count() == 0
+    answer = chromium_page.goto(f"{server.url}/ui/people")
     assert answer.status == 403
-    assert "This needs the admin role; you are viewer." in page.locator("main").inner_text()
+    assert (
+        "This needs the admin role; you are viewer." in chromium_page.locator("main").inner_text()
+    )
 
     # The link worked once
-    page.get_by_role("button", name="Log out", exact=True).click()
-    page.wait_for_url(re.compile(r"/ui/login$"))
-    page.goto(link)
-    assert "not valid" in page.get_by_role("alert").inner_text()
+    chromium_page.get_by_role("button", name="Log out", exact=True).click()
+    chromium_page.wait_for_url(re.compile(r"/ui/login$"))
+    chromium_page.goto(link)
+    assert "not valid" in chromium_page.get_by_role("alert").inner_text()
 
     # Logged out, the viewer logs in with their email and password
-    page.goto(f"{server.url}/ui/login")
-    page.get_by_label("Email").fill(VIEWER)
-    page.get_by_label("Password").fill(VIEWER_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r"/ui/insights$"))
-    assert page.locator("#whoami").inner_text() == f"{VIEWER} · viewer"
-    assert page.get_by_role("button", name="Relabel").count() == 0
+    chromium_page.goto(f"{server.url}/ui/login")
+    chromium_page.get_by_label("Email").fill(VIEWER)
+    chromium_page.get_by_label("Password").fill(VIEWER_PASSWORD)
+    chromium_page.get_by_role("button", name="Log in").click()
+    chromium_page.wait_for_url(re.compile(r"/ui/insights$"))
+    assert chromium_page.locator("#whoami").inner_text() == f"{VIEWER} · viewer"
+    assert chromium_page.get_by_role("button", name="Relabel").count() == 0
 
 
 def test_an_editor_sees_the_editing_controls_and_no_admin_ones(
-    page: Any, server: LiveServer
+    chromium_page: Any, server: LiveServer
 ) -> None:
     editor = "eve@team.example"
-    page.goto(invite(server, editor, "editor"))
-    page.get_by_label("New password").fill(VIEWER_PASSWORD)
-    page.get_by_label("Again").fill(VIEWER_PASSWORD)
-    page.get_by_role("button", name="Set the password and log in").click()
-    page.wait_for_url(re.compile(r"/ui/insights$"))
-    assert page.locator("#whoami").inner_text() == f"{editor} · editor"
-    assert nav_links(page) == ["Insights", "Reports", "Preview"]
-    assert page.get_by_role("button", name="Relabel").count() == 3
-    topic_page(page, server)
-    assert page.get_by_role("button", name="Rename").count() == 1
-    assert page.get_by_role("checkbox", name=re.compile("^Split off")).count() >= 1
+    chromium_page.goto(invite(server, editor, "editor"))
+    chromium_page.get_by_label("New password").fill(VIEWER_PASSWORD)
+    chromium_page.get_by_label("Again").fill(VIEWER_PASSWORD)
+    chromium_page.get_by_role("button", name="Set the password and log in").click()
+    chromium_page.wait_for_url(re.compile(r"/ui/insights$"))
+    assert chromium_page.locator("#whoami").inner_text() == f"{editor} · editor"
+    assert nav_links(chromium_page) == ["Insights", "Reports", "Preview"]
+    assert chromium_page.get_by_role("button", name="Relabel").count() == 3
+    topic_page(chromium_page, server)
+    assert chromium_page.get_by_role("button", name="Rename").count() == 1
+    assert chromium_page.get_by_role("checkbox", name=re.compile("^Split off")).count() >= 1
     for admins_only in ("people", "connection", "audit", "setup"):
-        answer = page.goto(f"{server.url}/ui/{admins_only}")
+        answer = chromium_page.goto(f"{server.url}/ui/{admins_only}")
         assert answer.status == 403, admins_only
-        assert "This needs the admin role; you are editor." in page.locator("main").inner_text()
+        assert (
+            "This needs the admin role; you are editor."
+            in chromium_page.locator("main").inner_text()
+        )
 
 
-def test_an_admin_sees_every_control_and_the_people(page: Any, server: LiveServer) -> None:
-    log_in(page, server)
-    assert page.locator("#whoami").inner_text() == "admin · admin"
-    assert nav_links(page) == [
+def test_an_admin_sees_every_control_and_the_people(chromium_page: Any, server: LiveServer) -> None:
+    log_in(chromium_page, server)
+    assert chromium_page.locator("#whoami").inner_text() == "admin · admin"
+    assert nav_links(chromium_page) == [
         "Insights",
         "Reports",
         "Help Scout",
@@ -144,14 +136,14 @@ def test_an_admin_sees_every_control_and_the_people(page: Any, server: LiveServe
         "People",
         "Audit",
     ]
-    assert page.get_by_role("button", name="Relabel").count() == 3
-    topic_page(page, server)
-    assert page.get_by_role("button", name="Rename").count() == 1
-    page.get_by_role("link", name="People").click()
-    page.wait_for_url(re.compile(r"/ui/people$"))
-    page.get_by_label("Email").fill("eddie@team.example")
-    page.get_by_label("Role", exact=True).select_option("editor")
-    page.get_by_role("button", name="Add and show the invitation link").click()
-    shown = page.locator("#shown-value").inner_text()
+    assert chromium_page.get_by_role("button", name="Relabel").count() == 3
+    topic_page(chromium_page, server)
+    assert chromium_page.get_by_role("button", name="Rename").count() == 1
+    chromium_page.get_by_role("link", name="People").click()
+    chromium_page.wait_for_url(re.compile(r"/ui/people$"))
+    chromium_page.get_by_label("Email").fill("eddie@team.example")
+    chromium_page.get_by_label("Role", exact=True).select_option("editor")
+    chromium_page.get_by_role("button", name="Add and show the invitation link").click()
+    shown = chromium_page.locator("#shown-value").inner_text()
     assert shown.startswith(f"{server.url}/ui/invitation?token=")
-    assert page.locator("tr[data-person='eddie@team.example']").count() == 1
+    assert chromium_page.locator("tr[data-person='eddie@team.example']").count() == 1

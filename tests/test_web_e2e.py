@@ -1,9 +1,9 @@
 """The web UI in a real browser: Debian's Chromium, headless, driven by Playwright against a real
 ``deskside serve`` process on 127.0.0.1.
 
-Needs ``playwright`` (PyPI; its own browsers are never downloaded) and ``/usr/bin/chromium``
-(``apt-get install -y chromium``), or ``DESKSIDE_CHROMIUM`` pointing at a Chromium. Without them
-the tests skip, saying so; under ``DESKSIDE_REQUIRE_SERVICES=1`` they fail instead.
+The browser is conftest's ``chromium`` (Playwright and ``/usr/bin/chromium``, or
+``DESKSIDE_CHROMIUM``): without them the tests skip, saying so; under
+``DESKSIDE_REQUIRE_SERVICES=1`` they fail instead.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,16 +28,6 @@ import pytest
 from helpers import demo_config_text, helpscout_signature, make_demo_database
 from test_insights_webhooks import conversation
 
-CHROMIUM = os.environ.get("DESKSIDE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-"""What this machine needs: no sandbox as root, and no calls home (the network is closed)."""
 PASSWORD = "e2e-admin-password"
 WEBHOOK_SECRET = "e2e-webhook-secret"
 SECRETS = {
@@ -58,12 +47,6 @@ CONVERSATIONS = {
 }
 INJECTED_COMPANY = '"><script>alert("xss")</script> [Evil Corp](https://evil.example) _Ltd_'
 INJECTED_NAME = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) **Mallory**"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("DESKSIDE_REQUIRE_SERVICES") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 _SERVE = [sys.executable, "-m", "deskside", "serve", "--log-level", "warning"]
@@ -166,26 +149,6 @@ def deliver_conversations(
         assert response.status_code == 200, response.text
 
 
-@contextlib.contextmanager
-def chromium_browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, through Playwright; skips (or fails) when either is
-    missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install playwright (no browser download)")
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        _unavailable(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def log_in(page: Any, server: LiveServer) -> None:
     page.goto(f"{server.url}/ui/login")
     page.get_by_label("Admin password").fill(server.password)
@@ -197,80 +160,56 @@ def log_in(page: Any, server: LiveServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium_browser() as found:
-        yield found
-
-
-@pytest.fixture(scope="module")
-def server(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with live_server(tmp_path_factory.mktemp("e2e")) as running:
         yield running
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (no cookies) and page; fails the test on any dialog (an
-    ``alert`` would mean injected script ran) or Content-Security-Policy violation."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    problems: list[str] = []
-    opened.on(
-        "dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
-    )
-    opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-
-    def console(message: Any) -> None:
-        if "Content Security Policy" in message.text:
-            problems.append(f"console: {message.text}")
-
-    opened.on("console", console)
-    yield opened
-    context.close()
-    assert problems == [], problems
 
 
 # ── Tests ────────────────────────────────────────────────────────────────────────────────────
 
 
-def test_logged_out_access_is_redirected_to_login(page: Any, server: LiveServer) -> None:
-    page.goto(f"{server.url}/ui/insights?label=bug")
-    assert re.search(r"/ui/login\?next=/ui/insights%3Flabel%3Dbug$", page.url), page.url
-    assert page.get_by_label("Admin password").is_visible()
-    page.get_by_label("Admin password").fill("wrong-password")
-    page.get_by_role("button", name="Log in").click()
-    assert page.get_by_role("alert").inner_text() == "Wrong password."
-    page.get_by_label("Admin password").fill(server.password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{server.url}/ui/insights?label=bug")  # back where it was going
+def test_logged_out_access_is_redirected_to_login(chromium_page: Any, server: LiveServer) -> None:
+    chromium_page.goto(f"{server.url}/ui/insights?label=bug")
+    assert re.search(r"/ui/login\?next=/ui/insights%3Flabel%3Dbug$", chromium_page.url), (
+        chromium_page.url
+    )
+    assert chromium_page.get_by_label("Admin password").is_visible()
+    chromium_page.get_by_label("Admin password").fill("wrong-password")
+    chromium_page.get_by_role("button", name="Log in").click()
+    assert chromium_page.get_by_role("alert").inner_text() == "Wrong password."
+    chromium_page.get_by_label("Admin password").fill(server.password)
+    chromium_page.get_by_role("button", name="Log in").click()
+    chromium_page.wait_for_url(f"{server.url}/ui/insights?label=bug")  # back where it was going
 
 
-def test_preview_shows_the_injection_payload_as_text(page: Any, server: LiveServer) -> None:
-    log_in(page, server)
-    page.goto(f"{server.url}/ui/preview")
-    page.get_by_label("Customer email").fill("mallory@evil.example")
-    page.get_by_role("button", name="Preview", exact=True).click()
-    page.wait_for_url(re.compile(r"/ui/preview\?email="))
+def test_preview_shows_the_injection_payload_as_text(
+    chromium_page: Any, server: LiveServer
+) -> None:
+    log_in(chromium_page, server)
+    chromium_page.goto(f"{server.url}/ui/preview")
+    chromium_page.get_by_label("Customer email").fill("mallory@evil.example")
+    chromium_page.get_by_role("button", name="Preview", exact=True).click()
+    chromium_page.wait_for_url(re.compile(r"/ui/preview\?email="))
 
     # There There's rows and Plain's cards: the payload is text on the page
-    therethere = page.locator("section[data-desk=therethere] table")
+    therethere = chromium_page.locator("section[data-desk=therethere] table")
     assert INJECTED_COMPANY in therethere.inner_text()
-    plain = page.locator("section[data-desk=plain] .plain-card").first
+    plain = chromium_page.locator("section[data-desk=plain] .plain-card").first
     assert INJECTED_COMPANY in plain.inner_text()
     assert INJECTED_NAME in plain.inner_text()
-    helper = page.locator("section[data-desk=helper]")
+    helper = chromium_page.locator("section[data-desk=helper]")
     assert INJECTED_NAME in helper.locator("dd").first.inner_text()
 
     # Help Scout's HTML in its sandboxed frame: the title is the payload, as text
-    frame = page.frame_locator("iframe.hs-frame")
+    frame = chromium_page.frame_locator("iframe.hs-frame")
     assert frame.locator("h4").inner_text() == INJECTED_COMPANY
     assert INJECTED_NAME in frame.locator("p.muted").first.inner_text()
     # nothing injected exists anywhere: no image, no extra script, no handler
-    for scope in (page, frame):
+    for scope in (chromium_page, frame):
         assert scope.locator("img").count() == 0
         assert scope.locator("[onerror], [onclick], [onload]").count() == 0
     assert frame.locator("script").count() == 1  # the frame's own section toggle
-    assert page.locator("script").count() == 1  # the UI's own file
+    assert chromium_page.locator("script").count() == 1  # the UI's own file
     # a collapsed section opens with the keyboard
     account = frame.get_by_role("button", name=re.compile("Account"))
     assert account.get_attribute("aria-expanded") == "false"
@@ -279,50 +218,52 @@ def test_preview_shows_the_injection_payload_as_text(page: Any, server: LiveServ
     assert account.get_attribute("aria-expanded") == "true"
     assert "mallory@evil.example" in frame.locator(".c-sb-section.open").last.inner_text()
     # the sources' timings and cache state
-    assert "App database" in page.locator("#sources").inner_text()
+    assert "App database" in chromium_page.locator("#sources").inner_text()
 
 
-def test_send_as_helpdesk_probes_the_live_endpoint(page: Any, server: LiveServer) -> None:
-    log_in(page, server)
-    page.goto(f"{server.url}/ui/preview?email=owner%40acme.example")
-    page.get_by_role("button", name="Send as Help Scout").click()
-    verdict = page.locator("section[data-desk=helpscout] .probe")
+def test_send_as_helpdesk_probes_the_live_endpoint(chromium_page: Any, server: LiveServer) -> None:
+    log_in(chromium_page, server)
+    chromium_page.goto(f"{server.url}/ui/preview?email=owner%40acme.example")
+    chromium_page.get_by_role("button", name="Send as Help Scout").click()
+    verdict = chromium_page.locator("section[data-desk=helpscout] .probe")
     assert verdict.inner_text().startswith("PASS"), verdict.inner_text()
     assert f"{server.url}/helpscout" in verdict.inner_text()
 
 
-def test_relabel_a_conversation_and_see_the_count_change(page: Any, server: LiveServer) -> None:
-    log_in(page, server)
-    counts = _wait_for_labels(page, server, {"bug": "1", "feature": "1", "question": "1"})
+def test_relabel_a_conversation_and_see_the_count_change(
+    chromium_page: Any, server: LiveServer
+) -> None:
+    log_in(chromium_page, server)
+    counts = _wait_for_labels(chromium_page, server, {"bug": "1", "feature": "1", "question": "1"})
     assert counts["docs"] == "0"
-    row = page.locator("tr[data-conversation='3']")
+    row = chromium_page.locator("tr[data-conversation='3']")
     assert "Password" in row.inner_text()
     row.get_by_label("Label of conversation #103").select_option("docs")  # as Help Scout numbers it
     row.get_by_role("button", name="Relabel").click()
-    page.wait_for_url(re.compile(r"relabelled=3"))
-    assert "Conversation #103 is now labelled docs" in page.locator("#flash").inner_text()
-    after = _counts(page)
+    chromium_page.wait_for_url(re.compile(r"relabelled=3"))
+    assert "Conversation #103 is now labelled docs" in chromium_page.locator("#flash").inner_text()
+    after = _counts(chromium_page)
     assert (after["docs"], after["question"], after["all"]) == ("1", "0", "3")
-    assert page.locator("svg.chart__svg rect.series--docs").count() == 1
+    assert chromium_page.locator("svg.chart__svg rect.series--docs").count() == 1
 
 
-def test_a_post_without_the_csrf_token_is_refused(page: Any, server: LiveServer) -> None:
-    log_in(page, server)
+def test_a_post_without_the_csrf_token_is_refused(chromium_page: Any, server: LiveServer) -> None:
+    log_in(chromium_page, server)
     # the browser's own cookies, but no CSRF token: what a forged cross-site form would send
-    refused = page.request.post(
+    refused = chromium_page.request.post(
         f"{server.url}/ui/insights/conversations/1/label", form={"label": "other"}
     )
     assert refused.status == 403
-    page.goto(f"{server.url}/ui/insights")
-    assert _counts(page)["other"] == "0"
+    chromium_page.goto(f"{server.url}/ui/insights")
+    assert _counts(chromium_page)["other"] == "0"
 
 
-def test_logout_ends_the_session(page: Any, server: LiveServer) -> None:
-    log_in(page, server)
-    page.get_by_role("button", name="Log out").click()
-    page.wait_for_url(re.compile(r"/ui/login$"))
-    page.goto(f"{server.url}/ui/setup")
-    assert "/ui/login?next=/ui/setup" in page.url
+def test_logout_ends_the_session(chromium_page: Any, server: LiveServer) -> None:
+    log_in(chromium_page, server)
+    chromium_page.get_by_role("button", name="Log out").click()
+    chromium_page.wait_for_url(re.compile(r"/ui/login$"))
+    chromium_page.goto(f"{server.url}/ui/setup")
+    assert "/ui/login?next=/ui/setup" in chromium_page.url
 
 
 def _counts(page: Any) -> dict[str, str]:
