@@ -81,6 +81,9 @@ class ExtraRoute:
     endpoint: Callable[[Request], Awaitable[Response]]
     openapi: dict[str, Any] | None = None
     """As :attr:`Protocol.openapi`: how the route is published in the OpenAPI schema."""
+    max_body_bytes: int | None = None
+    """The largest body the endpoint reads (a larger one is refused with 413); None: the
+    server's ``[server] max_body_bytes``."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from deskside.signing import Scheme, bearer_token, sign, token_matches, verify
 
 __all__ = [
     "HELPDESK",
+    "IDENTITY_MAX_BODY",
     "Helper",
     "HelperAnswer",
     "HelperConfig",
@@ -52,6 +53,8 @@ __all__ = [
 
 WIDGET_WINDOW_SECONDS = 3600
 """Helper's widget accepts an identity this long around its timestamp."""
+IDENTITY_MAX_BODY = 4096
+"""The identity endpoint reads bodies up to this size: one address is all it takes."""
 
 
 class HelperConfig(HelpdeskConfig):
@@ -304,6 +307,7 @@ class Helper(Protocol):
                 method="POST",
                 endpoint=identity,
                 openapi=_IDENTITY_OPENAPI,
+                max_body_bytes=IDENTITY_MAX_BODY,
             )
         ]
 
@@ -311,7 +315,7 @@ class Helper(Protocol):
         tokens = [t.get_secret_value() for t in self.config.identity_token]
         if not token_matches(bearer_token(request.headers.get("authorization")), tokens):
             raise Unauthorized("identity request without a valid bearer token", code="token")
-        body = await read_body(request, limit=4096)
+        body = await read_body(request, limit=IDENTITY_MAX_BODY)
         email = parse_json_object(body).get("email")
         if not isinstance(email, str) or not normalise_emails([email], fold_plus=False):
             raise BadRequest("`email` must be an email address")
