@@ -28,7 +28,13 @@ from deskside.helpdesks import protocol_classes
 from deskside.insights.analysis.queries import TopicSummary
 from deskside.insights.helpscout.client import HelpScoutAPI
 from deskside.insights.ingest.backfill import parse_since
-from deskside.insights.models import Connection, Conversation, ImportCursor, Mailbox
+from deskside.insights.models import (
+    Classification,
+    Connection,
+    Conversation,
+    ImportCursor,
+    Mailbox,
+)
 from deskside.server import create_app
 from deskside.web import dashboard
 from deskside.web.auth import AdminAuth, PasswordHash, hash_password
@@ -120,12 +126,31 @@ async def seed_conversations(
 
 
 def label_counts(html: str) -> dict[str, int]:
-    """The dashboard's count per label, as shown."""
+    """The dashboard's count per label, as shown (and of ``unsure`` labels, by
+    :func:`unsure_count`)."""
     tree = parse_html(html)
-    return {
+    counts = {
         str(element.attrs["data-label"]): int(element.text())
         for element in tree.find_all("span", "count__n")
     }
+    counts.pop("unsure")
+    return counts
+
+
+def unsure_count(html: str) -> int:
+    """How many labels the dashboard says the classifier is unsure of."""
+    [shown] = [
+        e
+        for e in parse_html(html).find_all("span", "count__n")
+        if e.attrs["data-label"] == "unsure"
+    ]
+    return int(shown.text())
+
+
+def listed(html: str) -> list[str]:
+    """The conversation ids a page lists, in order."""
+    rows = parse_html(html).find_all("tr")
+    return [str(r.attrs["data-conversation"]) for r in rows if "data-conversation" in r.attrs]
 
 
 def back_link(html: str) -> tuple[str, str] | None:
@@ -453,6 +478,37 @@ async def test_relabel_changes_the_counts(settings: Settings) -> None:
         )
         assert unknown.status_code == 400
         assert back_link(unknown.text) == ("/ui/insights?label=docs", "Back to Insights")
+
+
+async def test_unsure_labels_are_listed_first_to_check_until_an_agent_decides(
+    settings: Settings,
+) -> None:
+    async with browser(settings) as client:
+        await log_in(client)
+        await seed_conversations(client, settings)
+        store = client._transport.app.state.insights.store  # type: ignore[attr-defined]
+        async with store.session() as session:
+            for conversation_id, confidence in ((1, 0.45), (2, 0.3), (3, 0.95)):
+                classification = await session.get(Classification, conversation_id)
+                assert classification is not None and classification.by == "model"
+                classification.confidence = confidence
+        page = await client.get("/ui/insights")
+        assert unsure_count(page.text) == 2
+        unsure = await client.get("/ui/insights", params={"label": "unsure"})
+        assert listed(unsure.text) == ["2", "1"]  # the least confident first
+        assert "Unsure labels, least confident first" in unsure.text
+        rows = [r for r in parse_html(unsure.text).find_all("tr") if "data-conversation" in r.attrs]
+        assert [[b.text() for b in r.find_all("span", "badge")] for r in rows] == [["unsure"]] * 2
+        decided = await client.post(
+            "/ui/insights/conversations/2/label",
+            data={"csrf_token": csrf_of(unsure.text), "label": "bug", "filter": "unsure"},
+        )
+        assert "label=unsure" in decided.headers["location"]  # back to the same list
+        after = await client.get(decided.headers["location"])
+        assert listed(after.text) == ["1"]  # an agent's label is never unsure
+        assert unsure_count(after.text) == 1
+        api = await client.get("/api/insights/conversations", params={"label": "unsure"})
+        assert [(c["id"], c["unsure"]) for c in api.json()] == [(1, True)]
 
 
 async def test_relabel_names_the_conversation_as_the_page_shows_it(settings: Settings) -> None:

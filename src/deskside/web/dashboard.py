@@ -74,6 +74,8 @@ class Chart:
 class Overview:
     conversations: int
     labels: dict[str, int]
+    unsure: int
+    """Machine labels to check first."""
     events: dict[str, int]
     chart: Chart
 
@@ -91,6 +93,7 @@ async def overview(store: Store, *, weeks: int = 12, today: date | None = None) 
     return Overview(
         conversations=counts.conversations,
         labels=counts.labels,
+        unsure=counts.unsure,
         events=events,
         chart=chart(data),
     )

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from deskside.config import Settings
 from deskside.insights.analysis import merges
 from deskside.insights.analysis.engine import UnknownConversation, UnknownTopic
-from deskside.insights.analysis.labels import LABELS
+from deskside.insights.analysis.labels import LABELS, UNSURE
 from deskside.insights.models import row_id
 from deskside.insights.reports import facts as customer_facts
 from deskside.insights.reports import report as reporting
@@ -32,6 +32,9 @@ from deskside.web.workspace_pages import LiveWorkspace, form_ids
 __all__ = ["insights_routes"]
 
 log = logging.getLogger("deskside.web")
+
+FILTERS = (*LABELS, "unlabelled", UNSURE)
+"""What the conversation list can be narrowed to (``?label=``)."""
 
 
 def insights_routes(
@@ -50,7 +53,7 @@ def insights_routes(
         if isinstance(viewed, Response):
             return viewed
         session, live = viewed
-        chosen = label if label in (*LABELS, "unlabelled") else None
+        chosen = label if label in FILTERS else None
         summary = await dashboard.overview(live.store)
         rows = await dashboard.conversations(live.store, label=chosen)
         topics = await dashboard.topics(live.store, await live.trends())
@@ -83,7 +86,7 @@ def insights_routes(
             return decided
         session, form, live = decided
         shown = form.get("filter")
-        query = {"label": shown} if shown in (*LABELS, "unlabelled") else {}
+        query = {"label": shown} if shown in FILTERS else {}
         back = ("/insights" + (f"?{urlencode(query)}" if query else ""), "Back to Insights")
         conversation = row_id(conversation_id)
         try:

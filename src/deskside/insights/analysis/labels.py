@@ -9,10 +9,24 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-__all__ = ["LABELS", "LABEL_SYNONYMS", "canonical_label"]
+__all__ = ["LABELS", "LABEL_SYNONYMS", "UNSURE", "UNSURE_BELOW", "canonical_label", "is_unsure"]
 
 LABELS: tuple[str, ...] = ("bug", "feature", "docs", "question", "other")
 """Every label the classifier knows, in display order."""
+
+UNSURE_BELOW = 0.5
+"""A machine's label less confident than this is *unsure*: people review those first (the
+classifier's confidences are calibrated, so about half of them are wrong)."""
+
+UNSURE = "unsure"
+"""The name of the filter listing unsure labels, least confident first."""
+
+
+def is_unsure(confidence: float | None, by: str | None) -> bool:
+    """Whether a label given ``by`` ``model``, ``llm`` or ``agent`` with ``confidence`` should be
+    checked by a person: a machine's below :data:`UNSURE_BELOW`; an agent's never."""
+    return by not in (None, "agent") and confidence is not None and confidence < UNSURE_BELOW
+
 
 LABEL_SYNONYMS: Mapping[str, str] = {
     "defect": "bug",

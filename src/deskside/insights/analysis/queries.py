@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import String, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deskside.insights.analysis.labels import LABELS
+from deskside.insights.analysis.labels import LABELS, UNSURE, UNSURE_BELOW, is_unsure
 from deskside.insights.models import (
     Classification,
     Conversation,
@@ -64,6 +64,9 @@ class ConversationItem(BaseModel):
     confidence: float | None
     labelled_by: str | None
     """``model``, ``llm`` or ``agent``."""
+    unsure: bool
+    """A machine's label below :data:`~deskside.insights.analysis.labels.UNSURE_BELOW`: one
+    for a person to check."""
     topic_id: int | None
     url: str
 
@@ -72,7 +75,8 @@ async def labelled_conversations(
     session: AsyncSession, *, label: str | None = None, topic: int | None = None, limit: int = 100
 ) -> list[ConversationItem]:
     """The newest conversations first, with label and topic: only ``label`` when given
-    (``"unlabelled"``: those without one), only topic ``topic`` when given."""
+    (``"unlabelled"``: those without one; ``"unsure"``: a machine's unsure labels, least
+    confident first), only topic ``topic`` when given."""
     from deskside.insights.reports.report import conversation_url
 
     query = (
@@ -84,6 +88,12 @@ async def labelled_conversations(
     )
     if label == "unlabelled":
         query = query.where(Classification.label.is_(None))
+    elif label == UNSURE:
+        query = (
+            query.where(Classification.by != "agent", Classification.confidence < UNSURE_BELOW)
+            .order_by(None)
+            .order_by(Classification.confidence, Conversation.id.desc())
+        )
     elif label is not None:
         query = query.where(Classification.label == label)
     if topic is not None:
@@ -100,6 +110,7 @@ async def labelled_conversations(
             label=classification.label if classification else None,
             confidence=classification.confidence if classification else None,
             labelled_by=classification.by if classification else None,
+            unsure=bool(classification) and is_unsure(classification.confidence, classification.by),
             topic_id=topic_id,
             url=conversation_url(conversation.id, conversation.number),
         )
@@ -113,6 +124,8 @@ class LabelCounts(BaseModel):
     conversations: int
     labels: dict[str, int]
     """Every label of :data:`~deskside.insights.analysis.classify.LABELS`, with zeros."""
+    unsure: int = 0
+    """Machine labels a person should check (``unsure``)."""
     weeks: list[tuple[date, dict[str, int]]]
     """Each week's Monday, oldest first, every week of the period (empty ones too), with the
     conversations begun that week by label (``unlabelled`` for those without one)."""
@@ -130,6 +143,11 @@ async def label_counts(
             select(Classification.label, func.count()).group_by(Classification.label)
         )
     )
+    unsure = await session.scalar(
+        select(func.count())
+        .select_from(Classification)
+        .where(Classification.by != "agent", Classification.confidence < UNSURE_BELOW)
+    )
     rows = await session.execute(
         select(Conversation.created_at, Classification.label)
         .outerjoin(Classification, Classification.conversation_id == Conversation.id)
@@ -146,6 +164,7 @@ async def label_counts(
     return LabelCounts(
         conversations=total,
         labels={label: by_label.get(label, 0) for label in LABELS},
+        unsure=unsure or 0,
         weeks=[(monday, per_week.get(monday, {})) for monday in mondays],
     )
 
