@@ -942,6 +942,10 @@ async def test_setup_shows_every_url_under_the_public_url(
     assert "https://deskside.example.com/insights/helpscout/callback" in copy
     assert "deskside connect uses [insights.helpscout] redirect_url instead" in text
     assert "127.0.0.1" not in " ".join(copy) and "attacker" not in text
+    # The insights panels never take a helpdesk's place (the demo serves one named helpscout_app)
+    ids = [str(e.attrs["id"]) for e in parse_html(page.text).iter() if "id" in e.attrs]
+    assert len(ids) == len(set(ids)), ids
+    assert {"setup-helpscout_app", "setup-insights-oauth", "setup-insights-webhooks"} <= set(ids)
 
 
 async def test_setup_without_insights_has_no_help_scout_app(sidebar_settings: Settings) -> None:

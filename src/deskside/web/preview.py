@@ -173,6 +173,10 @@ async def probe_desk(
 
 @dataclass(frozen=True)
 class DeskSetup:
+    """One panel of the Setup page: a configured helpdesk (``name`` is its table's), or the
+    insights side's webhooks and OAuth app (``name`` and ``kind`` ``insights-…``, names no
+    helpdesk table takes)."""
+
     name: str
     kind: str
     title: str
@@ -218,8 +222,8 @@ def desk_setups(
             )
         setups.append(
             DeskSetup(
-                name="webhooks",
-                kind="helpscout_webhook",
+                name="insights-webhooks",
+                kind="insights-webhooks",
                 title="Help Scout webhooks (insights)",
                 where="Help Scout → Manage → Apps → Webhooks: this URL and secret, payload "
                 "version 2, conversation events.",
@@ -243,8 +247,8 @@ def _helpscout_app(base: str, helpscout: HelpScoutSettings) -> DeskSetup:
     if redirect != url:
         note += f"; deskside connect uses [insights.helpscout] redirect_url instead: {redirect}"
     return DeskSetup(
-        name="helpscout_app",
-        kind="helpscout_app",
+        name="insights-oauth",
+        kind="insights-oauth",
         title="Help Scout app (insights connection)",
         where="Help Scout → Your Profile → My Apps → your app: the Redirection URL.",
         values=[PasteValue("Redirection URL", url, note=note)],
