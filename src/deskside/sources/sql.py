@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from sqlalchemy import bindparam, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import ArgumentError
 
 from deskside.configtypes import Secret
-from deskside.errors import SourceError
 from deskside.lookup import Lookup
-from deskside.sources.base import CHECK_LOOKUP, Record, Source, SourceConfig, SourceQueryError
+from deskside.sources.base import Record, Source, SourceConfig
+from deskside.sources.sql_drivers import Runner, runner_for
 
 __all__ = ["SOURCE", "SqlSource", "SqlSourceConfig"]
 
@@ -27,7 +24,6 @@ _ASYNC_DRIVERS = {
     "mariadb": "mysql+aiomysql",
 }
 _BIND_NAMES = frozenset({"emails", "email"})
-_HIDDEN = "<address>"
 
 
 class SqlSourceConfig(SourceConfig):
@@ -85,87 +81,30 @@ def async_url(url: str, base_dir: str | Path | None = None) -> str:
 
 
 class SqlSource(Source):
-    """Runs the configured query with the addresses bound as an expanding parameter."""
+    """Runs the configured query with the addresses bound, never pasted into the SQL: on
+    PostgreSQL straight through asyncpg's prepared statements, elsewhere through SQLAlchemy
+    (see :mod:`deskside.sources.sql_drivers`)."""
 
     kind = "sql"
     config_model = SqlSourceConfig
 
     def __init__(self, name: str, config: SqlSourceConfig) -> None:
         super().__init__(name, config)
-        self._config = config
-        url = config.url.get_secret_value()
-        options: dict[str, Any] = {}
-        if not url.startswith("sqlite"):  # SQLite needs no pool tuning; in-memory takes none
-            options = {
-                "pool_size": config.pool_size,
-                "max_overflow": config.pool_size,
-                "pool_recycle": 1800,
-            }
-        # Lookups only read: no BEGIN/ROLLBACK round trips around each one. The bound
-        # addresses never appear in SQLAlchemy's error messages (nor in its statement log).
-        self._engine: AsyncEngine = create_async_engine(
-            url, isolation_level="AUTOCOMMIT", hide_parameters=True, **options
+        self._max_rows = config.max_rows
+        self._runner: Runner = runner_for(
+            config.url.get_secret_value(), config.query, config.pool_size
         )
-        self._query = text(config.query)
-        self._binds = set(self._query.compile().params)
-        if "emails" in self._binds:
-            self._query = self._query.bindparams(bindparam("emails", expanding=True))
 
     async def fetch(self, lookup: Lookup) -> list[Record]:
-        params = self._params(lookup)
-        try:
-            async with self._engine.connect() as connection:
-                result = await connection.execute(self._query, params)
-                rows = result.mappings().fetchmany(self._config.max_rows)
-        except SQLAlchemyError as exc:
-            raise SourceError(_describe(exc, lookup.emails)) from exc
-        except OSError as exc:
-            raise SourceError(f"cannot connect: {exc}") from exc
-        return [dict(row) for row in rows]
+        return await self._runner.rows(lookup, self._max_rows)
 
     async def check(self) -> None:
         """Connect, then run the query for :data:`CHECK_LOOKUP`: a refused query (syntax, a
         missing table or column) raises :class:`SourceQueryError` with ``key = "query"``."""
-        emails = CHECK_LOOKUP.emails
-        try:
-            async with self._engine.connect() as connection:
-                try:
-                    result = await connection.execute(self._query, self._params(CHECK_LOOKUP))
-                    result.fetchmany(1)
-                except SQLAlchemyError as exc:
-                    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-                        raise
-                    raise SourceQueryError(_describe(exc, emails), key="query") from exc
-        except (SQLAlchemyError, OSError) as exc:
-            raise SourceError(_describe(exc, emails)) from exc
-
-    def _params(self, lookup: Lookup) -> dict[str, Any]:
-        values = {"emails": list(lookup.emails), "email": lookup.email}
-        return {name: values[name] for name in self._binds}
+        await self._runner.check()
 
     async def aclose(self) -> None:
-        await self._engine.dispose()
-
-
-def _describe(exc: BaseException, addresses: Sequence[str]) -> str:
-    """The database's own message, first line, without the addresses that were bound: some
-    databases quote bound values in their messages, and these messages are logged."""
-    original = getattr(exc, "orig", None) or exc
-    lines = str(original).strip().splitlines()
-    message = lines[0] if lines else ""
-    return f"{type(original).__name__}: {_without(addresses, message)}"[:300]
-
-
-def _without(addresses: Sequence[str], message: str) -> str:
-    for address in sorted(addresses, key=len, reverse=True):
-        message = re.sub(re.escape(address), _HIDDEN, message, flags=re.IGNORECASE)
-
-    # MariaDB quotes the query near a syntax error, cut at 80 characters: perhaps mid-address.
-    def cut_short(match: re.Match[str]) -> str:
-        start = match.group(1).lower()
-        return f"'{_HIDDEN}" if any(a.startswith(start) for a in addresses) else match.group(0)
-
-    return re.sub(r"'([^'\s]{3,})", cut_short, message)
+        await self._runner.aclose()
 
 
 SOURCE = SqlSource
