@@ -15,9 +15,12 @@ import hmac
 import json
 import re
 import sqlite3
+import subprocess
+import sys
+import time
 import unicodedata
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -36,6 +39,7 @@ from deskside.demo import (
     demo_secret_envs,
 )
 from deskside.server import create_app
+from fake_http import unused_port
 
 HS_SECRET = "hs-test-secret"
 TT_SECRET = "tt-test-secret"
@@ -182,6 +186,55 @@ async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         ) as client,
     ):
         yield client
+
+
+def _ready_answer(answer: httpx.Response) -> bool:
+    return answer.status_code == 200
+
+
+@contextmanager
+def deskside_serving(
+    config: Path,
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    options: Sequence[str] = (),
+    ready: Callable[[httpx.Response], bool] = _ready_answer,
+    within: float = 120,
+) -> Iterator[str]:
+    """``deskside serve -c config`` (and ``options``) in a process of its own on a free local
+    port, its output in ``log``; yields its base URL once ``GET /readyz`` answers as ``ready``
+    wants (default: 200), polled. Fails with the log when the process exits or is not ready
+    ``within`` seconds (generous: a busy machine starts it slowly); stops it on the way out."""
+    port = unused_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "deskside", "serve", "-c", str(config), "--port", str(port)]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*command, *options], stdout=output, stderr=subprocess.STDOUT, env=dict(env)
+        )
+    try:
+        deadline = time.monotonic() + within
+        while not _answers(f"{base}/readyz", ready):
+            if process.poll() is not None or time.monotonic() > deadline:
+                state = "exited" if process.poll() is not None else f"not ready in {within:g} s"
+                raise AssertionError(f"deskside serve {state}:\n{log.read_text(errors='replace')}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _answers(url: str, ready: Callable[[httpx.Response], bool]) -> bool:
+    try:
+        return ready(httpx.get(url, timeout=2))
+    except (httpx.TransportError, ValueError):  # not listening yet, or no JSON yet
+        return False
 
 
 async def post_helpscout(

@@ -11,18 +11,17 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 
 from deskside.helpdesks import kinds
 from deskside.protocols import PROTOCOLS
+from helpers import deskside_serving
 
 INSIGHTS_STACK = ("sklearn", "scipy", "numpy", "lxml", "alembic")
 CARD_SECRET = "lean-card-secret"
@@ -69,12 +68,6 @@ secret = "lean-card-secret"
 """A SQL source, a Python hook, the five helpdesks, and no ``[insights]`` table."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _sidebar_only(tmp_path: Path, report: Path) -> tuple[Path, dict[str, str]]:
     """The sidebar-only config in ``tmp_path``, with its SQLite database and hook, and the
     environment to serve it in (the hook writes ``report``)."""
@@ -96,43 +89,16 @@ def _sidebar_only(tmp_path: Path, report: Path) -> tuple[Path, dict[str, str]]:
     return config, env
 
 
-def _wait_until_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll ``/readyz`` until it answers 200; fail with the server's log if it stops."""
-    deadline = time.monotonic() + 120  # generous: a busy 2-core host
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{base}/readyz never answered 200: {log.read_text()}")
-
-
 def test_a_sidebar_only_server_never_loads_the_insights_stack(tmp_path: Path) -> None:
     report = tmp_path / "modules.json"
     config, env = _sidebar_only(tmp_path, report)
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "deskside", "serve", "-c", str(config), "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        _wait_until_ready(base, process, log)
+    with deskside_serving(config, env, log) as base:
         body = json.dumps({"email": "ada@example.com"}).encode()
         signature = hmac.new(CARD_SECRET.encode(), body, hashlib.sha256).hexdigest()
         answer = httpx.post(
             f"{base}/card", content=body, headers={"X-Deskside-Signature": signature}, timeout=30
         )
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
     assert answer.status_code == 200, log.read_text()
     assert [card["title"] for card in answer.json()["cards"]] == ["Ada"]

@@ -12,9 +12,6 @@ import contextlib
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import demo_config_text, helpscout_signature, make_demo_database
+from helpers import demo_config_text, deskside_serving, helpscout_signature, make_demo_database
 from test_insights_webhooks import conversation
 
 PASSWORD = "e2e-admin-password"
@@ -49,15 +46,6 @@ INJECTED_COMPANY = '"><script>alert("xss")</script> [Evil Corp](https://evil.exa
 INJECTED_NAME = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) **Mallory**"
 
 
-_SERVE = [sys.executable, "-m", "deskside", "serve", "--log-level", "warning"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class LiveServer:
     url: str
@@ -78,7 +66,6 @@ def live_server(
     config = directory / "deskside.toml"
     admin = config_extra + '[admin]\npassword = "env:DESKSIDE_ADMIN_PASSWORD"\n\n[server]\n'
     config.write_text(demo_config_text(replace={"[server]\n": admin}), encoding="utf-8")
-    port = _free_port()
     env = {
         **os.environ,
         **SECRETS,
@@ -88,39 +75,16 @@ def live_server(
     }
     env.pop("STRIPE_API_KEY", None)
     log = directory / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [*_SERVE, "-c", str(config), "--port", str(port), "--log-format", "text"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_ready(url, process, log)
+    options = ["--log-level", "warning", "--log-format", "text"]
+    with deskside_serving(config, env, log, options=options, ready=_insights_ready) as url:
         if conversations:
             deliver_conversations(url)
         yield LiveServer(url=url, password=PASSWORD, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90  # generous: a busy machine starts it slowly
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"deskside serve exited:\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            ready = httpx.get(f"{url}/readyz", timeout=2).json()
-            if ready.get("insights", {}).get("state") == "ok":
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"deskside serve never became ready:\n{log.read_text()}")
+def _insights_ready(answer: httpx.Response) -> bool:
+    """``/readyz`` says the insights side is up (the webhooks are taken)."""
+    return bool(answer.json().get("insights", {}).get("state") == "ok")
 
 
 def deliver_conversations(
