@@ -238,7 +238,7 @@ def run(work: Path, env: dict[str, str], seconds: float, quick: bool) -> dict[st
         (work / "hang.toml").write_text(hanging_config(blackhole.port))
         hanging = functools.partial(deskside, config="hang.toml")
         with serving("deskside-hang", hanging, env, work) as (pid, port):
-            check_answer(port, probe, [company, "Slow API unavailable"])
+            check_answer(port, probe, [company, "Slow API unavailable"], attempts=5)
             results["hang"] = closed_loop(
                 "deskside with a hanging source", pid, port, warmup, files["hang"],
                 hang_seconds, warmup_seconds,

@@ -281,7 +281,7 @@ def run(
                     "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
 
         with serving("realistic-handwritten", gunicorn, server_env, work) as (pid, port):
-            check_answer(port, probe, expect)
+            check_answer(port, probe, expect, attempts=5)
             settle(pid)
             runs += [load("handwritten", pid, port, connections=c) for c in CONNECTIONS]
         for server, cache in (("cached", True), ("uncached", False)):
@@ -289,7 +289,7 @@ def run(
             config.write_text(deskside_config(billing_port, cache))
             command = functools.partial(deskside, config)
             with serving(f"realistic-{server}", command, server_env, work) as (pid, port):
-                check_answer(port, probe, expect)
+                check_answer(port, probe, expect, attempts=5)
                 settle(pid)
                 runs += [load(server, pid, port, connections=c) for c in CONNECTIONS]
     verdicts = checks(runs, deadline_ms)
