@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from test_people_e2e import invite
+from test_people_e2e import accept_invitation, invite
 from test_web_e2e import LiveServer, deliver_conversations, live_server, log_in
 
 EDITOR = "eddie@team.example"
@@ -77,11 +77,7 @@ def test_an_admin_reads_filters_and_downloads_the_audit(
     link = invite(server, EDITOR, "editor")
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     editor = context.new_page()
-    editor.goto(link)
-    editor.get_by_label("New password").fill(EDITOR_PASSWORD)
-    editor.get_by_label("Again").fill(EDITOR_PASSWORD)
-    editor.get_by_role("button", name="Set the password and log in").click()
-    editor.wait_for_url(re.compile(r"/ui/insights$"))
+    accept_invitation(editor, link, EDITOR_PASSWORD)
     answer = editor.goto(f"{server.url}/ui/audit")
     assert answer.status == 403
     assert "This needs the admin role; you are editor." in editor.locator("main").inner_text()

@@ -46,6 +46,15 @@ def invite(server: LiveServer, email: str, role: str) -> str:
     return found.group()
 
 
+def accept_invitation(page: Any, link: str, password: str) -> None:
+    """Open an invitation ``link``, set ``password`` and arrive logged in on the Insights page."""
+    page.goto(link)
+    page.get_by_label("New password").fill(password)
+    page.get_by_label("Again").fill(password)
+    page.get_by_role("button", name="Set the password and log in").click()
+    page.wait_for_url(re.compile(r"/ui/insights$"))
+
+
 def topic_page(page: Any, server: LiveServer) -> None:
     """Open a topic's page, once the server has grouped the conversations (polling)."""
     deadline = time.monotonic() + 60
@@ -66,11 +75,7 @@ def nav_links(page: Any) -> list[str]:
 
 def test_a_viewer_sees_no_controls_of_other_roles(chromium_page: Any, server: LiveServer) -> None:
     link = invite(server, VIEWER, "viewer")
-    chromium_page.goto(link)
-    chromium_page.get_by_label("New password").fill(VIEWER_PASSWORD)
-    chromium_page.get_by_label("Again").fill(VIEWER_PASSWORD)
-    chromium_page.get_by_role("button", name="Set the password and log in").click()
-    chromium_page.wait_for_url(re.compile(r"/ui/insights$"))
+    accept_invitation(chromium_page, link, VIEWER_PASSWORD)
     assert chromium_page.locator("#whoami").inner_text() == f"{VIEWER} · viewer"
     assert nav_links(chromium_page) == ["Insights", "Reports", "Preview"]
     assert chromium_page.locator("table.conversations tbody tr").count() == 3  # reads the dashboard
@@ -104,11 +109,7 @@ def test_an_editor_sees_the_editing_controls_and_no_admin_ones(
     chromium_page: Any, server: LiveServer
 ) -> None:
     editor = "eve@team.example"
-    chromium_page.goto(invite(server, editor, "editor"))
-    chromium_page.get_by_label("New password").fill(VIEWER_PASSWORD)
-    chromium_page.get_by_label("Again").fill(VIEWER_PASSWORD)
-    chromium_page.get_by_role("button", name="Set the password and log in").click()
-    chromium_page.wait_for_url(re.compile(r"/ui/insights$"))
+    accept_invitation(chromium_page, invite(server, editor, "editor"), VIEWER_PASSWORD)
     assert chromium_page.locator("#whoami").inner_text() == f"{editor} · editor"
     assert nav_links(chromium_page) == ["Insights", "Reports", "Preview"]
     assert chromium_page.get_by_role("button", name="Relabel").count() == 3
