@@ -1,13 +1,17 @@
 """Conversation classifier: ``bug``, ``feature``, ``docs``, ``question`` or ``other``, with a
 calibrated confidence.
 
-The model is scikit-learn only: word (1-2) and character (2-5) TF-IDF n-grams of what the
-customer wrote (:mod:`.customer_text`), a linear SVM, and temperature scaling
-fitted on cross-validated scores so that a confidence of 0.8 is right about 80% of the time.
-It learns from labelled examples: the ones that ship with deskside, a team's own (a file,
-``--examples``), and agents' corrections, which weigh more than the rest. Training ~2,000
-examples takes a few seconds; :meth:`Classifier.train` builds the new model aside and swaps it
-in with one assignment, so predictions carry on, on the old model, while it trains.
+The model is scikit-learn only. It reads a text as a maintainer reads an issue
+(:mod:`.issue_text`: template comments, bot lines, quotes and signatures dropped, long traces
+and code blocks cut to their first and error lines): word (1-2) and character (2-5) TF-IDF
+n-grams, the title's words and the issue template's structure as blocks of their own, and a
+multinomial logistic regression (weakly regularised, labels balanced), temperature-scaled on
+cross-validated scores so that a confidence of 0.8 is right about 80% of the time; below
+:data:`UNSURE_BELOW` a prediction is :attr:`Prediction.unsure`. It learns from labelled
+examples (:mod:`.examples`): support messages and issue reports that ship with deskside, a
+team's own (a file, ``--examples``), and agents' corrections, which weigh more than the rest.
+:meth:`Classifier.train` builds the new model aside and swaps it in with one assignment, so
+predictions carry on, on the old model, while it trains.
 
 Optional: a nudge towards ``docs`` when a message closely matches a help-center article title
 (:class:`ArticleMatcher`). Nothing here downloads anything.
@@ -15,28 +19,38 @@ Optional: a nudge towards ``docs`` when a message closely matches a help-center 
 
 from __future__ import annotations
 
-import csv
-import functools
-import importlib.resources
-import importlib.util
-import json
+import dataclasses
 import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV  # type: ignore[import-untyped]
 from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 from sklearn.pipeline import FeatureUnion  # type: ignore[import-untyped]
-from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
-from deskside.insights.analysis.customer_text import message_text
-from deskside.insights.analysis.labels import LABEL_SYNONYMS, LABELS, canonical_label
+from deskside.insights.analysis.examples import (
+    MIN_FILE_EXAMPLES_PER_LABEL,
+    SOURCE_WEIGHTS,
+    Example,
+    ExamplesError,
+    Source,
+    labels_for,
+    load_shipped_examples,
+    read_examples_file,
+)
+from deskside.insights.analysis.issue_text import readable_text, structure_tokens, title_of
+from deskside.insights.analysis.labels import (
+    LABEL_SYNONYMS,
+    LABELS,
+    UNSURE_BELOW,
+    canonical_label,
+    is_unsure,
+)
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -44,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LABELS",
     "LABEL_SYNONYMS",
+    "MIN_FILE_EXAMPLES_PER_LABEL",
     "MODEL_DESCRIPTION",
     "SOURCE_WEIGHTS",
     "UNSURE_BELOW",
@@ -60,45 +75,20 @@ __all__ = [
     "read_examples_file",
 ]
 
-Source = Literal["shipped", "file", "correction"]
-
-SOURCE_WEIGHTS: Mapping[str, float] = {"shipped": 1.0, "file": 1.0, "correction": 4.0}
-"""How much one example counts in training: a correction by an agent is worth several shipped
-examples, so a handful of them changes how similar messages are labelled."""
-
-MIN_FILE_EXAMPLES_PER_LABEL = 10
-"""A labelled file with at least this many examples for each of two or more labels sets the
-labels: only those are predicted (see :func:`labels_for`)."""
-
-MODEL_DESCRIPTION = "words+chars TF-IDF, linear SVM with temperature scaling (scikit-learn)"
+MODEL_DESCRIPTION = (
+    "multinomial logistic regression on TF-IDF words, characters, title and issue-template "
+    "structure, temperature-calibrated (scikit-learn)"
+)
 """The model in use, in words (``deskside classify --help`` shows it)."""
-
-UNSURE_BELOW = 0.5
-"""A prediction less confident than this is :attr:`Prediction.unsure`: review it first."""
 
 _MAX_CHARS = 6000
 _CHARS_SPAN = 1500  # how much of a text its character n-grams read
 _CV_FOLDS = 5
-_SVM_C = 0.5
-
-
-class ExamplesError(ValueError):
-    """A labelled-examples file that cannot be used; the message names the file and the rows."""
-
-
-@dataclass(frozen=True)
-class Example:
-    """A labelled text. ``label`` must be one of :data:`LABELS` (see :func:`canonical_label`)."""
-
-    text: str
-    label: str
-    source: Source = "file"
-
-    def __post_init__(self) -> None:
-        if self.label not in LABELS:
-            raise ValueError(f"unknown label {self.label!r}: use one of {', '.join(LABELS)}")
-        if self.source not in SOURCE_WEIGHTS:
-            raise ValueError(f"unknown source {self.source!r}: shipped, file or correction")
+_LR_C = 20.0
+_CALIBRATE = True
+_DOCS_AS_QUESTION = False
+_CLASS_WEIGHT: str | None = "balanced"
+_BLOCK_WEIGHTS = {"words": 1.0, "chars": 0.7, "title": 0.5, "structure": 0.5}
 
 
 @dataclass(frozen=True)
@@ -115,49 +105,8 @@ class Prediction:
 
     @property
     def unsure(self) -> bool:
-        """Whether the confidence is below :data:`UNSURE_BELOW` (a person should check it)."""
-        return self.confidence < UNSURE_BELOW
-
-
-@functools.cache
-def _shipped() -> tuple[Example, ...]:
-    resource = importlib.resources.files("deskside.insights").joinpath("data/examples.jsonl")
-    examples = _parse_jsonl(resource.read_text(encoding="utf-8"), "shipped examples", "shipped")
-    return tuple(examples)
-
-
-def load_shipped_examples() -> list[Example]:
-    """The labelled examples that ship with deskside (a few hundred support messages)."""
-    return list(_shipped())
-
-
-def read_examples_file(path: str | Path) -> list[Example]:
-    """Labelled examples from a CSV file with ``text`` and ``label`` columns (or ``title`` and
-    ``body`` instead of ``text``), or from JSON lines ``{"text": …, "label": …}``; source
-    ``file``. Chosen by the extension (``.csv``; ``.jsonl``, ``.ndjson``, ``.json``), else by
-    the first character. Labels go through :func:`canonical_label`.
-
-    Raises :class:`ExamplesError` naming the row (CSV, header = row 1) or line (JSON lines) of
-    each problem: an unknown label, an empty text, a missing column, a line that is not a JSON
-    object. Raises ``OSError`` when the file cannot be read.
-    """
-    path = Path(path)
-    content = path.read_text(encoding="utf-8-sig")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json") or (
-        suffix != ".csv" and content.lstrip().startswith("{")
-    ):
-        return _parse_jsonl(content, str(path), "file")
-    return _parse_csv(content, str(path))
-
-
-def labels_for(examples: Iterable[Example]) -> tuple[str, ...]:
-    """The labels to predict given these examples: when the ``file`` examples have at least
-    :data:`MIN_FILE_EXAMPLES_PER_LABEL` for each of two or more labels, only their labels (a
-    team's own label set); otherwise all of :data:`LABELS`. Corrections never narrow it."""
-    counts = Counter(example.label for example in examples if example.source == "file")
-    used = [label for label in LABELS if counts[label] >= MIN_FILE_EXAMPLES_PER_LABEL]
-    return tuple(used) if len(used) >= 2 else LABELS
+        """Whether a person should check it: confidence below :data:`UNSURE_BELOW` (0.5)."""
+        return is_unsure(self.confidence, self.by)
 
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
@@ -173,7 +122,7 @@ def prepare_text(text: str) -> str:
     """What the model reads of a message: the customer's own words (:func:`message_text`),
     long code blocks cut to their first lines and error lines, URLs, e-mail addresses and
     version numbers replaced by placeholder words, at most a few thousand characters."""
-    text = message_text(text)
+    text = readable_text(text)
     text = _FENCE.sub(_shorten_code, text)
     text = _URL.sub(" urltoken ", text)
     text = _EMAIL.sub(" emailtoken ", text)
@@ -187,7 +136,7 @@ def _shorten_code(match: re.Match[str]) -> str:
         lines[:_CODE_LINES]
         + [line for line in lines[_CODE_LINES:] if _FAILURE_WORDS.search(line)][:_CODE_LINES]
     )
-    return "\n codetoken \n" + "\n".join(kept) + "\n"
+    return "\n```\n codetoken \n" + "\n".join(kept) + "\n```\n"
 
 
 class ArticleMatcher:
@@ -301,13 +250,21 @@ class Classifier:
         unknown = wanted - set(LABELS)
         if unknown:
             raise ValueError(f"unknown labels: {', '.join(sorted(unknown))}")
+        if _DOCS_AS_QUESTION and "docs" not in wanted and "question" in wanted:
+            # Without a docs label, a request for documentation is a question.
+            examples = (
+                dataclasses.replace(e, label="question")
+                if e.label == "docs" and e.source == "shipped"
+                else e
+                for e in examples
+            )
         chosen = _deduplicate(e for e in examples if e.label in wanted)
         counts = Counter(example.label for example in chosen)
         if len(counts) < 2:
             raise ValueError("training needs examples of at least two labels")
         texts = [prepare_text(example.text) for example in chosen]
         targets = np.array([example.label for example in chosen])
-        weights = np.array([self._weights[example.source] for example in chosen])
+        weights = np.array([self._weights[e.source] * e.weight for e in chosen])
         # A correction's words always reach the vocabulary (terms of two examples or more):
         # it is about this message, not only the words it shares with others.
         corrected = [
@@ -373,7 +330,8 @@ def _feature_union() -> Any:
     at least two examples: a term of one example only (a name, a path, a log line) teaches
     nothing about the others. Characters weigh less than words, and read only the title and
     first paragraphs: over long pasted logs they would outvote what the writer says, and cost
-    the most time (measured on the issue sets in ``benchmarks/data/realistic``)."""
+    the most time. The title's words and the template's structure
+    (:func:`~.issue_text.structure_tokens`) are blocks of their own."""
     words = TfidfVectorizer(
         ngram_range=(1, 2), sublinear_tf=True, token_pattern=_WORDS, min_df=2, dtype=np.float32
     )
@@ -385,100 +343,37 @@ def _feature_union() -> Any:
         dtype=np.float32,
         preprocessor=_opening,
     )
-    return FeatureUnion(
-        [("words", words), ("chars", chars)], transformer_weights={"words": 1.0, "chars": 0.7}
-    )
+    blocks: list[tuple[str, Any]] = [("words", words), ("chars", chars)]
+    if _BLOCK_WEIGHTS.get("title"):
+        title = TfidfVectorizer(
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+            token_pattern=_WORDS,
+            min_df=2,
+            dtype=np.float32,
+            preprocessor=_title,
+        )
+        blocks.append(("title", title))
+    if _BLOCK_WEIGHTS.get("structure"):
+        structure = TfidfVectorizer(
+            analyzer=structure_tokens, sublinear_tf=True, min_df=2, dtype=np.float32
+        )
+        blocks.append(("structure", structure))
+    return FeatureUnion(blocks, transformer_weights=dict(_BLOCK_WEIGHTS))
+
+
+def _title(text: str) -> str:
+    return title_of(text).lower()
 
 
 def _estimator(fewest: int) -> Any:
-    """A linear SVM with temperature scaling fitted on cross-validated scores; with fewer than
-    two examples of some label there is nothing to cross-validate: plain logistic regression."""
-
-    if fewest < 2:
-        return LogisticRegression(C=10.0, max_iter=2000)
-    return CalibratedClassifierCV(
-        LinearSVC(C=_SVM_C),
-        method="temperature",
-        cv=min(_CV_FOLDS, fewest),
-        ensemble=False,
+    """Multinomial logistic regression, weakly regularised; its probabilities are
+    temperature-scaled on cross-validated scores when every label has two examples or more."""
+    model = LogisticRegression(
+        C=_LR_C, solver="newton-cg", max_iter=500, class_weight=_CLASS_WEIGHT
     )
-
-
-def _parse_jsonl(content: str, name: str, source: Source) -> list[Example]:
-    examples: list[Example] = []
-    problems: list[str] = []
-    for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            document = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"line {number}: not JSON ({exc.msg})")
-            continue
-        if not isinstance(document, dict):
-            problems.append(f'line {number}: not a JSON object {{"text": …, "label": …}}')
-            continue
-        text = _text_of(document)
-        _add(examples, problems, f"line {number}", text, document.get("label"), source)
-    _raise_problems(name, problems, examples)
-    return examples
-
-
-def _parse_csv(content: str, name: str) -> list[Example]:
-    csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
-    reader = csv.DictReader(content.splitlines(keepends=True))
-    columns = {column.strip().lower(): column for column in reader.fieldnames or ()}
-    if "label" not in columns or not ({"text"} <= set(columns) or {"title", "body"} & set(columns)):
-        found = ", ".join(reader.fieldnames or ()) or "none"
-        raise ExamplesError(
-            f"{name}: the first row must name the columns text,label "
-            f"(or title,body,label); found: {found}"
-        )
-    examples: list[Example] = []
-    problems: list[str] = []
-    for number, row in enumerate(reader, start=2):
-        values = {key: row.get(original) for key, original in columns.items()}
-        _add(examples, problems, f"row {number}", _text_of(values), values.get("label"), "file")
-    _raise_problems(name, problems, examples)
-    return examples
-
-
-def _text_of(document: Mapping[str, Any]) -> Any:
-    if document.get("text") is not None:
-        return document["text"]
-    title, body = document.get("title"), document.get("body")
-    if isinstance(title, str) or isinstance(body, str):
-        return "\n\n".join(part for part in (title, body) if isinstance(part, str) and part)
-    return None
-
-
-def _add(
-    examples: list[Example],
-    problems: list[str],
-    where: str,
-    text: Any,
-    label: Any,
-    source: Source,
-) -> None:
-    if not isinstance(text, str) or not text.strip():
-        problems.append(f"{where}: no text")
-        return
-    if not isinstance(label, str) or not label.strip():
-        problems.append(f"{where}: no label")
-        return
-    try:
-        canonical = canonical_label(label)
-    except ValueError as exc:
-        problems.append(f"{where}: {exc}")
-        return
-    examples.append(Example(text, canonical, source))
-
-
-def _raise_problems(
-    name: str, problems: list[str], examples: list[Example], *, shown: int = 10
-) -> None:
-    if not problems and not examples:
-        raise ExamplesError(f"{name}: no labelled examples in it")
-    if problems:
-        more = f"\n… and {len(problems) - shown} more" if len(problems) > shown else ""
-        raise ExamplesError(f"{name}:\n" + "\n".join(problems[:shown]) + more)
+    if fewest < 2 or not _CALIBRATE:
+        return model
+    return CalibratedClassifierCV(
+        model, method="temperature", cv=min(_CV_FOLDS, fewest), ensemble=False
+    )

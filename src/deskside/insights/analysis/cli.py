@@ -74,9 +74,10 @@ def classify(
         list[Path] | None,
         typer.Option(
             "--examples",
-            help="Labelled examples (CSV with text,label columns, or JSON lines) to learn from "
-            "besides the shipped ones; repeatable. Two or more labels with 10+ examples each "
-            "make those labels the only ones predicted.",
+            help="Labelled examples (CSV with text,label or title,body,label columns, or JSON "
+            "lines with the same keys) to learn from besides the shipped ones; repeatable. "
+            "Two or more labels with 10+ examples each make those labels the only ones "
+            "predicted.",
             exists=True,
             dir_okay=False,
             readable=True,
@@ -118,8 +119,13 @@ def classify(
         str, typer.Option(envvar="DESKSIDE_HELPSCOUT_DOCS_API_URL", hidden=True)
     ] = "https://docsapi.helpscout.net",
 ) -> None:
-    """Label JSON lines {"id": …, "text": …} from stdin: writes {"id": …, "label": …,
-    "confidence": …} per line. Labels: bug, feature, docs, question, other.
+    """Label JSON lines {"id": …, "text": …} (or {"id": …, "title": …, "body": …}) from
+    stdin: writes {"id": …, "label": …, "confidence": …, "unsure": …} per line. Labels: bug,
+    feature, docs, question, other. "unsure" is true below a confidence of 0.5: check those
+    first.
+
+    Model: multinomial logistic regression on TF-IDF words, characters, the title and the
+    issue template's structure (scikit-learn, no downloads), its confidence calibrated.
 
     A line that cannot be labelled gets {"line": N, "error": …} instead; the others go on,
     and the exit code is then 1.
@@ -167,7 +173,14 @@ def classify(
                         first_bad.append(item.line)
                 else:
                     p = next(predictions)
-                    documents.append({"id": item[0], "label": p.label, "confidence": p.confidence})
+                    documents.append(
+                        {
+                            "id": item[0],
+                            "label": p.label,
+                            "confidence": p.confidence,
+                            "unsure": p.unsure,
+                        }
+                    )
                     count += 1
             sys.stdout.write("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents))
             sys.stdout.flush()
