@@ -7,8 +7,8 @@ one (a new connection when the server closed it, as gunicorn's sync workers do).
 warm-up; then every request sent during ``--seconds`` is followed to its end, however late
 (a request without an answer after ``--timeout`` seconds is a timeout: its connection is
 closed and a new one opened). Prints one JSON object: throughput, latency percentiles, how
-many answers came after ``--late-ms``, the errors, and the generator's own CPU use, so that a
-saturated generator shows.
+many answers came after ``--late-ms`` and how many contain ``--partial``, the errors, and the
+generator's own CPU use, so that a saturated generator shows.
 
     python loadgen.py http://127.0.0.1:8000/helpscout requests.txt --connections 32
 """
@@ -59,8 +59,12 @@ def zipf_order(count: int, length: int, seed: int) -> list[int]:
 class Load:
     """Shared state of one run: what to send next, what was measured."""
 
-    def __init__(self, requests: list[bytes], order: list[int], timeout: float) -> None:
+    def __init__(
+        self, requests: list[bytes], order: list[int], timeout: float, partial_marker: bytes
+    ) -> None:
         self.requests = requests
+        self.partial_marker = partial_marker
+        self.partial = 0  # recorded answers that contain partial_marker
         self.order = itertools.cycle(order)
         self.timeout = timeout
         self.recording_from = math.inf  # requests sent from then on are recorded
@@ -174,6 +178,9 @@ class Client:
             return
         status = int(head[9:12])
         close = b"connection: close" in head
+        marker = self.load.partial_marker
+        if marker and self.recorded and self.buffer.find(marker, end + 4, end + 4 + length) >= 0:
+            self.load.partial += 1
         del self.buffer[: end + 4 + length]
         self._finish(error=None if status == 200 else f"HTTP {status}", close=close)
 
@@ -211,10 +218,11 @@ class Client:
 async def run(
     url: str, requests: list[bytes], connections: int, warmup: float, seconds: float,
     request_timeout: float, late_ms: float, seed: int, marks: bool = False,
+    partial_marker: bytes = b"",
 ) -> dict[str, Any]:  # fmt: skip
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    load = Load(requests, zipf_order(len(requests), 200_000, seed), request_timeout)
+    load = Load(requests, zipf_order(len(requests), 200_000, seed), request_timeout, partial_marker)
     clients = [Client(load, host, port) for _ in range(connections)]
     for client in clients:
         client.connect()
@@ -250,6 +258,7 @@ async def run(
         "seconds": seconds,
         "rps": load.answered_in_window / seconds,
         "answers": len(load.latencies),
+        "partial": load.partial,
         "p50_ms": percentile(50),
         "p99_ms": percentile(99),
         "max_ms": percentile(100),
@@ -272,12 +281,16 @@ def main() -> None:
     parser.add_argument("--late-ms", type=float, required=True, help="an answer after is late")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument(
+        "--partial", default="", help="answers whose body contains this text are counted"
+    )
+    parser.add_argument(
         "--marks", action="store_true", help="print RECORDING and WINDOW-END lines as they pass"
     )
     args = parser.parse_args()
     load = run(
         args.url, raw_requests(args.url, args.requests), args.connections, args.warmup,
         args.seconds, args.timeout, args.late_ms, args.seed, args.marks,
+        args.partial.encode(),
     )  # fmt: skip
     try:
         import uvloop

@@ -38,6 +38,7 @@ HANDWRITTEN_WORKERS = 2 * CORES + 1  # gunicorn's advice for sync workers
 REQUEST_TIMEOUT_S = 5.0  # the load generator gives up (a timeout, and late)
 LATE_SLACK_MS = 100.0
 CACHE_OFF_RPS = 1_000  # floor at 256 connections (issue 18)
+PARTIAL_TEXT = "unavailable"  # in an answer that lacks a source: "Billing unavailable"
 
 SERVERS = {
     "handwritten": f"hand-written, gunicorn {HANDWRITTEN_WORKERS} sync workers",
@@ -62,8 +63,13 @@ class Run:
     timeouts: int
     errors: int
     answers: int
-    cpu_ms: float
-    """CPU time of the server's processes per answer in the measured window."""
+    """Answers to the requests sent in the measured window (timeouts are none)."""
+    partial: int
+    """Answers among them that lack a source ("… unavailable": its error, the deadline)."""
+    cpu_ms: float | None
+    """CPU time of the server's processes per answer in the measured window (None: none)."""
+    server_cpu: float
+    """% of one core the server's processes used in the measured window."""
     rss_mb: float
     """Peak resident memory of the busiest worker."""
     generator_cpu: float
@@ -128,6 +134,7 @@ def measure(
         f"http://127.0.0.1:{port}/helpscout", str(requests), "--connections", str(connections),
         "--warmup", str(warmup), "--seconds", str(seconds),
         "--timeout", str(REQUEST_TIMEOUT_S), "--late-ms", str(late_ms), "--marks",
+        "--partial", PARTIAL_TEXT,
     ]  # fmt: skip
     with RssSampler(pid) as rss:
         generator = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -151,7 +158,9 @@ def measure(
         timeouts=result["timeouts"],
         errors=result["errors"],
         answers=result["answers"],
-        cpu_ms=cpu.server_seconds * 1000 / max(result["requests"], 1),
+        partial=result["partial"],
+        cpu_ms=cpu.server_seconds * 1000 / result["requests"] if result["answers"] else None,
+        server_cpu=cpu.server_seconds / window * 100,
         rss_mb=rss.peak_mb,
         generator_cpu=result["generator_cpu_percent"],
         network_cpu={
@@ -176,7 +185,7 @@ def checks(runs: list[Run], deadline_ms: int) -> list[dict[str, Any]]:
                 f"256 connections, cache {cache}: no answer later than {limit:.0f} ms "
                 f"(deadline {deadline_ms} + {LATE_SLACK_MS:.0f})",
                 run.late == 0 and run.answers > 0,
-                f"{run.late} late ({run.timeouts} timeouts), max {ms(run.max_ms)} ms",
+                f"{run.late} late ({run.timeouts} timeouts), max {ms(run.max_ms, ' ms')}",
             ))  # fmt: skip
     if run := at.get(("uncached", 256)):
         rows.append((
@@ -187,22 +196,27 @@ def checks(runs: list[Run], deadline_ms: int) -> list[dict[str, Any]]:
     return [{"target": t, "pass": ok, "measured": measured} for t, ok, measured in rows]
 
 
-def ms(value: float | None) -> str:
+def ms(value: float | None, unit: str = "") -> str:
     """A latency for the table: "timeout" when that request got no answer."""
-    return "timeout" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+    if value is None:
+        return "timeout"
+    return (f"{value:,.0f}" if value >= 100 else f"{value:.1f}") + unit
 
 
 def print_report(runs: list[Run], verdicts: list[dict[str, Any]], late_ms: float) -> None:
     print(
         f"\n| server | connections | req/s | p50 ms | p99 ms | max ms | late (> {late_ms:.0f} ms)"
-        " | timeouts | errors | server CPU ms/req | peak RSS/worker MB | generator CPU % |"
+        " | timeouts | errors | partial | server CPU ms/req | server CPU % | peak RSS/worker MB"
+        " | generator CPU % |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- |" + " ---: |" * 13)
     for r in runs:
         print(
             f"| {SERVERS[r.server]} | {r.connections} | {r.rps:,.0f} | {ms(r.p50_ms)} | "
             f"{ms(r.p99_ms)} | {ms(r.max_ms)} | {r.late} | {r.timeouts} | {r.errors} | "
-            f"{r.cpu_ms:.2f} | {r.rss_mb:.0f} | {r.generator_cpu:.0f} |"
+            f"{r.partial} | "
+            f"{'—' if r.cpu_ms is None else f'{r.cpu_ms:.2f}'} | {r.server_cpu:.0f} | "
+            f"{r.rss_mb:.0f} | {r.generator_cpu:.0f} |"
         )
     print("\nCPU used meanwhile by the network, the database (% of one core) and other programs:")
     for r in runs:
