@@ -182,14 +182,14 @@ def own_cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def database_cpu_seconds() -> float:
-    """CPU time of every PostgreSQL process so far."""
+def database_cpu_seconds() -> dict[int, float]:
+    """CPU time of every PostgreSQL process so far, by pid."""
     import psutil
 
-    used = 0.0
+    used = {}
     for process in psutil.process_iter(["name", "cpu_times"]):
         if (process.info["name"] or "").startswith("postgres") and process.info["cpu_times"]:
-            used += process.info["cpu_times"].user + process.info["cpu_times"].system
+            used[process.pid] = process.info["cpu_times"].user + process.info["cpu_times"].system
     return used
 
 
@@ -216,7 +216,13 @@ class CpuMeter:
         helpers = [cpu_seconds(pid) for pid in self.helpers.values()]
         ours = own_cpu_seconds()
         total = busy + t.idle + t.iowait
-        return [total, busy, cpu_seconds(self.server), database_cpu_seconds(), ours, *helpers]
+        # A backend that exits takes its CPU time along: count the ones alive at the end,
+        # from zero when they started meanwhile.
+        database = database_cpu_seconds()
+        before = getattr(self, "_database", database)
+        self._database = database
+        used = sum(seconds - before.get(pid, 0.0) for pid, seconds in database.items())
+        return [total, busy, cpu_seconds(self.server), used, ours, *helpers]
 
     def __enter__(self) -> CpuMeter:
         self._start = self._read()
