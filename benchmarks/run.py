@@ -1,6 +1,6 @@
 """deskside's sidebar benchmarks, in one command (from the repository root):
 
-    .venv/bin/python benchmarks/run.py                       # everything (about 8 minutes)
+    .venv/bin/python benchmarks/run.py                       # everything (about 7 minutes)
     .venv/bin/python benchmarks/run.py --scenario realistic  # one scenario
     .venv/bin/python benchmarks/run.py --quick               # shorter runs, rougher figures
 
