@@ -1,21 +1,24 @@
-"""CPU per lookup of the SQL source on PostgreSQL, in-process, its two paths side by side.
+"""CPU per lookup of the SQL source, in-process: the path it took before beside its path now.
 
-    .venv/bin/python benchmarks/sql_source.py [--database-url URL] [--rounds 8]
+    .venv/bin/python benchmarks/sql_source.py [--backend postgresql|mysql|both] [--rounds 8]
 
-Loads the demo data with 100,000 generated customers into PostgreSQL (database
-``deskside_bench_sql``, created when missing, loaded once), then runs the demo's query for
-distinct customers through SQLAlchemy's async engine (the path every dialect had before) and
-through asyncpg's prepared statements (PostgreSQL's path now), in interleaved rounds so that
-both see the same machine: one lookup at a time, 8 at once (within the pool of 10) and 16 at
-once (past it: SQLAlchemy's pool opens overflow connections and closes them when they come
-back). Reports the median over rounds of the CPU time (this process's user + system) and wall
-time per lookup, and writes ``benchmarks/results/sql_source.json``.
+Loads the demo data with generated customers (database ``deskside_bench_sql``, created when
+missing, loaded once): 100,000 into PostgreSQL, each looked up once; 2,000 into MariaDB/MySQL,
+looked up in turn (its demo index is no help to ``lower(email)``, so every lookup scans the
+table). Runs the demo's query through SQLAlchemy's async engine (the path every dialect took
+before) and through the driver's own path (now: asyncpg's prepared statements on PostgreSQL,
+aiomysql with deskside's pool on MariaDB), in interleaved rounds so that both see the same
+machine: one lookup at a time, 8 at once (within the pool of 10) and 16 at once (past it:
+SQLAlchemy's pool opens overflow connections and closes them when they come back). Reports the
+median over rounds of the CPU time (this process's user + system) and wall time per lookup,
+and writes ``benchmarks/results/sql_source.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -31,16 +34,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/deskside_bench_sql"
-CUSTOMERS = 100_000
+DATABASES = {
+    "postgresql": "postgresql://postgres@127.0.0.1:5432/deskside_bench_sql",
+    "mysql": "mysql://root@127.0.0.1:3306/deskside_bench_sql",
+}
+CUSTOMERS = {"postgresql": 100_000, "mysql": 2_000}
 QUERY: str = tomllib.loads((ROOT / "examples" / "demo" / "deskside.toml").read_text())["sources"][
     "app"
 ]["query"]
-MARKER = f"deskside-bench-sql {CUSTOMERS}"
 
 
-def ensure_database(url: str) -> None:
-    """The database with the demo data and CUSTOMERS generated customers, loaded once."""
+def marker(backend: str) -> str:
+    return f"deskside-bench-sql {CUSTOMERS[backend]}"
+
+
+def ensure_postgres(url: str) -> None:
+    """The database with the demo data and its generated customers, loaded once."""
     import psycopg
     from psycopg import sql
     from sqlalchemy import make_url
@@ -61,26 +70,54 @@ def ensure_database(url: str) -> None:
             row = connection.execute("select obj_description('users'::regclass)").fetchone()
         except psycopg.errors.UndefinedTable:
             row = None
-        if row is None or row[0] != MARKER:
-            print(f"Loading the demo data with {CUSTOMERS:,} customers into {name} …", flush=True)
-            asyncio.run(demo.create_demo_database(url, extra_customers=CUSTOMERS))
+        if row is None or row[0] != marker("postgresql"):
+            customers = CUSTOMERS["postgresql"]
+            print(f"Loading the demo data with {customers:,} customers into {name} …", flush=True)
+            asyncio.run(demo.create_demo_database(url, extra_customers=customers))
             connection.execute(
                 "create index if not exists ix_users_email_lower on users (lower(email))"
             )
-            connection.execute(sql.SQL("comment on table users is {}").format(MARKER))
+            connection.execute(sql.SQL("comment on table users is {}").format(marker("postgresql")))
             connection.execute("vacuum analyze")
 
 
-def runners(url: str) -> dict[str, Any]:
-    from deskside.sources.sql import async_url
-    from deskside.sources.sql_drivers import AsyncpgRunner, SqlAlchemyRunner, translate
+async def ensure_mysql(url: str) -> None:
+    """The database with the demo data and its generated customers, loaded once."""
+    from sqlalchemy import make_url, text
+    from sqlalchemy.ext.asyncio import create_async_engine
 
-    translated = translate(QUERY)
-    assert translated is not None
-    return {
-        "sqlalchemy": SqlAlchemyRunner(async_url(url), QUERY, 10),
-        "asyncpg": AsyncpgRunner(async_url(url), translated, 10),
-    }
+    from deskside import demo
+    from deskside.sources.sql import async_url
+
+    parsed = make_url(async_url(url))
+    server = create_async_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
+    async with server.connect() as connection:
+        await connection.execute(text(f"create database if not exists {parsed.database}"))
+        found = await connection.scalar(
+            text(
+                "select table_comment from information_schema.tables"
+                " where table_schema = :db and table_name = 'users'"
+            ),
+            {"db": parsed.database},
+        )
+    if found != marker("mysql"):
+        customers = CUSTOMERS["mysql"]
+        print(f"Loading the demo data with {customers:,} customers into MariaDB …", flush=True)
+        await demo.create_demo_database(url, extra_customers=customers)
+        async with server.connect() as connection:
+            table = f"{parsed.database}.users"
+            await connection.execute(text(f"alter table {table} comment = '{marker('mysql')}'"))
+    await server.dispose()
+
+
+def runners(backend: str, url: str) -> dict[str, Any]:
+    from deskside.sources.sql import async_url
+    from deskside.sources.sql_drivers import SqlAlchemyRunner, runner_for
+
+    before = SqlAlchemyRunner(async_url(url), QUERY, 10)
+    now = runner_for(async_url(url), QUERY, 10)
+    assert type(now) is not SqlAlchemyRunner, "no driver path for this URL"
+    return {"sqlalchemy": before, {"postgresql": "asyncpg", "mysql": "aiomysql"}[backend]: now}
 
 
 async def measure(
@@ -101,13 +138,13 @@ async def measure(
     return cpu / len(lookups) * 1e6, wall / len(lookups) * 1e6, found
 
 
-async def bench(url: str, rounds: int, per_round: int) -> dict[str, Any]:
+async def bench(backend: str, url: str, rounds: int, per_round: int) -> dict[str, Any]:
     from deskside.lookup import Lookup
 
-    order = list(range(CUSTOMERS))
+    order = list(range(CUSTOMERS[backend]))
     random.Random(18).shuffle(order)
-    emails = iter(f"customer{n}@bulk.example" for n in order)
-    paths = runners(url)
+    emails = itertools.cycle(f"customer{n}@bulk.example" for n in order)
+    paths = runners(backend, url)
     samples: dict[str, dict[str, list[tuple[float, float]]]] = {}
     try:
         for runner in paths.values():  # connections made and statements prepared
@@ -143,44 +180,48 @@ def _rows(runner: Any) -> Callable[[Any], Awaitable[list[Any]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE)
+    parser.add_argument("--backend", choices=["postgresql", "mysql", "both"], default="both")
     parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--per-round", type=int, default=2000)
+    parser.add_argument("--per-round", type=int, default=1000)
     args = parser.parse_args()
-    ensure_database(args.database_url)
-    load_before = os.getloadavg()
-    started = time.monotonic()
-    figures = asyncio.run(bench(args.database_url, args.rounds, args.per_round))
-    commit = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    report = {
+    backends = ["postgresql", "mysql"] if args.backend == "both" else [args.backend]
+    report: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "benchmarks/sql_source.py " + " ".join(sys.argv[1:]),
         "machine": {
             "cores": os.cpu_count(),
             "python": platform.python_version(),
-            "deskside_commit": commit,
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "deskside_commit": subprocess.run(
+                ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=ROOT
+            ).stdout.strip(),
         },
         "rounds": args.rounds,
         "lookups_per_round": args.per_round,
-        "run_seconds": round(time.monotonic() - started, 1),
-        "figures": figures,
+        "backends": {},
     }
-    for scenario, figure in figures.items():
-        print(
-            f"{scenario:28} {figure['cpu_us_per_lookup']:8.1f} µs CPU"
-            f" ({figure['cpu_us_min']:.1f} to {figure['cpu_us_max']:.1f})"
-            f" {figure['wall_us_per_lookup']:8.1f} µs wall"
-        )
-    print(
-        "load average",
-        report["machine"]["load_average_before"],
-        "→",
-        report["machine"]["load_average_after"],
-    )
+    for backend in backends:
+        url = DATABASES[backend]
+        if backend == "postgresql":
+            ensure_postgres(url)
+        else:
+            asyncio.run(ensure_mysql(url))
+        load_before = os.getloadavg()
+        started = time.monotonic()
+        figures = asyncio.run(bench(backend, url, args.rounds, args.per_round))
+        report["backends"][backend] = {
+            "customers": CUSTOMERS[backend],
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "run_seconds": round(time.monotonic() - started, 1),
+            "figures": figures,
+        }
+        print(backend, "load average", report["backends"][backend]["load_average_before"])
+        for scenario, figure in figures.items():
+            print(
+                f"  {scenario:28} {figure['cpu_us_per_lookup']:8.1f} µs CPU"
+                f" ({figure['cpu_us_min']:.1f} to {figure['cpu_us_max']:.1f})"
+                f" {figure['wall_us_per_lookup']:8.1f} µs wall"
+            )
     path = ROOT / "benchmarks" / "results" / "sql_source.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -1,21 +1,26 @@
-"""The SQL source's thin PostgreSQL path: the query translated once for asyncpg, the addresses
-bound as one array, prepared once per connection, and what a schema change or a deadline does."""
+"""The SQL source's driver paths: on PostgreSQL the query translated once for asyncpg, the
+addresses bound as one array, prepared once per connection; on MySQL/MariaDB aiomysql with a
+pool of its own; and what a schema change, a deadline or a dropped connection does to each."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiomysql
 import asyncpg
 import pytest
+from sqlalchemy import make_url
 
 from deskside.lookup import Lookup
 from deskside.resolve import Resolver
 from deskside.sources.sql import SqlSource, SqlSourceConfig, async_url
 from deskside.sources.sql_drivers import AsyncpgRunner, SqlAlchemyRunner, translate
+from deskside.sources.sql_mysql import AiomysqlRunner, MysqlQuery
 
 ONE = Lookup(emails=("ada@example.com",))
 
@@ -207,3 +212,97 @@ async def _still_sleeping(url: str) -> int:
             await asyncio.sleep(0.05)
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def mysql_customers(mysql_url: str) -> AsyncIterator[str]:
+    """A MariaDB/MySQL table ``customers`` (email, plan) with two customers."""
+    connection = await aiomysql.connect(**_mysql_options(mysql_url))
+    try:
+        async with connection.cursor() as cursor:
+            with warnings.catch_warnings():  # "Unknown table" the first time
+                warnings.simplefilter("ignore")
+                await cursor.execute("drop table if exists customers")
+            await cursor.execute("create table customers (email varchar(200), plan text)")
+            await cursor.execute(
+                "insert into customers values ('ada@example.com', 'Pro'), ('bob@example.com', 'Go')"
+            )
+    finally:
+        connection.close()
+    yield mysql_url
+
+
+def _mysql_options(url: str) -> dict[str, Any]:
+    parsed = make_url(url)
+    return {
+        "host": parsed.host,
+        "port": parsed.port or 3306,
+        "user": parsed.username,
+        "password": parsed.password or "",
+        "db": parsed.database,
+        "autocommit": True,
+    }
+
+
+def test_mysql_query_has_a_placeholder_per_address() -> None:
+    query = MysqlQuery("select 1 from t where a in :emails and b = :email and c like '%x'")
+
+    assert query.text_for(1) == "select 1 from t where a in (%s) and b = %s and c like '%%x'"
+    assert query.text_for(3).startswith("select 1 from t where a in (%s, %s, %s) and")
+    assert query.values(Lookup(emails=("a@x.example", "b@x.example"))) == (
+        "a@x.example",
+        "b@x.example",
+        "a@x.example",
+    )
+
+
+@pytest.mark.mysql
+@pytest.mark.anyio
+class TestAiomysqlPath:
+    async def test_the_source_takes_the_aiomysql_path(self, mysql_customers: str) -> None:
+        query = "select email, plan from customers where email in :emails order by email"
+        async with source(mysql_customers, query) as app:
+            assert isinstance(app._runner, AiomysqlRunner)
+            both = await app.fetch(Lookup(emails=("ada@example.com", "bob@example.com")))
+
+        assert both == [
+            {"email": "ada@example.com", "plan": "Pro"},
+            {"email": "bob@example.com", "plan": "Go"},
+        ]
+
+    async def test_a_query_cut_at_the_deadline_never_answers_the_next_lookup(
+        self, mysql_customers: str
+    ) -> None:
+        """The cut connection still has the slow query's answer coming: it is closed, so the
+        next lookup can never read that answer as its own."""
+        query = (
+            "select c.email, c.plan from customers c,"
+            " (select sleep(case when :email = 'slow@example.com' then 2 else 0 end) as s) p"
+            " where c.email in :emails"
+        )
+        async with source(mysql_customers, query, pool_size=1) as app:
+            resolver = Resolver({"app": app}, deadline_seconds=0.3)
+            slow = await resolver.resolve(Lookup(emails=("slow@example.com",)))
+            fast = await app.fetch(ONE)
+            await asyncio.sleep(2.5)  # the slow answer would have arrived by now
+            later = await app.fetch(Lookup(emails=("bob@example.com",)))
+
+        assert slow.results["app"].error == "timed out"
+        assert fast == [{"email": "ada@example.com", "plan": "Pro"}]
+        assert later == [{"email": "bob@example.com", "plan": "Go"}]
+
+    async def test_a_connection_the_server_closed_is_replaced(self, mysql_customers: str) -> None:
+        query = "select connection_id() as id, email from customers where email in :emails"
+        async with source(mysql_customers, query, pool_size=1) as app:
+            (first,) = await app.fetch(ONE)
+            killer = await aiomysql.connect(**_mysql_options(mysql_customers))
+            try:
+                async with killer.cursor() as cursor:
+                    await cursor.execute(f"kill {int(first['id'])}")
+            finally:
+                killer.close()
+            await asyncio.sleep(0.2)  # the server's goodbye reaches the idle connection
+            (second,) = await app.fetch(ONE)
+
+        assert second["email"] == "ada@example.com"
+        assert second["id"] != first["id"]

@@ -56,12 +56,17 @@ class Runner(Protocol):
 
 
 def runner_for(url: str, query: str, pool_size: int) -> Runner:
-    """asyncpg's own path for ``postgresql+asyncpg`` URLs whose query translates; else
-    SQLAlchemy (SQLite, MySQL/MariaDB, psycopg)."""
-    if make_url(url).drivername == "postgresql+asyncpg":
+    """The driver's own path for ``postgresql+asyncpg`` URLs whose query translates and for
+    ``mysql+aiomysql``; else SQLAlchemy (SQLite, asyncmy, psycopg)."""
+    driver = make_url(url).drivername
+    if driver == "postgresql+asyncpg":
         translated = translate(query)
         if translated is not None:
             return AsyncpgRunner(url, translated, pool_size)
+    if driver == "mysql+aiomysql":
+        from deskside.sources.sql_mysql import AiomysqlRunner, MysqlQuery
+
+        return AiomysqlRunner(url, MysqlQuery(query), pool_size)
     return SqlAlchemyRunner(url, query, pool_size)
 
 
@@ -130,25 +135,33 @@ class AsyncpgRunner:
         self._max_size = 2 * pool_size
         self._pool: asyncpg.Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._starting: asyncio.Task[asyncpg.Pool] | None = None
 
     async def _acquired_pool(self) -> asyncpg.Pool:
         loop = asyncio.get_running_loop()
-        if self._pool is None or self._loop is not loop:
-            import asyncpg
+        if self._pool is not None and self._loop is loop:
+            return self._pool
+        if self._starting is None or self._starting.get_loop() is not loop:
+            # One start for every lookup that arrives before the pool is ready.
+            self._starting = loop.create_task(self._start(loop))
+        return await asyncio.shield(self._starting)
 
-            if self._pool is not None:  # made in another event loop, now closed
-                self._pool.terminate()
-            pool = asyncpg.create_pool(
-                min_size=0,
-                max_size=self._max_size,
-                max_inactive_connection_lifetime=300,
-                init=_json_codecs,
-                reset=_keep_session,
-                **self._options,
-            )
-            self._pool, self._loop = pool, loop
-            await pool  # with min_size=0 this connects nothing
-        return self._pool
+    async def _start(self, loop: asyncio.AbstractEventLoop) -> asyncpg.Pool:
+        import asyncpg
+
+        if self._pool is not None:  # made in another event loop, now gone
+            self._pool.terminate()
+        pool = asyncpg.create_pool(
+            min_size=0,
+            max_size=self._max_size,
+            max_inactive_connection_lifetime=300,
+            init=_json_codecs,
+            reset=_keep_session,
+            **self._options,
+        )
+        await pool  # with min_size=0 this connects nothing
+        self._pool, self._loop = pool, loop
+        return pool
 
     async def rows(self, lookup: Lookup, limit: int) -> list[Record]:
         import asyncpg
@@ -186,7 +199,7 @@ class AsyncpgRunner:
             raise SourceError(describe(exc, emails)) from None
 
     async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._starting = self._pool, None, None
         if pool is None:
             return
         try:
