@@ -634,3 +634,92 @@ def test_a_scope_evaluates_like_a_fresh_context() -> None:
         shared = piece.evaluate(scope) if isinstance(piece, Expression) else piece.render(scope)
         assert shared == alone, piece
     assert TextTemplate("{{ plan }}-{{ app.plan }}").render(scope) == "-Pro"
+
+
+# ── The sandbox around compiled expressions ───────────────────────────────────────────────────
+
+ESCAPES = [
+    "app.__class__",
+    "app.__class__.__mro__[1].__subclasses__()",
+    "app.items.__self__",
+    "app.update({'plan': 'Free'})",
+    "app.pop('plan')",
+    "app.setdefault('x', 1)",
+    "app.modules.split(',').append(1)",
+    "'{0.__class__}'.format(app)",
+    "'{x.__class__.__mro__}'.format_map({'x': app})",
+    "'%s' % app.__class__",
+    "range(10 ** 9) | list",
+    "lipsum.__globals__",
+    "cycler.__init__.__globals__",
+    "joiner.__init__.__globals__['os']",
+    "namespace.__init__.__globals__",
+    "self.__init__.__globals__",
+    "self._TemplateReference__context",
+    "now.__class__.__base__.__subclasses__()",
+    "(app | attr('__class__'))",
+    "app.mro",
+    "records.app[0].__class__",
+    "(app.items() | list)[0].__class__",
+    "app.plan.__class__.__base__",
+    "app.get.__self__.clear()",
+]
+
+
+def _outcome(compute: Any) -> tuple[str, str]:
+    """What evaluating gives: a value's type and text, or an exception's type and message."""
+    from jinja2 import Undefined
+
+    try:
+        value = compute()
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+    if isinstance(value, Undefined):
+        return "undefined", type(value).__name__
+    return type(value).__name__, repr(value)
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+def test_compiled_expressions_refuse_what_the_sandbox_refuses(source: str) -> None:
+    """An expression compiled once runs through the same sandbox as Jinja's own
+    ``compile_expression``: the same refusal (or the same harmless value), nothing unsafe."""
+    from deskside.expressions import _ENV, Expression, Scope
+
+    record = normalise_record({"plan": "Pro", "modules": "a,b"})
+    variables = {"app": record, "now": NOW, "records": {"app": [record]}}
+    public = _ENV.compile_expression(source, undefined_to_none=False)
+    expected = _outcome(lambda: public(**variables))
+    compiled = Expression(source)
+    assert _outcome(lambda: compiled._function(Scope(variables).context)) == expected
+    value = _outcome(lambda: compiled.evaluate(variables))
+    assert value[0] in {"SecurityError", "UndefinedError", "OverflowError", "NoneType", "str"}, (
+        value
+    )
+    assert record == {"plan": "Pro", "modules": "a,b"}  # nothing was changed
+
+
+def test_compiled_expressions_keep_jinjas_errors_and_values() -> None:
+    """Errors, undefined values and results are those of Jinja's own compiled expression."""
+    from deskside.expressions import _ENV, Expression, Scope
+
+    variables = {"app": {"seats": 3, "plan": None, "tags": ["a", "b"]}, "now": NOW}
+    for source in [
+        "app.seats * 2",
+        "app.plan",
+        "app.plan + 1",
+        "app.seats / 0",
+        "app.tags | join(', ')",
+        "app.tags[5]",
+        "[1, 2][app.seats]",
+        "app.seats if app.plan",
+        "app.nothing.deeper",
+        "undefined_name ~ 'x'",
+        "(app.seats > 2) and 'many' or 'few'",
+        "{'a': app.seats}['a']",
+        "app.tags | map('upper') | list",
+        "namespace(x=1).x",
+    ]:
+        public = _ENV.compile_expression(source, undefined_to_none=False)
+        compiled = Expression(source)
+        expected = _outcome(lambda p=public: p(**variables))
+        assert _outcome(lambda c=compiled: c._function(Scope(variables).context)) == expected

@@ -47,11 +47,15 @@ _INVISIBLE = re.compile(
 
 def one_line(text: str) -> str:
     """``text`` without control or bidi characters, its line breaks and tabs as spaces."""
+    if text.isprintable():  # none of those (they are all "Other" or "Separator" characters)
+        return text
     return _INVISIBLE.sub("", _LINE_BREAK.sub(" ", text)).replace("\t", " ")
 
 
 def text_lines(text: str) -> str:
     """``text`` without control or bidi characters, its line breaks as ``\\n``, tabs as spaces."""
+    if text.isprintable():
+        return text
     return _INVISIBLE.sub("", _LINE_BREAK.sub("\n", text)).replace("\t", " ")
 
 

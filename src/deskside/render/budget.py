@@ -42,6 +42,8 @@ def fit(cards: Sequence[Card], budget: int = ANSWER_BYTES) -> tuple[tuple[Card, 
     """The leading ``cards`` and pieces that fit in an answer of ``budget`` bytes, and whether
     anything was dropped. Pieces go in the order every renderer shows them: each card's title,
     subtitle and badges, its fields, its links, then each section's title, fields and links."""
+    if sum(map(_most, cards)) <= budget - _RESERVED_BYTES:
+        return tuple(cards), False
     room = _Room(budget - _RESERVED_BYTES)
     kept: list[Card] = []
     for card in cards:
@@ -91,6 +93,27 @@ class _Room:
                 break
             kept.append(piece)
         return tuple(kept)
+
+
+def _most(card: Card) -> int:
+    """At least what every piece of ``card`` weighs (a character weighs at most 6 bytes, in
+    an author's markdown 12): when all cards together weigh less, all of them fit. An empty
+    section (which :func:`fit` drops) makes it count as too heavy."""
+    if not all(section.fields or section.links for section in card.sections):
+        return ANSWER_BYTES
+    pieces = 2 + len(card.badges) + 2 * len(card.links)
+    chars = len(card.title) + len(card.subtitle or "") + sum(len(b.text) for b in card.badges)
+    for fields, links in [(card.fields, card.links)] + [
+        (section.fields, section.links) for section in card.sections
+    ]:
+        pieces += 1 + len(fields) + len(links)
+        chars += sum(len(link.label) + len(link.url) + len(card.title) for link in links)
+        for field in fields:
+            chars += 2 * len(field.label) + 2 * len(str(field.value))
+            if field.type is FieldType.MARKDOWN:
+                chars += 2 * len(str(field.value))
+    chars += sum(len(section.title) for section in card.sections)
+    return _PIECE_BYTES * pieces + _MARKDOWN_PUNCTUATION_BYTES * chars
 
 
 def _weight(text: str, punctuation: int = _PUNCTUATION_BYTES) -> int:
