@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from deskside.card import Badge, Card, Color, Field, FieldType, Link, Section, Sidebar
@@ -254,6 +257,80 @@ def test_markdown_links_to_scripts_are_not_rendered() -> None:
     tree = parse_html(markdown_to_html(source))
     assert tree.iter() == []
     assert tree.text() == source
+
+
+def _reference_html(sidebar: Sidebar) -> str:
+    """The sidebar as the Jinja template Help Scout's markup was first written in renders it:
+    the built-in renderer writes the same markup without a template."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from deskside.render import helpscout
+
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "data"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(helpscout._ENV.filters)
+    return env.get_template("helpscout_sidebar.html").render(sidebar=sidebar).strip()
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(INJECTIONS)
+_FIELDS = st.lists(
+    st.builds(
+        Field,
+        label=_TEXT,
+        value=_TEXT | st.integers() | st.booleans() | st.dates(),
+        type=st.sampled_from(FieldType),
+        currency=st.sampled_from([None, "EUR"]),
+    ),
+    max_size=3,
+)
+_LINKS = st.lists(st.builds(Link, label=_TEXT, url=_TEXT), max_size=2)
+_SECTIONS = st.lists(
+    st.builds(
+        Section,
+        title=_TEXT,
+        icon=st.sampled_from([None, "cart", 'x"y']),
+        collapsed=st.booleans(),
+        fields=_FIELDS.map(tuple),
+        links=_LINKS.map(tuple),
+    ),
+    max_size=2,
+)
+_CARDS = st.lists(
+    st.builds(
+        Card,
+        title=_TEXT,
+        subtitle=st.none() | _TEXT,
+        badges=st.lists(st.builds(Badge, text=_TEXT, color=st.sampled_from(Color))).map(tuple),
+        fields=_FIELDS.map(tuple),
+        links=_LINKS.map(tuple),
+        sections=_SECTIONS.map(tuple),
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cards=_CARDS,
+    emails=st.lists(_TEXT, max_size=3),
+    notes=st.lists(_TEXT, max_size=2),
+    message=st.none() | _TEXT,
+)
+def test_help_scout_markup_is_what_its_template_made(
+    cards: list[Card], emails: list[str], notes: list[str], message: str | None
+) -> None:
+    sidebar = Sidebar(emails=tuple(emails), cards=tuple(cards), notes=tuple(notes), message=message)
+    assert render_html(sidebar) == _reference_html(sidebar)
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_help_scout_markup_of_fixed_sidebars_is_what_its_template_made(payload: str) -> None:
+    for sidebar in (FULL, injected_sidebar(payload), Sidebar(emails=("a@b.example",))):
+        assert render_html(sidebar) == _reference_html(sidebar)
 
 
 # ── There There rows ──────────────────────────────────────────────────────────────────────────
