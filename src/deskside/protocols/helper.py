@@ -22,7 +22,7 @@ from deskside.cache import Cache
 from deskside.card import Sidebar, one_line, shorten
 from deskside.configtypes import SecretList
 from deskside.errors import BadRequest, Unauthorized
-from deskside.expressions import Expression, TextTemplate, is_blank, missing_values
+from deskside.expressions import Expression, Scope, TextTemplate, is_blank, missing_values
 from deskside.http import parse_json_object, read_body
 from deskside.layout import expression_context
 from deskside.lookup import Lookup, normalise_emails
@@ -263,7 +263,7 @@ class Helper(Protocol):
 
     def customer(self, sidebar: Sidebar, profile: Profile) -> dict[str, Any]:
         """Helper's customer object: ``name``, ``value`` (cents), ``metadata``, ``actions``."""
-        context = expression_context(profile)
+        context = Scope(expression_context(profile))  # one render context for both pieces
         customer: dict[str, Any] = {"name": self._name(sidebar, profile, context)}
         value = self._value(context)
         if value is not None:
