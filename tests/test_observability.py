@@ -266,7 +266,7 @@ async def test_metrics_are_prometheus_text_without_customer_data(
             continue  # the process and Python ones of the default registry
         for metric_sample in family.samples:
             assert set(metric_sample.labels) <= {"helpdesk", "status", "reason", "source", "kind",
-                                                 "result", "le"}  # fmt: skip
+                                                 "result", "answer", "le"}  # fmt: skip
 
 
 async def test_metrics_can_require_the_admin_token(

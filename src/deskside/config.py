@@ -59,7 +59,12 @@ class ServerSettings(ConfigModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     deadline_ms: int = Field(default=2500, ge=50, le=30_000)
-    """All sources together get this long; what is not back by then is reported missing."""
+    """All sources together get this long, counted from when the request arrived; what is not
+    back by then is reported missing."""
+    shed_load: bool = True
+    """Whether a worker with more in hand than it can answer inside the deadline answers new
+    helpdesk requests at once from the cache (or with "… unavailable" notes) instead of queueing
+    them; see ``deskside.admission``."""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     metrics_public: bool = True
     """Whether ``GET /metrics`` answers anyone; false: only with an ``[admin] token``."""

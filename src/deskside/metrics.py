@@ -16,6 +16,7 @@ __all__ = [
     "MULTIPROC_ENV",
     "REQUESTS",
     "REQUEST_SECONDS",
+    "SHED",
     "SIGNATURE_FAILURES",
     "SOURCE_ERRORS",
     "SOURCE_SECONDS",
@@ -36,6 +37,13 @@ REQUEST_SECONDS = Histogram(
     "Time to answer a helpdesk request.",
     ["helpdesk"],
     buckets=_LATENCY_BUCKETS,
+)
+SHED = Counter(
+    "deskside_shed_total",
+    "Helpdesk requests answered at once without asking the sources, because the worker could "
+    "not have answered them inside the deadline; by helpdesk and answer: cache (every source "
+    "from the cache), partial (some sources unavailable), unavailable (no source).",
+    ["helpdesk", "answer"],
 )
 SIGNATURE_FAILURES = Counter(
     "deskside_signature_failures_total",

@@ -26,6 +26,10 @@ _HOST = re.compile(rb"(?:%s(?:\.%s)*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?" % (
 """A ``Host`` header value: a DNS name or an address, and maybe a port; nothing else."""
 
 
+_PEERS_REMEMBERED = 1024
+"""How many peers' trust :class:`ForwardedHeaders` remembers (then it starts afresh)."""
+
+
 class ForwardedHeaders:
     """Pure ASGI middleware: a request from a ``trusted`` peer takes the scheme and client
     address its proxy saw (uvicorn's :class:`ProxyHeadersMiddleware`) and the host the client
@@ -34,27 +38,42 @@ class ForwardedHeaders:
     def __init__(self, app: ASGIApp, trusted: Sequence[IPv4Network | IPv6Network]) -> None:
         self.app = app
         self.trusted = tuple(trusted)
+        self._peers: dict[str, bool] = {}
+        """Peer address → whether it is trusted: the answer for the few peers (the proxies
+        themselves) that send nearly every request is worked out once."""
         self._forwarded: Any = ProxyHeadersMiddleware(
             cast(Any, app), trusted_hosts=[str(network) for network in self.trusted]
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Rewrites ``scope`` in place, so that middleware around this one (the access line)
+        sees the client address the proxy forwarded."""
         if scope["type"] not in ("http", "websocket") or not self._from_trusted(scope):
             await self.app(scope, receive, send)
             return
         host = _forwarded_host(scope["headers"])
         if host is not None:
             headers = [(name, value) for name, value in scope["headers"] if name != b"host"]
-            scope = {**scope, "headers": [(b"host", host), *headers]}
+            scope["headers"] = [(b"host", host), *headers]
         await self._forwarded(scope, receive, send)
 
     def _from_trusted(self, scope: Scope) -> bool:
         client = scope.get("client")
+        if not client:
+            return False
+        trusted = self._peers.get(client[0])
+        if trusted is None:
+            if len(self._peers) >= _PEERS_REMEMBERED:
+                self._peers.clear()
+            trusted = self._peers[client[0]] = self._is_trusted(client[0])
+        return trusted
+
+    def _is_trusted(self, peer: str) -> bool:
         try:
-            address = ipaddress.ip_address(client[0]) if client else None
+            address = ipaddress.ip_address(peer)
         except ValueError:  # not an IP address (a Unix socket's peer, say)
             return False
-        return address is not None and any(address in network for network in self.trusted)
+        return any(address in network for network in self.trusted)
 
 
 def _forwarded_host(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:

@@ -123,6 +123,34 @@ class Resolver:
         labels = {name: source.label for name, source in self.sources.items()}
         return Profile(lookup=lookup, results=results, labels=labels)
 
+    async def from_cache(self, lookup: Lookup, reason: str) -> Profile:
+        """Every source's answer for ``lookup`` from the cache alone, without fetching: a fresh
+        entry as usual, an older one within its grace as stale, else the error ``reason``."""
+        results = dict(
+            zip(
+                self.sources,
+                await asyncio.gather(
+                    *(self._cached(source, lookup, reason) for source in self.sources.values())
+                ),
+                strict=True,
+            )
+        )
+        labels = {name: source.label for name, source in self.sources.items()}
+        return Profile(lookup=lookup, results=results, labels=labels)
+
+    async def _cached(self, source: Source, lookup: Lookup, reason: str) -> SourceResult:
+        started = time.perf_counter()
+        entry = await self.cache.get(_key(source, lookup))
+        now = time.time()
+        if entry is not None and entry.age(now) < _fresh_for(source, entry):
+            return SourceResult(
+                records=entry.records,
+                cached=True,
+                fetched_at=entry.stored_at,
+                elapsed_ms=_since(started),
+            )
+        return _fallback(source, _usable(source, entry, now), reason, started)
+
     async def forget(self, email: str) -> int:
         """Drop every cached answer that involves ``email`` (e.g. after a plan change)."""
         return await self.cache.forget(email)
@@ -137,7 +165,7 @@ class Resolver:
         self, source: Source, lookup: Lookup, refresh: bool, deadline: float
     ) -> SourceResult:
         started = time.perf_counter()
-        key = f"{source.name}\x1f" + "\x1f".join(sorted(lookup.emails))
+        key = _key(source, lookup)
         entry = None if refresh else await self.cache.get(key)
         now = time.time()
         if entry is not None and entry.age(now) < _fresh_for(source, entry):
@@ -150,8 +178,7 @@ class Resolver:
                 elapsed_ms=_since(started),
             )
         metrics.CACHE_RESULTS.labels(source.name, "miss").inc()
-        grace = source.cache_ttl_seconds + source.stale_grace_seconds
-        usable = entry if entry is not None and entry.records and entry.age(now) < grace else None
+        usable = _usable(source, entry, now)
         flight, gives_up_at = self._flights.get(key, (None, 0.0))
         if flight is None or gives_up_at <= asyncio.get_running_loop().time():
             if not source.breaker.allow():
@@ -228,6 +255,16 @@ class Resolver:
         source.breaker.failed()
         metrics.BREAKER_STATE.labels(source.name).set(source.breaker.state)
         metrics.SOURCE_ERRORS.labels(source.name, kind).inc()
+
+
+def _key(source: Source, lookup: Lookup) -> str:
+    return f"{source.name}\x1f" + "\x1f".join(sorted(lookup.emails))
+
+
+def _usable(source: Source, entry: CacheEntry | None, now: float) -> CacheEntry | None:
+    """``entry`` when it may still be shown as stale: it has records and is within grace."""
+    grace = source.cache_ttl_seconds + source.stale_grace_seconds
+    return entry if entry is not None and entry.records and entry.age(now) < grace else None
 
 
 def _fresh_for(source: Source, entry: CacheEntry) -> float:

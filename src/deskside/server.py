@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import gc
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +29,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deskside import __version__, logs, metrics
 from deskside.card import Sidebar
@@ -42,11 +39,17 @@ from deskside.http import optional_string, parse_json_object, read_body
 from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 from deskside.lookup import normalise_emails
 from deskside.metrics import MULTIPROC_ENV
+from deskside.middleware import ARRIVED, Endpoint, HelpdeskRoutes, Observe, route_path
 from deskside.openapi import SECURITY_SCHEMES
 from deskside.protocols import Decline, Protocol, RawRequest
 from deskside.proxy import ForwardedHeaders
 from deskside.readiness import Readiness
-from deskside.service import LAYOUT_REUSE_ENTRIES, LAYOUT_REUSE_SECONDS, SidebarService
+from deskside.service import (
+    LAYOUT_REUSE_ENTRIES,
+    LAYOUT_REUSE_SECONDS,
+    Answer,
+    SidebarService,
+)
 from deskside.signing import bearer_token, token_matches
 from deskside.web.routes import UI_PREFIX, web_routes
 
@@ -56,9 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["MULTIPROC_ENV", "Readiness", "create_app", "create_app_from_env"]
 
 log = logging.getLogger("deskside.server")
-
-ARRIVED = "deskside_arrived"
-"""Key in the ASGI scope's state: the event loop's time a request arrived."""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -122,10 +122,11 @@ def create_app(settings: Settings) -> FastAPI:
     }
     """Other paths that refuse with 401, and their label in the signature failure counter."""
 
-    @app.exception_handler(HTTPError)
-    async def _http_error(request: Request, exc: HTTPError) -> JSONResponse:
+    def _error_response(request: Request, exc: HTTPError) -> JSONResponse:
+        """The answer to a request refused with ``exc``; a refused signature is also logged
+        and counted."""
         if isinstance(exc, Unauthorized):
-            path = _route_path(request.scope)
+            path = route_path(request.scope)
             desk = labels.get(path) or refusers.get(path, "other")
             metrics.SIGNATURE_FAILURES.labels(desk, exc.code).inc()
             client = request.client.host if request.client else "-"
@@ -137,6 +138,10 @@ def create_app(settings: Settings) -> FastAPI:
                 extra={"helpdesk": desk, "reason": exc.code},
             )
         return JSONResponse({"error": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(request: Request, exc: HTTPError) -> JSONResponse:
+        return _error_response(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -201,11 +206,15 @@ def create_app(settings: Settings) -> FastAPI:
     encoded: TTLCache[Hashable, Response] = TTLCache(
         maxsize=LAYOUT_REUSE_ENTRIES, ttl=LAYOUT_REUSE_SECONDS
     )
+    helpdesk_routes: dict[tuple[str, str], Endpoint] = {}
     for protocol in service.protocols:
         labels[protocol.path] = protocol.name
-        app.add_api_route(
+        endpoint = _endpoint(protocol, service, encoded)
+        for method in (protocol.method, *protocol.other_methods):
+            helpdesk_routes[protocol.path, method] = endpoint
+        app.add_api_route(  # published in the schema, and serves what HelpdeskRoutes does not
             protocol.path,
-            _endpoint(protocol, service, encoded),
+            endpoint,
             methods=[protocol.method, *protocol.other_methods],
             name=protocol.name,
             include_in_schema=protocol.openapi is not None,
@@ -221,9 +230,13 @@ def create_app(settings: Settings) -> FastAPI:
                 include_in_schema=route.openapi is not None,
                 **(route.openapi or {}),
             )
-    app.add_middleware(_Observe, labels=labels)
-    if settings.server.trusted_proxies:  # outermost: the access line names the real client
+    # Innermost first. The helpdesk routes are answered without FastAPI's request handling;
+    # Observe is outermost, so a request's deadline starts as soon as it reaches the app, and
+    # reads the client address ForwardedHeaders rewrote (in place) for its access line.
+    app.add_middleware(HelpdeskRoutes, routes=helpdesk_routes, refused=_error_response)
+    if settings.server.trusted_proxies:
         app.add_middleware(ForwardedHeaders, trusted=settings.server.trusted_proxies)
+    app.add_middleware(Observe, labels=labels)
     return app
 
 
@@ -292,11 +305,14 @@ def _one_operation_per_method(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
 
 def _endpoint(
     protocol: Protocol, service: SidebarService, encoded: TTLCache[Hashable, Response]
-) -> Any:
+) -> Endpoint:
     """``protocol``'s route; answers built from the same cached data are encoded once, kept
-    in ``encoded`` (shared by every helpdesk, see Answer.reuse_key)."""
+    in ``encoded`` (shared by every helpdesk, see Answer.reuse_key). A request the worker
+    cannot answer in time is answered from the cache at once (see :mod:`deskside.admission`)."""
     limit = service.settings.server.max_body_bytes
     fold_plus = service.settings.lookup.fold_plus_addressing
+    admission = service.admission
+    shed = {kind: metrics.SHED.labels(protocol.name, kind) for kind in SHED_ANSWERS}
 
     async def endpoint(request: Request) -> Response:
         raw = RawRequest(
@@ -313,7 +329,15 @@ def _endpoint(
             return protocol.response(protocol.respond(Sidebar(message=decline.message), None, raw))
         try:
             arrived = request.scope.get("state", {}).get(ARRIVED)
-            answer = await service.answer(lookup, refresh=protocol.wants_fresh(raw), since=arrived)
+            if admission.admit(arrived):
+                try:
+                    refresh = protocol.wants_fresh(raw)
+                    answer = await service.answer(lookup, refresh=refresh, since=arrived)
+                finally:
+                    admission.done()
+            else:
+                answer = await service.shed(lookup)
+                shed[_shed_answer(answer)].inc()
             if answer.reuse_key is None:
                 return protocol.response(protocol.respond(answer.sidebar, answer.profile, raw))
             key = (protocol.name, answer.reuse_key, protocol.answer_variant(raw))
@@ -339,6 +363,18 @@ def _endpoint(
     return endpoint
 
 
+SHED_ANSWERS = ("cache", "partial", "unavailable")
+"""How a shed request was answered: the ``answer`` label of ``deskside_shed_total``."""
+
+
+def _shed_answer(answer: Answer) -> str:
+    """``answer``'s label among :data:`SHED_ANSWERS`."""
+    missing = answer.profile.unavailable
+    if not missing:
+        return "cache"
+    return "unavailable" if len(missing) == len(answer.profile.results) else "partial"
+
+
 def create_app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory``, gunicorn and worker processes: reads
     ``$DESKSIDE_CONFIG``, and sets up logging unless the server already did (see
@@ -354,59 +390,3 @@ def _metrics_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
-
-
-def _route_path(scope: Scope) -> str:
-    """The path routes match against: without the ``root_path`` a proxy mounts deskside at."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root + "/") else path
-
-
-class _Observe:
-    """Pure ASGI middleware: a request id (``X-Request-ID``) in the context of every log line
-    and on the response, one access line, and the request metrics of helpdesk routes."""
-
-    def __init__(self, app: ASGIApp, labels: Mapping[str, str]) -> None:
-        self.app = app
-        self.labels = labels
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        # The deadline counts from here: time spent queued behind other requests is the
-        # helpdesk's time too.
-        scope.setdefault("state", {})[ARRIVED] = asyncio.get_running_loop().time()
-        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        request_id = logs.sane_request_id(incoming) or logs.new_request_id()
-        header = (b"x-request-id", request_id.encode("ascii"))
-        token = logs.request_id.set(request_id)
-        status = 500  # unless a response starts: an exception the app did not handle
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            helpdesk = self.labels.get(_route_path(scope))
-            if helpdesk is not None:
-                metrics.REQUESTS.labels(helpdesk, str(status)).inc()
-                metrics.REQUEST_SECONDS.labels(helpdesk).observe(seconds)
-            client = scope.get("client")
-            logs.log_request(
-                scope["method"],
-                scope["path"],
-                status,
-                seconds,
-                helpdesk=helpdesk,
-                client=client[0] if client else None,
-            )
-            logs.request_id.reset(token)

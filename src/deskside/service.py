@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 
+from deskside.admission import Admission
 from deskside.cache import build_cache
 from deskside.card import Sidebar
 from deskside.config import Settings
@@ -17,7 +18,10 @@ from deskside.protocols import Protocol, build_protocol
 from deskside.resolve import Profile, Resolver
 from deskside.sources import build_source
 
-__all__ = ["LAYOUT_REUSE_ENTRIES", "LAYOUT_REUSE_SECONDS", "Answer", "SidebarService"]
+__all__ = ["BUSY", "LAYOUT_REUSE_ENTRIES", "LAYOUT_REUSE_SECONDS", "Answer", "SidebarService"]
+
+BUSY = "skipped: the server is busy"
+"""Why a source shows nothing in a shed answer (see :mod:`deskside.admission`)."""
 
 
 LAYOUT_REUSE_SECONDS = 60
@@ -48,6 +52,10 @@ class SidebarService:
             deadline_seconds=settings.server.deadline_ms / 1000,
             cache=build_cache(settings.cache.get_secret_value()),
         )
+        self.admission = Admission(
+            settings.server.deadline_ms / 1000, enabled=settings.server.shed_load
+        )
+        """Decides which helpdesk requests get :meth:`shed` answers instead (the server asks)."""
         self.protocols: list[Protocol] = [
             build_protocol(name, config) for name, config in settings.helpdesks.items()
         ]
@@ -60,7 +68,14 @@ class SidebarService:
     ) -> Answer:
         """Resolve ``lookup`` within the deadline (from ``since``, the event loop's time the
         request arrived, else now) and lay out its sidebar."""
-        profile = await self.resolver.resolve(lookup, refresh=refresh, since=since)
+        return self._laid_out(await self.resolver.resolve(lookup, refresh=refresh, since=since))
+
+    async def shed(self, lookup: Lookup) -> Answer:
+        """``lookup``'s sidebar from the cache alone, without asking any source: what a worker
+        that cannot answer in time says at once (a source with nothing cached is unavailable)."""
+        return self._laid_out(await self.resolver.from_cache(lookup, BUSY))
+
+    def _laid_out(self, profile: Profile) -> Answer:
         key = _reuse_key(profile)
         laid_out = self._layouts.get(key) if key is not None else None
         if laid_out is None:
@@ -72,6 +87,7 @@ class SidebarService:
         return Answer(profile=profile, sidebar=sidebar, problems=problems, reuse_key=key)
 
     async def aclose(self) -> None:
+        await self.admission.aclose()
         await self.resolver.aclose()
 
 
