@@ -1,13 +1,14 @@
 """CPU per lookup of the SQL source, in-process: the path it took before beside its path now.
 
-    .venv/bin/python benchmarks/sql_source.py [--backend postgresql|mysql|both] [--rounds 8]
+    .venv/bin/python benchmarks/sql_source.py [--backend postgresql|mysql|sqlite|all] [--rounds 8]
 
 Loads the demo data with generated customers (database ``deskside_bench_sql``, created when
 missing, loaded once): 100,000 into PostgreSQL, each looked up once; 2,000 into MariaDB/MySQL,
 looked up in turn (its demo index is no help to ``lower(email)``, so every lookup scans the
-table). Runs the demo's query through SQLAlchemy's async engine (the path every dialect took
-before) and through the driver's own path (now: asyncpg's prepared statements on PostgreSQL,
-aiomysql with deskside's pool on MariaDB), in interleaved rounds so that both see the same
+table); 100,000 into a SQLite file in the temporary folder. Runs the demo's query through
+SQLAlchemy's async engine (the path every dialect took before) and through the driver's own
+path (now: asyncpg's prepared statements on PostgreSQL, aiomysql with deskside's pool on
+MariaDB, aiosqlite's connections on SQLite), in interleaved rounds so that both see the same
 machine: one lookup at a time, 8 at once (within the pool of 10) and 16 at once (past it:
 SQLAlchemy's pool opens overflow connections and closes them when they come back). Reports the
 median over rounds of the CPU time (this process's user + system) and wall time per lookup,
@@ -23,9 +24,11 @@ import json
 import os
 import platform
 import random
+import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Awaitable, Callable
@@ -37,8 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATABASES = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/deskside_bench_sql",
     "mysql": "mysql://root@127.0.0.1:3306/deskside_bench_sql",
+    "sqlite": f"sqlite:///{tempfile.gettempdir()}/deskside_bench_sql.sqlite3",
 }
-CUSTOMERS = {"postgresql": 100_000, "mysql": 2_000}
+CUSTOMERS = {"postgresql": 100_000, "mysql": 2_000, "sqlite": 100_000}
 QUERY: str = tomllib.loads((ROOT / "examples" / "demo" / "deskside.toml").read_text())["sources"][
     "app"
 ]["query"]
@@ -110,6 +114,22 @@ async def ensure_mysql(url: str) -> None:
     await server.dispose()
 
 
+def ensure_sqlite(url: str) -> None:
+    """The file with the demo data and its generated customers, loaded once."""
+    from sqlalchemy import make_url
+
+    from deskside import demo
+
+    path = str(make_url(url).database)
+    with sqlite3.connect(path) as connection:
+        loaded = connection.execute("pragma user_version").fetchone()[0]
+    if loaded != CUSTOMERS["sqlite"]:
+        print(f"Loading the demo data with {CUSTOMERS['sqlite']:,} customers into {path} …")
+        asyncio.run(demo.create_demo_database(url, extra_customers=CUSTOMERS["sqlite"]))
+        with sqlite3.connect(path) as connection:
+            connection.execute(f"pragma user_version = {CUSTOMERS['sqlite']}")
+
+
 def runners(backend: str, url: str) -> dict[str, Any]:
     from deskside.sources.sql import async_url
     from deskside.sources.sql_drivers import SqlAlchemyRunner, runner_for
@@ -117,7 +137,10 @@ def runners(backend: str, url: str) -> dict[str, Any]:
     before = SqlAlchemyRunner(async_url(url), QUERY, 10)
     now = runner_for(async_url(url), QUERY, 10)
     assert type(now) is not SqlAlchemyRunner, "no driver path for this URL"
-    return {"sqlalchemy": before, {"postgresql": "asyncpg", "mysql": "aiomysql"}[backend]: now}
+    return {
+        "sqlalchemy": before,
+        {"postgresql": "asyncpg", "mysql": "aiomysql", "sqlite": "aiosqlite"}[backend]: now,
+    }
 
 
 async def measure(
@@ -180,35 +203,39 @@ def _rows(runner: Any) -> Callable[[Any], Awaitable[list[Any]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["postgresql", "mysql", "both"], default="both")
+    parser.add_argument("--backend", choices=[*DATABASES, "all"], default="all")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--per-round", type=int, default=1000)
     args = parser.parse_args()
-    backends = ["postgresql", "mysql"] if args.backend == "both" else [args.backend]
-    report: dict[str, Any] = {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "benchmarks/sql_source.py " + " ".join(sys.argv[1:]),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "deskside_commit": subprocess.run(
-                ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=ROOT
-            ).stdout.strip(),
-        },
-        "rounds": args.rounds,
-        "lookups_per_round": args.per_round,
-        "backends": {},
-    }
+    backends = list(DATABASES) if args.backend == "all" else [args.backend]
+    path = ROOT / "benchmarks" / "results" / "sql_source.json"
+    # Each backend's figures are replaced when it is measured again; the others are kept.
+    report: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    report.setdefault("backends", {})
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     for backend in backends:
         url = DATABASES[backend]
         if backend == "postgresql":
             ensure_postgres(url)
+        elif backend == "sqlite":
+            ensure_sqlite(url)
         else:
             asyncio.run(ensure_mysql(url))
         load_before = os.getloadavg()
         started = time.monotonic()
         figures = asyncio.run(bench(backend, url, args.rounds, args.per_round))
         report["backends"][backend] = {
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": "benchmarks/sql_source.py " + " ".join(sys.argv[1:]),
+            "machine": {
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "deskside_commit": commit,
+            },
+            "rounds": args.rounds,
+            "lookups_per_round": args.per_round,
             "customers": CUSTOMERS[backend],
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
@@ -222,7 +249,7 @@ def main() -> None:
                 f" ({figure['cpu_us_min']:.1f} to {figure['cpu_us_max']:.1f})"
                 f" {figure['wall_us_per_lookup']:8.1f} µs wall"
             )
-    path = ROOT / "benchmarks" / "results" / "sql_source.json"
+    report = {"backends": dict(sorted(report["backends"].items()))}
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -1,14 +1,17 @@
 """The SQL source's driver paths: on PostgreSQL the query translated once for asyncpg, the
 addresses bound as one array, prepared once per connection; on MySQL/MariaDB aiomysql with a
-pool of its own; and what a schema change, a deadline or a dropped connection does to each."""
+pool of its own; on SQLite aiosqlite's connections shared in turn; and what a schema change,
+a deadline or a dropped connection does to each."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiomysql
@@ -21,6 +24,7 @@ from deskside.resolve import Resolver
 from deskside.sources.sql import SqlSource, SqlSourceConfig, async_url
 from deskside.sources.sql_drivers import AsyncpgRunner, SqlAlchemyRunner, translate
 from deskside.sources.sql_mysql import AiomysqlRunner, MysqlQuery
+from deskside.sources.sql_sqlite import AiosqliteRunner
 
 ONE = Lookup(emails=("ada@example.com",))
 
@@ -61,15 +65,19 @@ def test_the_query_is_translated_once_with_numbered_parameters(
     assert translated.order == order
 
 
-def test_only_asyncpg_urls_take_the_thin_path() -> None:
-    query = "select 1 where email in :emails"
-    postgres = SqlSource("app", _config("postgresql://u@db/app", query))
-    psycopg = SqlSource("app", _config("postgresql+psycopg://u@db/app", query))
-    sqlite = SqlSource("app", _config("sqlite://", query))
+@pytest.mark.parametrize(
+    ("url", "runner"),
+    [
+        ("postgresql://u@db/app", AsyncpgRunner),
+        ("mysql://u@db/app", AiomysqlRunner),
+        ("sqlite://", AiosqliteRunner),
+        ("postgresql+psycopg://u@db/app", SqlAlchemyRunner),
+    ],
+)
+def test_each_driver_takes_its_own_path(url: str, runner: type) -> None:
+    source = SqlSource("app", _config(url, "select 1 where email in :emails"))
 
-    assert isinstance(postgres._runner, AsyncpgRunner)
-    assert isinstance(psycopg._runner, SqlAlchemyRunner)
-    assert isinstance(sqlite._runner, SqlAlchemyRunner)
+    assert type(source._runner) is runner
 
 
 def _config(url: str, query: str, **options: Any) -> SqlSourceConfig:
@@ -306,3 +314,49 @@ class TestAiomysqlPath:
 
         assert second["email"] == "ada@example.com"
         assert second["id"] != first["id"]
+
+
+@pytest.fixture
+def sqlite_customers(tmp_path: Path) -> str:
+    """A SQLite file with a table ``customers`` (email, plan) holding two customers."""
+    path = tmp_path / "customers.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("create table customers (email text, plan text)")
+        connection.execute(
+            "insert into customers values ('ada@example.com', 'Pro'), ('bob@example.com', 'Go')"
+        )
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.anyio
+class TestAiosqlitePath:
+    async def test_lookups_share_the_connections_in_turn(self, sqlite_customers: str) -> None:
+        query = "select email, plan from customers where email in :emails order by email"
+        lookups = [ONE, Lookup(emails=("bob@example.com", "ada@example.com"))] * 10
+        async with source(sqlite_customers, query, pool_size=3) as app:
+            answers = await asyncio.gather(*(app.fetch(lookup) for lookup in lookups))
+            runner = app._runner
+            assert isinstance(runner, AiosqliteRunner)
+            opened = len(runner._connections)
+
+        assert answers[0] == [{"email": "ada@example.com", "plan": "Pro"}]
+        assert [row["email"] for row in answers[1]] == ["ada@example.com", "bob@example.com"]
+        assert answers == answers[:2] * 10
+        assert opened == 3
+
+    async def test_a_query_cut_at_the_deadline_leaves_the_connection_sound(
+        self, sqlite_customers: str
+    ) -> None:
+        query = (  # for slow@: counts to a million, in the arm that always runs
+            "with recursive c(n) as (select 1 union all select n + 1 from c"
+            " where :email = 'slow@example.com' and n < 1000000)"
+            " select email, plan from customers where email in :emails"
+            " union all select null, null where (select count(*) from c) < 0"
+        )
+        async with source(sqlite_customers, query, pool_size=1) as app:
+            resolver = Resolver({"app": app}, deadline_seconds=0.1)
+            cut = await resolver.resolve(Lookup(emails=("slow@example.com",)))
+            after = await app.fetch(ONE)
+
+        assert cut.results["app"].error == "timed out"
+        assert after == [{"email": "ada@example.com", "plan": "Pro"}]

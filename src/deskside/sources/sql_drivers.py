@@ -56,8 +56,8 @@ class Runner(Protocol):
 
 
 def runner_for(url: str, query: str, pool_size: int) -> Runner:
-    """The driver's own path for ``postgresql+asyncpg`` URLs whose query translates and for
-    ``mysql+aiomysql``; else SQLAlchemy (SQLite, asyncmy, psycopg)."""
+    """The driver's own path for ``postgresql+asyncpg`` URLs whose query translates, for
+    ``mysql+aiomysql`` and ``sqlite+aiosqlite``; else SQLAlchemy (asyncmy, psycopg)."""
     driver = make_url(url).drivername
     if driver == "postgresql+asyncpg":
         translated = translate(query)
@@ -67,6 +67,10 @@ def runner_for(url: str, query: str, pool_size: int) -> Runner:
         from deskside.sources.sql_mysql import AiomysqlRunner, MysqlQuery
 
         return AiomysqlRunner(url, MysqlQuery(query), pool_size)
+    if driver == "sqlite+aiosqlite":
+        from deskside.sources.sql_sqlite import AiosqliteRunner, SqliteQuery
+
+        return AiosqliteRunner(url, SqliteQuery(query), pool_size)
     return SqlAlchemyRunner(url, query, pool_size)
 
 
