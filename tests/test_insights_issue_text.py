@@ -149,8 +149,9 @@ def test_checkboxes_and_whether_they_are_ticked() -> None:
 
 
 def test_what_a_report_carries_and_how_long_it_is() -> None:
-    assert "body_empty" in structure_tokens("crash on startup")
-    assert "body_short" in structure_tokens("Help\n\nhow do I reset my password")
+    assert "length_short" in structure_tokens("crash on startup")
+    assert "length_short" in structure_tokens("Help\n\nhow do I reset my password")
+    assert "length_long" in structure_tokens("Slow\n\n" + "It takes minutes to load. " * 80)
     carrying = structure_tokens(
         "Upload fails\n\n![image](https://user-images.example/1.png)\n```\nError: 413\n```"
     )

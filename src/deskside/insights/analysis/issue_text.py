@@ -78,11 +78,10 @@ def structure_tokens(text: str) -> list[str]:
     """The template structure of a report (see the module docstring) as tokens: ``h_<header>``,
     ``a_<header>_<answer>`` for an answer of up to three words (``a_<header>_none`` for
     "N/A", "-", nothing), ``cb_x_<words>``/``cb_o_<words>`` per checkbox, and ``has_code``,
-    ``has_trace``, ``has_image``, ``body_empty``, ``body_short``, ``body_long``."""
+    ``has_trace``, ``has_image``, ``length_short``, ``length_medium``, ``length_long``."""
     lines = text.split("\n")
     tokens: list[str] = []
-    body = "\n".join(lines[1:]).strip()
-    tokens.append(f"body_{_size(body)}")
+    tokens.append(f"length_{_size(text.strip())}")
     if "```" in text or "~~~" in text:
         tokens.append("has_code")
     if "tracetoken" in text or "traceback" in text.lower():
@@ -126,10 +125,10 @@ def structure_tokens(text: str) -> list[str]:
     return tokens
 
 
-def _size(body: str) -> str:
-    if not body:
-        return "empty"
-    return "short" if len(body) < 200 else "long" if len(body) > 1500 else "medium"
+def _size(text: str) -> str:
+    """How long the whole report is (not its body: a support conversation has a subject line
+    too, and one line of a body is as short as one line without a title)."""
+    return "short" if len(text) < 200 else "long" if len(text) > 1500 else "medium"
 
 
 def _header_of(line: str) -> str | None:
