@@ -363,7 +363,10 @@ def _feature_union() -> Any:
 
 
 def _title(text: str) -> str:
-    return title_of(text).lower()
+    """The title of a report with a body (its first line, then a blank line); a message of
+    one paragraph has none: its words are all in the words block already."""
+    head, _, body = text.strip().partition("\n\n")
+    return title_of(head).lower() if body.strip() else ""
 
 
 def _estimator(fewest: int) -> Any:
