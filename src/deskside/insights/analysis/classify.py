@@ -84,6 +84,12 @@ MODEL_DESCRIPTION = (
 _MAX_CHARS = 6000
 _CHARS_SPAN = 1500  # how much of a text its character n-grams read
 _CV_FOLDS = 5
+_FITTED: dict[tuple[Any, ...], _Model] = {}
+"""Models fitted in this process by the examples they learnt from (a model is never changed
+once fitted): workspaces, and servers started one after another, that learn from the same
+examples share one fit instead of spending seconds on another."""
+_FITTED_KEPT = 4
+_FITTED_LOCK = threading.Lock()
 _LR_C = 20.0
 _CALIBRATE = True
 _DOCS_AS_QUESTION = False
@@ -270,18 +276,26 @@ class Classifier:
         corrected = [
             text for text, e in zip(texts, chosen, strict=True) if e.source == "correction"
         ]
+        key = (tuple(texts), tuple(corrected), tuple(targets.tolist()), tuple(weights.tolist()))
         with self._training:
-            features = _feature_union()
-            features.fit([*texts, *corrected])
-            matrix = features.transform(texts)
-            estimator = _estimator(min(counts.values()))
-            estimator.fit(matrix, targets, sample_weight=weights)
-            self._model = _Model(
-                features=features,
-                estimator=estimator,
-                labels=tuple(str(label) for label in estimator.classes_),
-                examples=len(chosen),
-            )
+            with _FITTED_LOCK:
+                fitted = _FITTED.get(key)
+            if fitted is None:
+                features = _feature_union()
+                matrix = features.fit_transform([*texts, *corrected])[: len(texts)]
+                estimator = _estimator(min(counts.values()))
+                estimator.fit(matrix, targets, sample_weight=weights)
+                fitted = _Model(
+                    features=features,
+                    estimator=estimator,
+                    labels=tuple(str(label) for label in estimator.classes_),
+                    examples=len(chosen),
+                )
+                with _FITTED_LOCK:
+                    _FITTED[key] = fitted
+                    while len(_FITTED) > _FITTED_KEPT:
+                        del _FITTED[next(iter(_FITTED))]
+            self._model = fitted
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in order. Raises ``RuntimeError`` before training."""
