@@ -180,6 +180,10 @@ def test_demo_serves_and_prints_working_signed_requests(tmp_path: Path) -> None:
     assert conversation["customer"] == "owner@acme.example"
     documents = [a.json() if "json" in a.headers["content-type"] else a.text for a in answers]
     by_title = dict(zip(titles, documents, strict=True))  # a helpdesk may answer a page
+    # Listed as on the Setup page: the established helpdesks first, the generic endpoint last
+    # (then the webhook)
+    assert titles[:3] == ["Help Scout", "There There", "Helper"]
+    assert titles.index("Generic JSON") == len(titles) - 2, titles
     helpscout, therethere, helper = (
         by_title["Help Scout"],
         by_title["There There"],

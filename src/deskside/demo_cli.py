@@ -50,6 +50,7 @@ def demo(
 
     from deskside import demo as data
     from deskside.config import load_settings
+    from deskside.helpdesks import in_list_order
     from deskside.insights import HELPSCOUT_WEBHOOK_PATH
     from deskside.protocols import RawRequest
     from deskside.proxy import normalise_public_url
@@ -91,7 +92,7 @@ def demo(
     if "billing" in settings.sources:
         print("Stripe: the billing source uses $STRIPE_API_KEY")
     print()
-    for protocol in application.state.service.protocols:
+    for protocol in in_list_order(application.state.service.protocols):
         secret = demo_secrets[protocol.kind]
         request = protocol.example_request(secret.value, [protocol.demo_email])
         print(f"# {protocol.title}: secret {secret.value} ({secret.origin})")
