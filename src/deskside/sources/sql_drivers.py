@@ -29,7 +29,15 @@ from deskside.sources.base import CHECK_LOOKUP, Record, SourceQueryError
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["AsyncpgRunner", "Runner", "SqlAlchemyRunner", "describe", "runner_for", "translate"]
+__all__ = [
+    "AsyncpgRunner",
+    "PositionalQuery",
+    "Runner",
+    "SqlAlchemyRunner",
+    "describe",
+    "runner_for",
+    "translate",
+]
 
 _HIDDEN = "<address>"
 _EMAILS_TOKEN = "__[POSTCOMPILE_emails]"  # noqa: S105 - SQLAlchemy's marker, not a secret
@@ -116,6 +124,42 @@ def translate(query: str) -> Translated | None:
 
 def _arguments(order: Sequence[str], lookup: Lookup) -> list[Any]:
     return [list(lookup.emails) if name == "emails" else lookup.email for name in order]
+
+
+class PositionalQuery:
+    """A query for a driver taking positional parameters: its text for a number of addresses,
+    and the values in order. Compiled once by SQLAlchemy for the driver's dialect (so the
+    query's ``:name`` parameters are found as SQLAlchemy finds them); ``:emails`` gets one
+    :attr:`placeholder` per address."""
+
+    placeholder = "?"
+
+    def __init__(self, query: str, dialect: Any) -> None:
+        clause = text(query)
+        if "emails" in clause.compile().params:
+            clause = clause.bindparams(bindparam("emails", expanding=True))
+        compiled = clause.compile(dialect=dialect)
+        self._template = compiled.string
+        self.order: tuple[str, ...] = tuple(compiled.positiontup or ())
+        self._texts: dict[int, str] = {}
+
+    def text_for(self, count: int) -> str:
+        """The SQL with ``count`` placeholders wherever ``:emails`` stands."""
+        sql = self._texts.get(count)
+        if sql is None:
+            sql = self._template.replace(_EMAILS_TOKEN, ", ".join([self.placeholder] * count))
+            self._texts[count] = sql
+        return sql
+
+    def values(self, lookup: Lookup) -> tuple[Any, ...]:
+        """The values to bind, in the placeholders' order."""
+        out: list[Any] = []
+        for name in self.order:
+            if name == "emails":
+                out.extend(lookup.emails)
+            else:
+                out.append(lookup.email)
+        return tuple(out)
 
 
 # -- PostgreSQL through asyncpg --------------------------------------------------------------

@@ -18,47 +18,22 @@ import sqlite3
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import bindparam, make_url, text
+from sqlalchemy import make_url
 from sqlalchemy.dialects.sqlite.aiosqlite import dialect
 
 from deskside.errors import SourceError
 from deskside.lookup import Lookup
 from deskside.sources.base import CHECK_LOOKUP, Record, SourceQueryError
-from deskside.sources.sql_drivers import describe
+from deskside.sources.sql_drivers import PositionalQuery, describe
 
 __all__ = ["AiosqliteRunner", "SqliteQuery"]
 
-_EMAILS_TOKEN = "__[POSTCOMPILE_emails]"  # noqa: S105 - SQLAlchemy's marker, not a secret
 
-
-class SqliteQuery:
-    """The query for sqlite3: its text for a number of addresses, and the values in order."""
+class SqliteQuery(PositionalQuery):
+    """The query for sqlite3 (``?`` placeholders)."""
 
     def __init__(self, query: str) -> None:
-        clause = text(query)
-        if "emails" in clause.compile().params:
-            clause = clause.bindparams(bindparam("emails", expanding=True))
-        compiled = clause.compile(dialect=dialect())
-        self._template = compiled.string
-        self.order: tuple[str, ...] = tuple(compiled.positiontup or ())
-        self._texts: dict[int, str] = {}
-
-    def text_for(self, count: int) -> str:
-        """The SQL with ``count`` placeholders wherever ``:emails`` stands."""
-        sql = self._texts.get(count)
-        if sql is None:
-            sql = self._template.replace(_EMAILS_TOKEN, ", ".join(["?"] * count))
-            self._texts[count] = sql
-        return sql
-
-    def values(self, lookup: Lookup) -> tuple[Any, ...]:
-        out: list[Any] = []
-        for name in self.order:
-            if name == "emails":
-                out.extend(lookup.emails)
-            else:
-                out.append(lookup.email)
-        return tuple(out)
+        super().__init__(query, dialect())
 
 
 class AiosqliteRunner:
