@@ -7,15 +7,13 @@ import csv
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from deskside.insights.analysis import cli as classify_cli
+from classify_cli import run_classify
 from deskside.insights.analysis.classify import (
     LABELS,
     Classifier,
@@ -34,32 +32,6 @@ HELDOUT = BENCHMARKS / "support_heldout.jsonl"
 @pytest.fixture(scope="module")
 def shipped_model() -> Classifier:
     return Classifier.default()
-
-
-def cli_app() -> typer.Typer:
-    """An app with ``classify`` registered the way ``deskside.cli`` registers it."""
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """deskside"""
-
-    classify_cli.register(app)
-    return app
-
-
-def run_classify(
-    args: Sequence[str], inputs: Sequence[dict[str, object]] | str | bytes, **env: str
-) -> Result:
-    stdin = (
-        inputs if isinstance(inputs, str | bytes) else "".join(json.dumps(i) + "\n" for i in inputs)
-    )
-    return CliRunner().invoke(
-        cli_app(),
-        ["classify", "--config", "no-such-deskside.toml", *args],
-        input=stdin,
-        env={"DESKSIDE_DATABASE": "", **env},
-    )
 
 
 def output_lines(result: Result) -> list[dict[str, object]]:

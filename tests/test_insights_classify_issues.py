@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner, Result
 
-from deskside.insights.analysis import cli as classify_cli
+from classify_cli import cli_app, run_classify
 from deskside.insights.analysis.classify import UNSURE_BELOW, Classifier
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks" / "data"
@@ -22,26 +20,6 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks" / "data"
 @pytest.fixture(scope="module")
 def shipped_model() -> Classifier:
     return Classifier.default()
-
-
-def cli_app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """deskside"""
-
-    classify_cli.register(app)
-    return app
-
-
-def run_classify(args: Sequence[str], inputs: Sequence[dict[str, object]]) -> Result:
-    return CliRunner().invoke(
-        cli_app(),
-        ["classify", "--config", "no-such-deskside.toml", *args],
-        input="".join(json.dumps(i) + "\n" for i in inputs),
-        env={"DESKSIDE_DATABASE": ""},
-    )
 
 
 def output_lines(result: Result) -> list[dict[str, object]]:
