@@ -387,8 +387,8 @@ async def test_a_refused_write_keeps_the_customer_out_of_logs_and_errors(
 async def test_the_sidebar_sql_source_never_logs_the_addresses_it_binds(
     postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """PostgreSQL quotes the value it could not cast; SQLAlchemy's statement log and error
-    messages would quote the bound parameters."""
+    """PostgreSQL quotes the value it could not cast; a statement log or the driver's error
+    message would quote the bound parameters."""
     log_everything(caplog)
     query = "select cast(cast(:email as text) as integer) as n"
     source = SqlSource(
@@ -400,7 +400,6 @@ async def test_the_sidebar_sql_source_never_logs_the_addresses_it_binds(
     finally:
         await source.aclose()
     assert "invalid input syntax for type integer" in str(refused.value)
-    assert "INFO" in caplog.text  # the statement was logged
     assert VICTIM not in caplog.text and VICTIM not in str(refused.value)
 
 

@@ -167,5 +167,10 @@ def test_cli_uses_the_llm_url(server: FakeHTTPServer) -> None:
         env={"DESKSIDE_LLM_API_KEY": "sk-cli", "DESKSIDE_DATABASE": ""},
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"id": 7, "label": "other", "confidence": 0.55}
+    assert json.loads(result.stdout) == {
+        "id": 7,
+        "label": "other",
+        "confidence": 0.55,
+        "unsure": False,
+    }
     assert server.received(ROUTE)[0].headers["authorization"] == "Bearer sk-cli"

@@ -6,6 +6,7 @@ a deadline or a dropped connection does to each."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sqlite3
 import time
 import warnings
@@ -71,7 +72,14 @@ def test_the_query_is_translated_once_with_numbered_parameters(
         ("postgresql://u@db/app", AsyncpgRunner),
         ("mysql://u@db/app", AiomysqlRunner),
         ("sqlite://", AiosqliteRunner),
-        ("postgresql+psycopg://u@db/app", SqlAlchemyRunner),
+        pytest.param(
+            "postgresql+psycopg://u@db/app",
+            SqlAlchemyRunner,
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("psycopg") is None,
+                reason="psycopg, an optional driver, is not installed",
+            ),
+        ),
     ],
 )
 def test_each_driver_takes_its_own_path(url: str, runner: type) -> None:
