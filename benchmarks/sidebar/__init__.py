@@ -1,4 +1,5 @@
 """The sidebar benchmarks behind ``benchmarks/run.py``: set-up (``common``), the servers and
 what is measured of them (``servers``), the loopback suite (``loopback``), the realistic
-scenario behind a network (``realistic``), and two programs run as their own processes: the
-closed-loop load generator (``loadgen``) and the slow network (``network``)."""
+scenario behind a network (``realistic``), and three programs run as their own processes: the
+closed-loop load generator (``loadgen``), the open-loop one (``openloop``) and the slow network
+(``network``)."""

@@ -125,7 +125,7 @@ def open_loop(scenario: str, pid: int, port: int, requests: Path, seconds: float
     """OPEN_RATE req/s for ``seconds`` from a separate process (``openloop.py``)."""
     print(f"  {scenario} …", flush=True)
     command = [
-        sys.executable, str(HERE / "openloop.py"), f"http://127.0.0.1:{port}/helpscout",
+        sys.executable, str(HERE / "sidebar" / "openloop.py"), f"http://127.0.0.1:{port}/helpscout",
         str(requests), "--rate", str(OPEN_RATE), "--duration", str(seconds),
     ]  # fmt: skip
     with RssSampler(pid) as rss, CpuMeter(pid) as cpu:

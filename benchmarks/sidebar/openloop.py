@@ -3,10 +3,10 @@
 Request i is sent at start + i / rate whether or not earlier ones have been answered, on an
 idle keep-alive connection or a new one, and its latency counts from that scheduled moment, so
 a slow server cannot slow the load down and hide its own queueing (no coordinated omission).
-Requests come from a file of "<X-HelpScout-Signature>\\t<JSON body>" lines; prints one JSON
-object with the latency percentiles.
+Requests come from a file of "<X-HelpScout-Signature>\\t<JSON body>" lines (read as
+``loadgen.py`` reads them); prints one JSON object with the latency percentiles.
 
-    python openloop.py http://127.0.0.1:8000/helpscout requests.txt --rate 200 --duration 20
+    python benchmarks/sidebar/openloop.py URL requests.txt --rate 200 --duration 20
 """
 
 from __future__ import annotations
@@ -21,24 +21,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from loadgen import raw_requests  # beside this file: it runs as a script
+
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 IDLE_SECONDS = 2.0
 """Idle connections older than this are not reused (uvicorn closes them after 5 s)."""
-
-
-def raw_requests(url: str, path: Path) -> list[bytes]:
-    """Each line of ``path`` as the exact bytes of a Help Scout POST to ``url``."""
-    parts = urlsplit(url)
-    requests = []
-    for line in path.read_text().splitlines():
-        signature, body = line.split("\t", 1)
-        head = (
-            f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Content-Type: application/json\r\nX-HelpScout-Signature: {signature}\r\n"
-            f"Content-Length: {len(body.encode())}\r\n\r\n"
-        )
-        requests.append(head.encode() + body.encode())
-    return requests
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
