@@ -842,9 +842,8 @@ def test_mis_signed_requests_get_401(harness: Harness, kind: str, data: st.DataO
                     assert reply.status == 200, (name, reply)
                     continue
                 assert reply.status == 401, (endpoint.name, name, sent, reply)
-                for value in [*sent.headers.values(), sent.query.decode("latin-1")]:
-                    if len(value.strip()) > 3 and value.strip() not in ("application/json",):
-                        assert value.strip() not in reply.body.decode(), (name, reply)
+                # Nothing sent is echoed: a 401 is exactly {"error": "invalid signature"}
+                # (check_envelope), which a short credential may happen to be part of.
 
         harness.run(scenario())
 
