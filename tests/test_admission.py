@@ -48,7 +48,10 @@ async def wait_a_while(lookup: Lookup) -> dict[str, Any]:
     return {"name": lookup.email.split("@")[0], "plan": "Pro"}
 
 
-def _settings(tmp_path: Path, function: str, *, deadline_ms: int, shed: bool = True) -> Settings:
+def _settings(
+    tmp_path: Path, function: str, *, deadline_ms: int, shed: bool = True, more: str = ""
+) -> Settings:
+    """A Help Scout sidebar from one Python source, ``more`` TOML appended."""
     path = tmp_path / "deskside.toml"
     path.write_text(
         f"""
@@ -70,7 +73,7 @@ value = "crm.plan"
 
 [helpdesks.helpscout]
 secret = "{SECRET}"
-""",
+{more}""",
         encoding="utf-8",
     )
     return load_settings(path)
@@ -262,3 +265,43 @@ async def test_the_timer_stops_when_idle_and_shedding_can_be_off() -> None:
         assert off._ticker is None
 
     await _in_loop(admission, check)
+
+
+async def test_the_helper_identity_deadline_counts_from_arrival(tmp_path: Path) -> None:
+    """The widget identity's lookup gets what is left of the deadline when its handler starts
+    late (the worker busy with other requests), not a whole deadline of its own."""
+    late = 0.35
+    helper = '[helpdesks.helper]\nsecret = "helper-secret"\nidentity_token = "identity-token"\n'
+    settings = _settings(tmp_path, "wait_a_while", deadline_ms=500, shed=False, more=helper)
+    headers = {"Authorization": "Bearer identity-token", "Content-Type": "application/json"}
+
+    async def identity(client: httpx.AsyncClient, email: str) -> tuple[float, dict[str, Any]]:
+        started = time.perf_counter()
+        body = json.dumps({"email": email})
+        response = await client.post("/helper/identity", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        return time.perf_counter() - started, response.json()
+
+    async with serve(settings) as client:
+        _, prompt = await identity(client, "prompt@example.com")
+        app = client._transport.app  # type: ignore[attr-defined]
+        client._transport.app = _reading_late(app, late)  # type: ignore[attr-defined]
+        seconds, delayed = await identity(client, "delayed@example.com")
+
+    assert prompt["customerMetadata"]["name"] == "prompt"  # the source answers in 0.3 s
+    # 0.35 s of the 0.5 s deadline were gone when the lookup began: the 0.3 s source missed it.
+    assert "customerMetadata" not in delayed
+    assert seconds < 0.5 + SLACK_SECONDS
+
+
+def _reading_late(app: Any, seconds: float) -> Any:
+    """``app``, its request bodies read ``seconds`` after the request reached it."""
+
+    async def late(scope: Any, receive: Any, send: Any) -> None:
+        async def receive_late() -> Any:
+            await asyncio.sleep(seconds)
+            return await receive()
+
+        await app(scope, receive_late, send)
+
+    return late

@@ -15,13 +15,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from deskside import logs, metrics
 from deskside.errors import HTTPError
 
-__all__ = ["ARRIVED", "Endpoint", "HelpdeskRoutes", "Observe", "route_path"]
+__all__ = ["ARRIVED", "Endpoint", "HelpdeskRoutes", "Observe", "arrived", "route_path"]
 
 ARRIVED = "deskside_arrived"
 """Key in the ASGI scope's state: the event loop's time a request arrived."""
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 """A helpdesk route's endpoint: the bare request in, the answer out."""
+
+
+def arrived(request: Request) -> float | None:
+    """The event loop's time ``request`` arrived (stamped by :class:`Observe`), if known: the
+    moment a lookup's deadline counts from."""
+    when: float | None = request.scope.get("state", {}).get(ARRIVED)
+    return when
 
 
 def route_path(scope: Scope) -> str:

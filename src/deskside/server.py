@@ -39,7 +39,7 @@ from deskside.http import optional_string, parse_json_object, read_body
 from deskside.insights import HELPSCOUT_WEBHOOK_PATH
 from deskside.lookup import normalise_emails
 from deskside.metrics import MULTIPROC_ENV
-from deskside.middleware import ARRIVED, Endpoint, HelpdeskRoutes, Observe, route_path
+from deskside.middleware import Endpoint, HelpdeskRoutes, Observe, arrived, route_path
 from deskside.openapi import SECURITY_SCHEMES
 from deskside.protocols import Decline, Protocol, RawRequest
 from deskside.proxy import ForwardedHeaders
@@ -328,11 +328,11 @@ def _endpoint(
         except Decline as decline:
             return protocol.response(protocol.respond(Sidebar(message=decline.message), None, raw))
         try:
-            arrived = request.scope.get("state", {}).get(ARRIVED)
-            if admission.admit(arrived):
+            since = arrived(request)
+            if admission.admit(since):
                 try:
                     refresh = protocol.wants_fresh(raw)
-                    answer = await service.answer(lookup, refresh=refresh, since=arrived)
+                    answer = await service.answer(lookup, refresh=refresh, since=since)
                 finally:
                     admission.done()
             else:

@@ -26,6 +26,7 @@ from deskside.expressions import Expression, Scope, TextTemplate, is_blank, miss
 from deskside.http import parse_json_object, read_body
 from deskside.layout import expression_context
 from deskside.lookup import Lookup, normalise_emails
+from deskside.middleware import arrived
 from deskside.openapi import openapi_route, schema_problems
 from deskside.protocols.base import (
     DemoRequest,
@@ -322,7 +323,7 @@ class Helper(Protocol):
         fold_plus = service.settings.lookup.fold_plus_addressing  # as Helper's own request
         emails = normalise_emails([email], fold_plus=fold_plus)
         lookup = Lookup(emails=emails, context={"desk": self.kind})
-        answer = await service.answer(lookup)
+        answer = await service.answer(lookup, since=arrived(request))
         customer = self.customer(answer.sidebar, answer.profile) if answer.sidebar.found else None
         return widget_identity(self.config.secrets()[0], email.strip(), customer=customer)
 
