@@ -371,8 +371,8 @@ def support_cv(folds: int = 5) -> float:
     """Macro-F1 over folds of the shipped support messages, each fold labelled by a model
     trained on everything else that ships (the issue-style examples included)."""
     shipped = load_shipped_examples()
-    mail = ROOT / "src" / "deskside" / "insights" / "data" / "examples.jsonl"
-    texts = {row["text"] for row in _jsonl(mail)}
+    mail = ROOT / "src" / "deskside" / "insights" / "data" / "support"
+    texts = {row["text"] for path in mail.glob("*.jsonl") for row in _jsonl(path)}
     messages = [e for e in shipped if e.text in texts]
     others = [e for e in shipped if e.text not in texts]
     labels = [e.label for e in messages]

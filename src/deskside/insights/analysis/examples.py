@@ -71,25 +71,23 @@ class Example:
 @functools.cache
 def _shipped() -> tuple[Example, ...]:
     data = importlib.resources.files("deskside.insights").joinpath("data")
-    resources = [data.joinpath("examples.jsonl")]
-    trackers = data.joinpath("trackers")
-    if trackers.is_dir():
-        resources += sorted(
-            (r for r in trackers.iterdir() if r.name.endswith(".jsonl")), key=lambda r: r.name
-        )
     examples: list[Example] = []
-    for resource in resources:
-        text = resource.read_text(encoding="utf-8")
-        found = _parse_jsonl(text, f"shipped examples {resource.name}", "shipped")
-        if resource.name != "examples.jsonl":
-            found = [dataclasses.replace(e, weight=SHIPPED_ISSUE_WEIGHT) for e in found]
-        examples += found
+    for folder, weight in (("support", 1.0), ("trackers", SHIPPED_ISSUE_WEIGHT)):
+        found = data.joinpath(folder)
+        for resource in sorted(found.iterdir(), key=lambda r: r.name):
+            if resource.name.endswith(".jsonl"):
+                text = resource.read_text(encoding="utf-8")
+                name = f"shipped examples {folder}/{resource.name}"
+                examples += (
+                    dataclasses.replace(e, weight=weight)
+                    for e in _parse_jsonl(text, name, "shipped")
+                )
     return tuple(examples)
 
 
 def load_shipped_examples() -> list[Example]:
-    """The labelled examples that ship with deskside: a few hundred support messages and
-    about 900 issue-tracker reports (title and body), the reports at
+    """The labelled examples that ship with deskside (``data/support``, ``data/trackers``): about
+    730 support messages and 900 issue-tracker reports (title and body), the reports at
     :data:`SHIPPED_ISSUE_WEIGHT`."""
     return list(_shipped())
 
