@@ -1,13 +1,19 @@
 """Markdown for helpdesks that show it: escaping customer data, turning it into safe HTML, and
-reading it as plain text for those that show none."""
+reading it as plain text for those that show none.
+
+markdown-it loads the first time markdown is rendered or read, not with this module: escaping
+needs none of it, and a worker whose cards show no markdown never loads the parser.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 __all__ = ["escape_markdown", "markdown_name", "markdown_to_html", "markdown_to_text"]
 
@@ -15,11 +21,8 @@ __all__ = ["escape_markdown", "markdown_name", "markdown_to_html", "markdown_to_
 # them is the only way to be sure no value opens a link, emphasis, code span, HTML or list.
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")  # all str.splitlines()
-
-# "zero" preset: paragraphs, emphasis, links and backslash escapes only; raw HTML stays text.
-_MARKDOWN = MarkdownIt("zero", {"html": False, "linkify": False}).enable(
-    ["emphasis", "link", "escape", "backticks", "newline"]
-)
+# What GitHub-flavoured viewers turn into links even without markdown syntax.
+_AUTOLINK = re.compile(r"://|www\.|@", re.IGNORECASE)
 
 
 def _open_links_in_new_tab(self, tokens, idx, options, env):  # type: ignore[no-untyped-def]
@@ -28,12 +31,25 @@ def _open_links_in_new_tab(self, tokens, idx, options, env):  # type: ignore[no-
     return self.renderToken(tokens, idx, options, env)
 
 
-_MARKDOWN.add_render_rule("link_open", _open_links_in_new_tab)
+@functools.cache
+def _markdown() -> MarkdownIt:
+    """The "zero" preset: paragraphs, emphasis, links and backslash escapes only; raw HTML
+    stays text; links open in a new tab."""
+    from markdown_it import MarkdownIt
 
-# The most a markdown viewer may make of a line: CommonMark with raw HTML.
-_COMMONMARK = MarkdownIt("commonmark", {"html": True})
-# What GitHub-flavoured viewers turn into links even without markdown syntax.
-_AUTOLINK = re.compile(r"://|www\.|@", re.IGNORECASE)
+    parser = MarkdownIt("zero", {"html": False, "linkify": False}).enable(
+        ["emphasis", "link", "escape", "backticks", "newline"]
+    )
+    parser.add_render_rule("link_open", _open_links_in_new_tab)
+    return parser
+
+
+@functools.cache
+def _commonmark() -> MarkdownIt:
+    """The most a markdown viewer may make of a line: CommonMark with raw HTML."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True})
 
 
 def escape_markdown(text: str) -> str:
@@ -48,7 +64,7 @@ def markdown_to_html(source: str) -> str:
     Raw HTML is never passed through and links to anything but http(s)/mailto are dropped by
     markdown-it's link validation.
     """
-    html: str = _MARKDOWN.render(source).strip()
+    html: str = _markdown().render(source).strip()
     if html.startswith("<p>") and html.endswith("</p>") and html.count("<p>") == 1:
         html = html[3:-4]
     return html
@@ -64,7 +80,7 @@ def markdown_name(text: str) -> str:
 
 
 def _shows_as_is(text: str) -> bool:
-    tokens = _COMMONMARK.parse(text)
+    tokens = _commonmark().parse(text)
     if [token.type for token in tokens] != ["paragraph_open", "inline", "paragraph_close"]:
         return False
     children = tokens[1].children or []
@@ -79,7 +95,7 @@ def markdown_to_text(source: str) -> str:
     label, followed by its URL in parentheses when that says more (``Docs (https://…)``)."""
     paragraphs = [
         _inline_text(token.children or [])
-        for token in _MARKDOWN.parse(source)
+        for token in _markdown().parse(source)
         if token.type == "inline"
     ]
     return "\n".join(paragraph for paragraph in paragraphs if paragraph)
