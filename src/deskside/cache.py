@@ -24,7 +24,7 @@ from deskside.sources.base import Record
 __all__ = ["Cache", "CacheEntry", "Lock", "MemoryCache", "NoLock", "build_cache"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CacheEntry:
     """A source's records (``[]``: not found) and when they were fetched (Unix time)."""
 
@@ -91,7 +91,9 @@ class MemoryCache:
         self._claims: TLRUCache[str, float] = TLRUCache(
             maxsize=max_claims, ttu=lambda _key, seconds, now: now + seconds, timer=time.monotonic
         )
-        self._keys_by_email: dict[str, set[str]] = {}
+        # Each address's keys: the key itself while there is one (most addresses, since a
+        # lookup is one address and a source one key), a set once there are more.
+        self._keys_by_email: dict[str, str | set[str]] = {}
 
     async def get(self, key: str) -> CacheEntry | None:
         found = self._entries.get(key)
@@ -106,11 +108,18 @@ class MemoryCache:
         if len(self._keys_by_email) > 2 * (self._entries.maxsize or 1):
             self._prune_index()
         for email in emails:
-            self._keys_by_email.setdefault(email, set()).add(key)
+            known = self._keys_by_email.get(email)
+            if known is None or known == key:
+                self._keys_by_email[email] = key
+            elif isinstance(known, str):
+                self._keys_by_email[email] = {known, key}
+            else:
+                known.add(key)
 
     async def forget(self, email: str) -> int:
+        keys = self._keys_by_email.pop(email, ())
         dropped = 0
-        for key in self._keys_by_email.pop(email, set()):
+        for key in (keys,) if isinstance(keys, str) else keys:
             dropped += self._entries.pop(key, None) is not None
         return dropped
 
@@ -136,8 +145,12 @@ class MemoryCache:
     def _prune_index(self) -> None:
         """Forget index entries whose cache entries have expired or been evicted."""
         for email, keys in list(self._keys_by_email.items()):
-            keys.intersection_update(k for k in keys if k in self._entries)
-            if not keys:
+            if isinstance(keys, str):
+                alive = keys in self._entries
+            else:
+                keys.intersection_update(k for k in keys if k in self._entries)
+                alive = bool(keys)
+            if not alive:
                 del self._keys_by_email[email]
 
 
