@@ -11,12 +11,13 @@ import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from deskside.helpdesks import protocol_class
 from deskside.protocols import Protocol, RawRequest
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Finding", "ProbeReport", "probe"]
 
@@ -72,6 +73,8 @@ async def probe(
     limit = timeout_seconds if timeout_seconds is not None else protocol.timeout_seconds
     target = f"{url}?{request.query.decode()}" if request.query else url
     report = ProbeReport(title=protocol.title, request_line=f"{request.method} {target}")
+    import httpx  # here, not at the top: a server imports this module for its preview page
+
     started = time.perf_counter()
     try:
         async with httpx.AsyncClient(timeout=limit, follow_redirects=False) as client:

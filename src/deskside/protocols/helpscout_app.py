@@ -18,10 +18,9 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
-import httpx
 from cachetools import TTLCache
 from fastapi.security import APIKeyQuery
 from pydantic import Field
@@ -44,6 +43,9 @@ from deskside.protocols.helpscout import html_problems
 from deskside.render.helpscout import render_html
 from deskside.resolve import Profile
 from deskside.signing import Scheme, sign, verify
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HELPDESK", "HelpScoutApp", "HelpScoutAppConfig", "signed_message"]
 
@@ -143,6 +145,8 @@ class _MailboxAPI:
     async def customer(self, customer_id: str) -> tuple[str | None, list[str]] | None:
         """``(name, addresses)`` of the customer; None when Help Scout has none of that id.
         Raises :class:`httpx.HTTPError` (or ValueError for an unreadable answer)."""
+        import httpx  # here, not at the top: only a Mailbox API app calls Help Scout
+
         if customer_id in self.found:
             return self.found[customer_id]
         async with httpx.AsyncClient(timeout=3.0, follow_redirects=False) as client:
@@ -379,6 +383,8 @@ class HelpScoutApp(Protocol):
         return self._lookup(params, emails, name, fold_plus)
 
     async def _ask(self, customer_id: str) -> tuple[str | None, list[str]]:
+        import httpx
+
         assert self._api is not None
         try:
             found = await self._api.customer(customer_id)

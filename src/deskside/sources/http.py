@@ -8,7 +8,6 @@ import re
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
 import jmespath
 import jmespath.exceptions
 from pydantic import Field, field_validator
@@ -72,6 +71,8 @@ class HttpSource(Source):
     def __init__(self, name: str, config: HttpSourceConfig) -> None:
         super().__init__(name, config)
         self._config = config
+        import httpx  # here, not at the top: the registry imports this module for every config
+
         self._record = jmespath.compile(config.record) if config.record else None
         self._client = httpx.AsyncClient(
             timeout=config.timeout_seconds,
@@ -91,6 +92,8 @@ class HttpSource(Source):
         return list(unique.values())
 
     async def _request(self, emails: list[str]) -> list[Record]:
+        import httpx
+
         values = {"email": emails[0], "emails": ",".join(emails)}
         url = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), self._config.url)
         body = _fill(self._config.body, emails) if self._config.body is not None else None
