@@ -24,8 +24,10 @@ from deskside.protocols import PROTOCOLS
 from helpers import deskside_serving
 
 INSIGHTS_STACK = ("sklearn", "scipy", "numpy", "lxml", "alembic")
-UNUSED_HERE = ("aiomysql", "pymysql", "cryptography")
-"""The MySQL driver and what it loads, for a config with no MySQL source."""
+UNUSED_HERE = ("aiomysql", "pymysql", "cryptography", "markdown_it", "httpx", "pygments")
+"""What a server whose config neither shows markdown nor calls an API never needs: the MySQL
+driver (and the cryptography it loads), the markdown parser, an HTTP client (with the
+highlighter its own command line loads)."""
 CARD_SECRET = "lean-card-secret"
 PROBE = """
 import json
@@ -108,9 +110,10 @@ def test_a_sidebar_only_server_never_loads_the_insights_stack(tmp_path: Path) ->
     assert "deskside.server" in modules  # the report comes from the serving process
     tops = {name.split(".")[0] for name in modules}
     assert sorted(tops & set(INSIGHTS_STACK)) == []
-    # Nor what this config does not use: the MySQL driver (its source is on SQLite) and the
-    # markdown parser (the card shows no markdown).
-    assert sorted(tops & {*UNUSED_HERE, "markdown_it"}) == []
+    # Nor what this config does not use (its source is on SQLite, its card shows no markdown),
+    # nor SQLAlchemy's ORM (deskside runs SQLite, PostgreSQL and MySQL on their own drivers).
+    assert sorted(tops & set(UNUSED_HERE)) == []
+    assert "sqlalchemy.orm" not in modules
 
 
 def _modules_after(

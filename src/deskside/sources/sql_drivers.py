@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import bindparam, make_url, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from deskside.errors import SourceError
 from deskside.lookup import Lookup
@@ -28,6 +27,7 @@ from deskside.sources.base import CHECK_LOOKUP, Record, SourceQueryError
 
 if TYPE_CHECKING:
     import asyncpg
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "AsyncpgRunner",
@@ -276,6 +276,10 @@ class SqlAlchemyRunner:
     ``:emails`` an expanding parameter, no BEGIN/ROLLBACK around a lookup."""
 
     def __init__(self, url: str, query: str, pool_size: int) -> None:
+        # Here, not at the top: the engine brings SQLAlchemy's ORM, which the drivers deskside
+        # runs itself (asyncpg, aiomysql, aiosqlite) never need.
+        from sqlalchemy.ext.asyncio import create_async_engine
+
         options: dict[str, Any] = {}
         if not url.startswith("sqlite"):  # SQLite needs no pool tuning; in-memory takes none
             options = {"pool_size": pool_size, "max_overflow": pool_size, "pool_recycle": 1800}
