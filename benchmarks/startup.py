@@ -108,11 +108,20 @@ from deskside.config import load_settings
 from deskside.lookup import Lookup
 from deskside.server import create_app
 
-app = create_app(load_settings(sys.argv[1]))
-asyncio.run(app.state.service.answer(Lookup(emails=["customer1@startup.example"])))
+
+async def main():
+    service = create_app(load_settings(sys.argv[1])).state.service
+    try:
+        await service.answer(Lookup(emails=["customer1@startup.example"]))
+    finally:
+        await service.aclose()
+
+
+asyncio.run(main())
 print(json.dumps(sorted(sys.modules)))
 """
-"""Builds the app for the config and runs a lookup, as a serving process does."""
+"""Builds the app for the config and runs a lookup, as a serving process does, then closes its
+sources: an open SQLite connection's thread would keep the process from exiting."""
 
 BURNER = """
 import time
