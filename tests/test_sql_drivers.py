@@ -24,8 +24,8 @@ from deskside.lookup import Lookup
 from deskside.resolve import Resolver
 from deskside.sources.sql import SqlSource, SqlSourceConfig, async_url
 from deskside.sources.sql_drivers import AsyncpgRunner, SqlAlchemyRunner, translate
-from deskside.sources.sql_mysql import AiomysqlRunner, MysqlQuery
-from deskside.sources.sql_sqlite import AiosqliteRunner
+from deskside.sources.sql_drivers.mysql import AiomysqlRunner, MysqlQuery
+from deskside.sources.sql_drivers.sqlite import AiosqliteRunner
 
 ONE = Lookup(emails=("ada@example.com",))
 

@@ -3,10 +3,9 @@
 A module is a source kind when it defines ``SOURCE``: its :class:`Source` subclass, whose
 ``config_model`` is the :class:`SourceConfig` subclass that validates ``[sources.NAME]``
 tables with ``kind = "<the class's kind>"``. The registry holds every such module of this
-package (found with :mod:`pkgutil`: a new built-in kind is one new module; a module named
-after another, such as ``sql_mysql`` beside ``sql``, is that kind's helper and is not
-imported by the registry) and every module
-named by an entry point of the group ``deskside.sources`` (a source kind from another
+package (found with :mod:`pkgutil`: a new built-in kind is one new module; a kind's helpers
+live in a subpackage of their own, such as ``sql_drivers``, loaded only when used) and every
+module named by an entry point of the group ``deskside.sources`` (a source kind from another
 installed package; the entry point's name is the kind, its value the module or the
 ``Source`` subclass itself)::
 
@@ -78,8 +77,8 @@ def source_kinds() -> Mapping[str, SourceKind]:
     and a config that uses it is told the kind is unknown.
     """
     kinds: dict[str, SourceKind] = {}
-    for name in _candidate_modules():
-        module = importlib.import_module(f"{__name__}.{name}")
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "SOURCE"):
             declared = _declared(module.SOURCE, module.__name__)
             kinds[declared.kind] = declared
@@ -102,14 +101,6 @@ def source_kinds() -> Mapping[str, SourceKind]:
             continue
         kinds[declared.kind] = declared
     return types.MappingProxyType(kinds)
-
-
-def _candidate_modules() -> list[str]:
-    """This package's modules that may declare a kind: all but a kind's helpers, which are
-    named after it (``sql_mysql`` beside ``sql``) and imported by it where it needs them, so
-    the registry never loads a driver a config does not use (aiomysql for PostgreSQL)."""
-    names = [info.name for info in pkgutil.iter_modules(__path__)]
-    return [name for name in names if not any(name.startswith(f"{other}_") for other in names)]
 
 
 def _declared(source: object, where: str) -> SourceKind:

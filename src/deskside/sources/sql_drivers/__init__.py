@@ -72,11 +72,11 @@ def runner_for(url: str, query: str, pool_size: int) -> Runner:
         if translated is not None:
             return AsyncpgRunner(url, translated, pool_size)
     if driver == "mysql+aiomysql":
-        from deskside.sources.sql_mysql import AiomysqlRunner, MysqlQuery
+        from deskside.sources.sql_drivers.mysql import AiomysqlRunner, MysqlQuery
 
         return AiomysqlRunner(url, MysqlQuery(query), pool_size)
     if driver == "sqlite+aiosqlite":
-        from deskside.sources.sql_sqlite import AiosqliteRunner, SqliteQuery
+        from deskside.sources.sql_drivers.sqlite import AiosqliteRunner, SqliteQuery
 
         return AiosqliteRunner(url, SqliteQuery(query), pool_size)
     return SqlAlchemyRunner(url, query, pool_size)
