@@ -28,6 +28,8 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
+from sidebar.common import asgi_call
+
 SECRET = "bench-secret"  # noqa: S105 - signs the benchmark's own requests
 Call = Callable[[], Awaitable[None]]
 
@@ -35,36 +37,6 @@ Call = Callable[[], Awaitable[None]]
 async def _constant(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"{}"})
-
-
-def _caller(app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> Call:
-    """One request to ``app``: a fresh scope each time, as a server makes."""
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            assert message["status"] == 200, message
-
-    async def call() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": list(headers),
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
-        await app(scope, receive, send)
-
-    return call
 
 
 async def _cpu_us(call: Call, requests: int) -> float:
@@ -138,8 +110,8 @@ async def main(requests: int, rounds: int) -> None:
         "whole app, cached Help Scout answer": create_app(settings),
         "whole app, cached, behind a trusted proxy": create_app(trusted),
     }
-    calls = {name: _caller(app, "/helpscout", body, headers) for name, app in layers.items()}
-    calls |= {name: _caller(app, "/helpscout", body, headers) for name, app in stacks.items()}
+    calls = {name: asgi_call(app, "/helpscout", body, headers) for name, app in layers.items()}
+    calls |= {name: asgi_call(app, "/helpscout", body, headers) for name, app in stacks.items()}
     for call in calls.values():  # warm: connect, cache the customer, lay out the card once
         for _ in range(50):
             await call()

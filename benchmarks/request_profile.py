@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sidebar.common import DEFAULT_DATABASE, RESULTS, SECRET, demo_config, ensure_database, signed
+from sidebar.common import (
+    DEFAULT_DATABASE,
+    RESULTS,
+    SECRET,
+    asgi_call,
+    demo_config,
+    ensure_database,
+    signed,
+)
 
 HOT = 100
 
@@ -92,40 +100,15 @@ def observe(cpu: Counter[str]) -> Callable[[], None]:
 
 
 def _caller(app: Any, line: str) -> Callable[[], Awaitable[None]]:
+    """The signed request ``line`` (see ``signed``) as an in-process call to ``app``."""
     signature, _, body = line.rstrip("\n").partition("\t")
-    raw = body.encode()
     headers = [
         (b"host", b"127.0.0.1:8000"),
         (b"content-type", b"application/json"),
-        (b"content-length", str(len(raw)).encode()),
+        (b"content-length", str(len(body.encode())).encode()),
         (b"x-helpscout-signature", signature.encode()),
     ]
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            assert message["status"] == 200, message
-
-    async def call() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/helpscout",
-            "raw_path": b"/helpscout",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
-        await app(scope, receive, send)
-
-    return call
+    return asgi_call(app, "/helpscout", body.encode(), headers)
 
 
 async def _cpu_us(calls: list[Callable[[], Awaitable[None]]]) -> float:

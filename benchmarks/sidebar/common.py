@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,36 @@ def machine(postgres: str, commit: str | None = None) -> dict[str, Any]:
         "deskside_commit": commit,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def asgi_call(
+    app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> Callable[[], Awaitable[None]]:
+    """One POST of ``body`` to ``app`` at ``path``, called in-process (no server, no socket),
+    with a fresh scope each time as a server makes; fails unless the answer is 200."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            assert message["status"] == 200, message
+
+    async def call() -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": list(headers),
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        await app(scope, receive, send)
+
+    return call
