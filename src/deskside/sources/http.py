@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import jmespath
@@ -16,6 +16,9 @@ from deskside.configtypes import Secret
 from deskside.errors import SourceError
 from deskside.lookup import Lookup
 from deskside.sources.base import Record, Source, SourceConfig
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["SOURCE", "HttpSource", "HttpSourceConfig"]
 
@@ -80,12 +83,20 @@ class HttpSource(Source):
             headers={key: value.get_secret_value() for key, value in config.headers.items()},
             follow_redirects=False,
         )
+        # What the client would merge into each request, merged once: its headers (httpx's
+        # defaults and the config's) and its timeouts.
+        self._headers = httpx.Headers(self._client.headers)
+        self._extensions = {"timeout": self._client.timeout.as_dict()}
+        self._url = _PLACEHOLDER.split(config.url)  # text, placeholder name, text, …
+        self._per_address = "{email}" in config.url
 
     async def fetch(self, lookup: Lookup) -> list[Record]:
-        if "{email}" in self._config.url:
-            batches = await asyncio.gather(*(self._request([e]) for e in lookup.emails))
-        else:
+        if not self._per_address or len(lookup.emails) == 1:  # no task needed for one request
             batches = [await self._request(list(lookup.emails))]
+        else:
+            batches = await asyncio.gather(*(self._request([e]) for e in lookup.emails))
+        if len(batches) == 1 and len(batches[0]) <= 1:
+            return batches[0]
         unique: dict[str, Record] = {}
         for record in (r for batch in batches for r in batch):
             unique.setdefault(json.dumps(record, sort_keys=True, default=str), record)
@@ -95,25 +106,55 @@ class HttpSource(Source):
         import httpx
 
         values = {"email": emails[0], "emails": ",".join(emails)}
-        url = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), self._config.url)
+        url = "".join(
+            quote(values[part], safe="") if i % 2 else part for i, part in enumerate(self._url)
+        )
         body = _fill(self._config.body, emails) if self._config.body is not None else None
         try:  # httpx times each read; the whole answer must come within the timeout too
             async with asyncio.timeout(self._config.timeout_seconds):
-                response = await self._client.request(self._config.method, url, json=body)
+                content = await self._send(
+                    httpx.Request(
+                        self._config.method,
+                        url,
+                        headers=self._headers,
+                        json=body,
+                        extensions=self._extensions,
+                    )
+                )
         except (httpx.TimeoutException, TimeoutError):
             raise SourceError(f"no answer within {self._config.timeout_seconds:g} s") from None
         except httpx.HTTPError as exc:
             raise SourceError(f"request failed: {type(exc).__name__}") from exc
-        if response.status_code == 404:
+        if content is None:
             return []
-        if not response.is_success:
-            raise SourceError(f"HTTP {response.status_code} from the API")
         try:
-            document = response.json()
+            document = json.loads(content)
         except ValueError:
             raise SourceError("the API did not answer JSON") from None
         found = self._record.search(document) if self._record else document
         return _as_records(found)
+
+    async def _send(self, request: httpx.Request) -> bytes | None:
+        """The body of a 2xx answer to ``request``; None for 404, :class:`SourceError` for
+        any other status (a redirect too: none is followed).
+
+        What ``AsyncClient.send`` does less what a source has no use for: the request goes
+        straight to the client's transport for its URL (its connection pool, or the proxy the
+        environment names), without the client's auth and redirect machinery, event hooks,
+        request log line (:mod:`deskside.logs` silences it anyway: it holds the address) and
+        cookie jar (an API's cookies are not carried from one customer's lookup to the next).
+        """
+        transport = self._client._transport_for_url(request.url)
+        response = await transport.handle_async_request(request)
+        try:  # read whatever the status, so that the connection can be used again
+            content = await response.aread()  # decoded as its Content-Encoding says
+        finally:
+            await response.aclose()
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise SourceError(f"HTTP {response.status_code} from the API")
+        return content
 
     async def aclose(self) -> None:
         await self._client.aclose()
