@@ -137,10 +137,11 @@ async def test_a_relabel_sticks_and_changes_later_predictions(store: Store) -> N
     assert found[30] == ("docs", "model")
     assert found[21] == ("docs", "agent")
 
-    # another process (a fresh Analysis) learns the same from the store
+    # another process (a fresh Analysis) learns the same from the store: the first
+    # conversation, asked again, is now labelled docs there too
     fresh = Analysis(store, InsightsSettings())
     await fresh.train()
-    assert fresh.classifier.predict_one(asked).label == "docs"
+    assert fresh.classifier.predict_one(f"Help\n\n{asked}").label == "docs"
 
 
 async def test_relabelling_refuses_unknown_labels_and_conversations(store: Store) -> None:

@@ -67,7 +67,7 @@ def test_issue_reports_get_their_label_out_of_the_box(
 
 
 def test_vague_messages_are_unsure_and_clear_ones_are_not(shipped_model: Classifier) -> None:
-    vague = shipped_model.predict(["hmm", "see above"])
+    vague = shipped_model.predict(["following up", "see above"])
     clear = shipped_model.predict(
         ["The app crashes with an error every time I upload a file, please fix this bug"]
     )
@@ -77,7 +77,7 @@ def test_vague_messages_are_unsure_and_clear_ones_are_not(shipped_model: Classif
 
 
 def test_cli_marks_unsure_answers_and_help_names_the_model() -> None:
-    result = run_classify([], [{"id": 1, "text": "hmm"}, {"id": 2, "text": ISSUES[2][0]}])
+    result = run_classify([], [{"id": 1, "text": "following up"}, {"id": 2, "text": ISSUES[2][0]}])
     assert result.exit_code == 0, result.output
     assert [line["unsure"] for line in output_lines(result)] == [True, False]
     usage = CliRunner().invoke(cli_app(), ["classify", "--help"], env={"COLUMNS": "200"})
