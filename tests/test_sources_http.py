@@ -258,6 +258,20 @@ async def test_bad_answers_are_source_errors(
     assert server.received("/elsewhere") == []
 
 
+async def test_an_answer_past_the_size_limit_is_an_error(server: FakeHTTPServer) -> None:
+    """No API can fill a worker's memory: past ``max_answer_bytes`` (4 MiB unless set) an
+    answer is an error; below it, it is read whole."""
+    server.route("/small/*", Reply.json({"name": "x" * 1000}))
+    server.route("/huge/*", Reply.json({"name": "x" * 5_000_000}))
+
+    small = await fetch(server.url("/small/{email}"), "a@x.example")
+    assert small == [{"name": "x" * 1000}]
+    with pytest.raises(SourceError, match="more than 4,194,304 bytes"):
+        await fetch(server.url("/huge/{email}"), "a@x.example")
+    with pytest.raises(SourceError, match="more than 100 bytes"):
+        await fetch(server.url("/small/{email}"), "a@x.example", max_answer_bytes=100)
+
+
 async def test_one_failing_address_fails_the_source(server: FakeHTTPServer) -> None:
     server.route("/users/*", Reply.json({"name": "found"}))
     server.route("/users/b@y.example", Reply.json({}, status=500))

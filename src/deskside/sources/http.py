@@ -43,6 +43,9 @@ class HttpSourceConfig(SourceConfig):
     """JMESPath to the record(s) in the response, e.g. ``data.users``; default: the whole body."""
     timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     verify_tls: bool = True
+    max_answer_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    """The largest answer read (after decompression): a bigger one is an error, read no
+    further, so that no API can fill a worker's memory."""
 
     @field_validator("url")
     @classmethod
@@ -146,15 +149,20 @@ class HttpSource(Source):
         """
         transport = self._client._transport_for_url(request.url)
         response = await transport.handle_async_request(request)
-        try:  # read whatever the status, so that the connection can be used again
-            content = await response.aread()  # decoded as its Content-Encoding says
+        limit = self._config.max_answer_bytes
+        try:  # read whatever the status (up to the limit), so that the connection is reused
+            content = bytearray()
+            async for chunk in response.aiter_bytes():  # decoded as its Content-Encoding says
+                content += chunk
+                if len(content) > limit:
+                    raise SourceError(f"the API answered more than {limit:,} bytes")
         finally:
             await response.aclose()
         if response.status_code == 404:
             return None
         if not response.is_success:
             raise SourceError(f"HTTP {response.status_code} from the API")
-        return content
+        return bytes(content)
 
     async def aclose(self) -> None:
         await self._client.aclose()
