@@ -24,6 +24,7 @@ import random
 import resource
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -292,6 +293,12 @@ def main() -> None:
         args.seconds, args.timeout, args.late_ms, args.seed, args.marks,
         args.partial.encode(),
     )  # fmt: skip
+    print_outcome(load)
+
+
+def print_outcome(load: Coroutine[Any, Any, dict[str, Any]]) -> None:
+    """Run ``load`` on uvloop when installed (the loop the servers use: its timers fire on
+    time), else on asyncio's, and print what it returns as one JSON line."""
     try:
         import uvloop
     except ImportError:

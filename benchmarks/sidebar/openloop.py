@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import time
 from collections import Counter
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from loadgen import raw_requests  # beside this file: it runs as a script
+from loadgen import print_outcome, raw_requests  # beside this file: it runs as a script
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 IDLE_SECONDS = 2.0
@@ -107,13 +106,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds")
     args = parser.parse_args()
-    load = run(args.url, raw_requests(args.url, args.requests), args.rate, args.duration)
-    try:
-        import uvloop  # the loop the servers use: its timers fire on time
-    except ImportError:
-        print(json.dumps(asyncio.run(load)))
-    else:
-        print(json.dumps(uvloop.run(load)))
+    print_outcome(run(args.url, raw_requests(args.url, args.requests), args.rate, args.duration))
 
 
 if __name__ == "__main__":
