@@ -10,7 +10,7 @@ import importlib.util
 import sqlite3
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from deskside.lookup import Lookup
 from deskside.resolve import Resolver
 from deskside.sources.sql import SqlSource, SqlSourceConfig, async_url
 from deskside.sources.sql_drivers import AsyncpgRunner, SqlAlchemyRunner, translate
-from deskside.sources.sql_drivers.mysql import AiomysqlRunner, MysqlQuery
+from deskside.sources.sql_drivers.mysql import AiomysqlRunner, MysqlQuery, _usable
 from deskside.sources.sql_drivers.sqlite import AiosqliteRunner
 
 ONE = Lookup(emails=("ada@example.com",))
@@ -248,6 +248,35 @@ async def mysql_customers(mysql_url: str) -> AsyncIterator[str]:
     yield mysql_url
 
 
+async def _until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not so within {seconds} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _until_no_query_mentions(url: str, text: str, seconds: float = 30) -> None:
+    """Poll the server's process list until no other connection runs a query with ``text``."""
+    watcher = await aiomysql.connect(**_mysql_options(url))
+    running = (
+        "select count(*) from information_schema.processlist"
+        " where id <> connection_id() and info like concat('%%', %s, '%%')"
+    )
+    deadline = time.monotonic() + seconds
+    try:
+        async with watcher.cursor() as cursor:
+            while True:
+                await cursor.execute(running, (text,))
+                (count,) = await cursor.fetchone()
+                if not count:
+                    return
+                assert time.monotonic() < deadline, f"a query with {text!r} still runs"
+                await asyncio.sleep(0.05)
+    finally:
+        watcher.close()
+
+
 def _mysql_options(url: str) -> dict[str, Any]:
     parsed = make_url(url)
     return {
@@ -300,7 +329,8 @@ class TestAiomysqlPath:
             resolver = Resolver({"app": app}, deadline_seconds=0.3)
             slow = await resolver.resolve(Lookup(emails=("slow@example.com",)))
             fast = await app.fetch(ONE)
-            await asyncio.sleep(2.5)  # the slow answer would have arrived by now
+            # until the slow query is over on the server: its answer would have come by then
+            await _until_no_query_mentions(mysql_customers, "slow@example.com")
             later = await app.fetch(Lookup(emails=("bob@example.com",)))
 
         assert slow.results["app"].error == "timed out"
@@ -317,7 +347,10 @@ class TestAiomysqlPath:
                     await cursor.execute(f"kill {int(first['id'])}")
             finally:
                 killer.close()
-            await asyncio.sleep(0.2)  # the server's goodbye reaches the idle connection
+            runner = app._runner
+            assert isinstance(runner, AiomysqlRunner)
+            [(idle, _)] = runner._idle
+            await _until(lambda: not _usable(idle), "the server's goodbye reaches the connection")
             (second,) = await app.fetch(ONE)
 
         assert second["email"] == "ada@example.com"
