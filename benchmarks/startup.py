@@ -36,7 +36,6 @@ import os
 import platform
 import resource
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -49,6 +48,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+
+from sidebar.servers import free_port, stop_group
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -135,13 +136,6 @@ def deskside_command() -> list[str]:
     """The ``deskside`` console script next to this Python, as users run it."""
     script = Path(sys.executable).parent / "deskside"
     return [str(script)] if script.exists() else [sys.executable, "-m", "deskside"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def make_database(path: Path) -> str:
@@ -261,14 +255,7 @@ def serving(
             time.sleep(0.01)
         yield process, port, time.perf_counter() - started
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, grace_seconds=30)
 
 
 def rss_mb(pid: int) -> float:

@@ -50,14 +50,20 @@ def serving(
                 time.sleep(0.2)
             yield process.pid, port
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_group(process, grace_seconds=15)
+
+
+def stop_group(process: subprocess.Popen[bytes], grace_seconds: float) -> None:
+    """Stop ``process``'s whole process group (it was started with ``start_new_session``):
+    SIGTERM, then SIGKILL if it is still there after ``grace_seconds``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def check_answer(port: int, line: str, expect: list[str], attempts: int = 1) -> None:
