@@ -173,6 +173,14 @@ async def _never_an_error_page(response: httpx.Response) -> None:
     response.json()
 
 
+async def poll_until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    """Poll ``condition`` every 20 ms until it holds; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not so within {seconds} s: {what}"
+        await asyncio.sleep(0.02)
+
+
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The real ASGI app (lifespan included) behind an httpx client."""

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from deskside.admission import BUDGET_SHARE, Admission
 from deskside.config import Settings, load_settings
 from deskside.lookup import Lookup
-from helpers import HS_HEADER, helpscout_signature, parse_html, serve
+from helpers import HS_HEADER, helpscout_signature, parse_html, poll_until, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -99,13 +99,6 @@ def _shed(answer: str) -> float:
     return value or 0.0
 
 
-async def _poll(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"not so within {seconds} s: {what}"
-        await asyncio.sleep(0.02)
-
-
 async def _burst(client: httpx.AsyncClient, emails: list[str]) -> list[tuple[float, str]]:
     return await asyncio.gather(*(_ask(client, email) for email in emails))
 
@@ -129,7 +122,7 @@ async def test_an_overloaded_worker_answers_every_request_in_time(tmp_path: Path
         assert admission.cost >= HOLD_SECONDS / 2
         # 40 new customers at once: 4 s of loop time in hand, for a 1.5 s deadline.
         answers = await _burst(client, [f"burst{n}@example.com" for n in range(40)])
-        await _poll(lambda: admission.in_flight == 0, "every admitted request answered")
+        await poll_until(lambda: admission.in_flight == 0, "every admitted request answered")
 
     slowest = max(seconds for seconds, _ in answers)
     assert slowest < deadline + SLACK_SECONDS, slowest
@@ -244,9 +237,9 @@ async def test_the_loop_lag_is_measured_and_fades() -> None:
         await asyncio.sleep(0.06)  # the timer runs
         time.sleep(0.9)  # noqa: ASYNC251 - the loop held for 0.9 s
         assert not admission.admit(loop.time())  # the timer is overdue: lag already
-        await _poll(lambda: admission.lag >= 0.5, "the lag measured")
+        await poll_until(lambda: admission.lag >= 0.5, "the lag measured")
         assert not admission.admit(loop.time())
-        await _poll(lambda: admission.lag < 0.05, "the lag faded")
+        await poll_until(lambda: admission.lag < 0.05, "the lag faded")
         assert admission.admit(loop.time())
 
     await _in_loop(admission, check)
@@ -259,7 +252,7 @@ async def test_the_timer_stops_when_idle_and_shedding_can_be_off() -> None:
     async def check() -> None:
         assert admission.admit(loop.time())
         admission.done()
-        await _poll(lambda: admission._ticker is None, "the timer stopped")
+        await poll_until(lambda: admission._ticker is None, "the timer stopped")
         off = Admission(1.0, enabled=False)
         assert off.admit(loop.time() - 10)
         assert off._ticker is None

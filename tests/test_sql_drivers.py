@@ -10,7 +10,7 @@ import importlib.util
 import sqlite3
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from deskside.sources.sql import SqlSource, SqlSourceConfig, async_url
 from deskside.sources.sql_drivers import AsyncpgRunner, SqlAlchemyRunner, translate
 from deskside.sources.sql_drivers.mysql import AiomysqlRunner, MysqlQuery, _usable
 from deskside.sources.sql_drivers.sqlite import AiosqliteRunner
+from helpers import poll_until
 
 ONE = Lookup(emails=("ada@example.com",))
 
@@ -248,14 +249,6 @@ async def mysql_customers(mysql_url: str) -> AsyncIterator[str]:
     yield mysql_url
 
 
-async def _until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"not so within {seconds} s: {what}"
-        await asyncio.sleep(0.02)
-
-
 async def _until_no_query_mentions(url: str, text: str, seconds: float = 30) -> None:
     """Poll the server's process list until no other connection runs a query with ``text``."""
     watcher = await aiomysql.connect(**_mysql_options(url))
@@ -350,7 +343,7 @@ class TestAiomysqlPath:
             runner = app._runner
             assert isinstance(runner, AiomysqlRunner)
             [(idle, _)] = runner._idle
-            await _until(lambda: not _usable(idle), "the server's goodbye reaches the connection")
+            await poll_until(lambda: not _usable(idle), "the server's goodbye arrives")
             (second,) = await app.fetch(ONE)
 
         assert second["email"] == "ada@example.com"
