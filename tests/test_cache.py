@@ -58,6 +58,27 @@ async def test_round_trip_keeps_types(cache: Cache) -> None:
     assert await cache.get("app\x1fnobody@example.com") is None
 
 
+async def test_what_a_caller_changes_is_not_what_the_cache_holds(cache: Cache) -> None:
+    await cache.set("k", CacheEntry([RECORD], time.time()), keep_seconds=60, emails=["a@x.io"])
+    found = await cache.get("k")
+    assert found is not None
+    found.records[0]["company"] = "Changed"
+    found.records[0]["modules"].append("hacked")
+    again = await cache.get("k")
+    assert again is not None and again.records == [RECORD]
+
+
+async def test_records_that_cannot_be_pickled_are_still_cached() -> None:
+    class Plan:  # a Python source's own object, local: pickle cannot find its class
+        name = "Pro"
+
+    plan = Plan()
+    cache = MemoryCache()
+    await cache.set("k", CacheEntry([{"plan": plan}], time.time()), keep_seconds=60, emails=[])
+    found = await cache.get("k")
+    assert found is not None and found.records[0]["plan"] is plan
+
+
 async def test_entries_expire(cache: Cache) -> None:
     entry = CacheEntry(records=[], stored_at=time.time())
     await cache.set("k", entry, keep_seconds=0.2, emails=["a@x.example"])

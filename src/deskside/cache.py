@@ -12,6 +12,7 @@ helpdesk may not send twice (:meth:`Cache.claim`).
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,13 +81,20 @@ class NoLock:
 
 class MemoryCache:
     """Entries in this process, each with its own lifetime, at most ``max_entries`` of them,
-    and at most ``max_claims`` live claims (past that, the oldest is forgotten first)."""
+    and at most ``max_claims`` live claims (past that, the oldest is forgotten first).
+
+    Records are kept pickled: a row as a driver makes it (a dict and a Python object per
+    value) takes three times the memory of its pickle, and a full cache would otherwise be a
+    good part of a worker's. Each :meth:`get` unpickles a fresh copy (a few µs), so no caller
+    can change what the cache holds. Records that cannot be pickled (a Python source's own
+    objects) are kept as they are.
+    """
 
     name = "memory"
 
     def __init__(self, max_entries: int = 10_000, max_claims: int = 100_000) -> None:
-        self._entries: TLRUCache[str, tuple[CacheEntry, float]] = TLRUCache(
-            maxsize=max_entries, ttu=lambda _key, value, now: now + value[1], timer=time.monotonic
+        self._entries: TLRUCache[str, tuple[bytes | list[Record], float, float]] = TLRUCache(
+            maxsize=max_entries, ttu=lambda _key, value, now: now + value[2], timer=time.monotonic
         )
         self._claims: TLRUCache[str, float] = TLRUCache(
             maxsize=max_claims, ttu=lambda _key, seconds, now: now + seconds, timer=time.monotonic
@@ -97,14 +105,23 @@ class MemoryCache:
 
     async def get(self, key: str) -> CacheEntry | None:
         found = self._entries.get(key)
-        return None if found is None else found[0]
+        if found is None:
+            return None
+        records, stored_at, _ = found
+        if isinstance(records, bytes):  # pickled here by set(), never from outside
+            records = pickle.loads(records)  # noqa: S301
+        return CacheEntry(records=records, stored_at=stored_at)
 
     async def set(
         self, key: str, entry: CacheEntry, *, keep_seconds: float, emails: Sequence[str]
     ) -> None:
         if keep_seconds <= 0:
             return
-        self._entries[key] = (entry, keep_seconds)
+        try:
+            kept: bytes | list[Record] = pickle.dumps(entry.records, pickle.HIGHEST_PROTOCOL)
+        except Exception:  # e.g. a lambda in a Python source's record
+            kept = entry.records
+        self._entries[key] = (kept, entry.stored_at, keep_seconds)
         if len(self._keys_by_email) > 2 * (self._entries.maxsize or 1):
             self._prune_index()
         for email in emails:

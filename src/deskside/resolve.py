@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,9 +26,6 @@ __all__ = ["Profile", "Resolver", "SourceResult"]
 
 log = logging.getLogger(__name__)
 
-_SHARED_TEXT = 16
-"""Text up to this long (a role, plan or status) is kept once in the cache, whichever records
-hold it: a driver makes a new string for every row."""
 _POLL_SECONDS = 0.02
 """How often a process waiting for another's fetch (Redis lock) looks for its answer."""
 
@@ -230,7 +226,7 @@ class Resolver:
                             await lock.release()
                         return entry.records
                 try:
-                    records = [_compact(normalise_record(r)) for r in await source.fetch(lookup)]
+                    records = [normalise_record(r) for r in await source.fetch(lookup)]
                     ttl = source.cache_ttl_seconds if records else source.negative_ttl_seconds
                     keep = ttl + source.stale_grace_seconds if records else ttl
                     entry = CacheEntry(records=records, stored_at=time.time())
@@ -259,15 +255,6 @@ class Resolver:
         source.breaker.failed()
         metrics.BREAKER_STATE.labels(source.name).set(source.breaker.state)
         metrics.SOURCE_ERRORS.labels(source.name, kind).inc()
-
-
-def _compact(record: Record) -> Record:
-    """``record`` with its short text (a role, plan or status) held once however many cached
-    records have it, not once per row as the driver made it."""
-    for name, value in record.items():
-        if type(value) is str and len(value) <= _SHARED_TEXT:
-            record[name] = sys.intern(value)
-    return record
 
 
 def _key(source: Source, lookup: Lookup) -> str:
