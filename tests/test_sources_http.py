@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -327,3 +329,88 @@ async def contract_case(tmp_path: Path, silent: SilentServer) -> AsyncIterator[C
             failing={"kind": "http", "url": server.url("/down/{email}")},
             hanging={"kind": "http", "url": silent.url("http") + "/customers/{email}"},
         )
+
+
+class KeepAliveServer:
+    """An HTTP/1.1 API on 127.0.0.1 that keeps connections open (the fake above closes each
+    one), answers ``{"plan": "pro"}`` after ``delay`` seconds, and counts the connections
+    opened to it. ``close_after_answer`` makes it hang up after every answer without saying
+    so, as an API whose idle timeout is shorter than the client's."""
+
+    def __init__(self, delay: float = 0.0, close_after_answer: bool = False) -> None:
+        self.delay = delay
+        self.close_after_answer = close_after_answer
+        self.connections = 0
+        self.answers = 0
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=512)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/customers/{{email}}"
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.close()
+
+    async def _serve(self, reader: Any, writer: Any) -> None:
+        self.connections += 1
+        body = b'{"plan": "pro"}'
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head:
+                    return
+                await asyncio.sleep(self.delay)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                await writer.drain()
+                self.answers += 1
+                if self.close_after_answer:
+                    return
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return
+        finally:
+            writer.close()
+
+
+async def test_connections_are_kept_for_the_next_lookups() -> None:
+    api = KeepAliveServer(delay=0.05)
+    async with api as url, http_source(url) as source:
+        for _ in range(3):  # 40 lookups in flight at once, three times over
+            found = await asyncio.gather(
+                *(source.fetch(Lookup(emails=(f"c{n}@x.example",))) for n in range(40))
+            )
+            assert found == [[{"plan": "pro"}]] * 40
+
+    assert api.answers == 120
+    assert api.connections == 40  # one per lookup in flight, each used again
+
+
+async def test_a_connection_the_api_closed_is_not_used_again() -> None:
+    api = KeepAliveServer(close_after_answer=True)
+    async with api as url, http_source(url) as source:
+        for n in range(5):
+            assert await source.fetch(Lookup(emails=(f"c{n}@x.example",))) == [{"plan": "pro"}]
+
+    assert api.connections == 5
+
+
+async def test_lookups_cut_short_leave_the_source_usable() -> None:
+    """Lookups cancelled at every stage (connecting, waiting for the answer) by a deadline
+    leave no connection that later lookups wait for."""
+    api = KeepAliveServer(delay=0.02)
+    shuffled = random.Random(7)
+    async with api as url, http_source(url) as source:
+
+        async def cut_short(n: int) -> None:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(shuffled.uniform(0.0, 0.02)):
+                    await source.fetch(Lookup(emails=(f"c{n}@x.example",)))
+                    await asyncio.sleep(1)  # answered in time: cut short here instead
+
+        await asyncio.gather(*(cut_short(n) for n in range(200)))
+        found = await asyncio.gather(  # a lookup left waiting would fail after its 2 s
+            *(source.fetch(Lookup(emails=(f"c{n}@x.example",))) for n in range(100))
+        )
+        assert found == [[{"plan": "pro"}]] * 100

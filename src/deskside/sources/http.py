@@ -18,6 +18,9 @@ from deskside.lookup import Lookup
 from deskside.sources.base import Record, Source, SourceConfig
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import httpcore
     import httpx
 
 __all__ = ["SOURCE", "HttpSource", "HttpSourceConfig"]
@@ -80,7 +83,14 @@ class HttpSource(Source):
         import httpx  # here, not at the top: the registry imports this module for every config
 
         self._record = jmespath.compile(config.record) if config.record else None
+        transport = httpx.AsyncHTTPTransport(verify=config.verify_tls)
+        # httpx's transport (request and answer as httpx has them, its errors) around
+        # connections kept as _KeptConnections keeps them; a proxy from the environment
+        # still goes through httpx's own.
+        pool = _KeptConnections(httpx.create_ssl_context(verify=config.verify_tls))
+        transport._pool = pool  # type: ignore[assignment]  # the same interface
         self._client = httpx.AsyncClient(
+            transport=transport,
             timeout=config.timeout_seconds,
             verify=config.verify_tls,
             headers={key: value.get_secret_value() for key, value in config.headers.items()},
@@ -166,6 +176,93 @@ class HttpSource(Source):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class _KeptConnections:
+    """HTTP/1.1 connections to the APIs a source calls: one per request in flight, and up to
+    ``keep`` idle ones per API kept for the next requests, the most recently used first.
+
+    What httpcore's pool does, without its costs under load: it looks at every connection for
+    every request (quadratic, with a hundred requests in flight per worker), and a request
+    cancelled while it waits for a connection can leave one that is never used again. Here
+    no request waits: there is no limit but the worker's admission control, and a connection
+    is handed out or opened at once.
+    """
+
+    def __init__(self, ssl_context: Any, keep: int = 256, idle_seconds: float = 5.0) -> None:
+        self._ssl_context = ssl_context
+        self._keep = keep
+        self._idle_seconds = idle_seconds
+        self._idle: dict[tuple[bytes, bytes, int], list[httpcore.AsyncHTTPConnection]] = {}
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        import httpcore
+
+        origin = request.url.origin
+        idle = self._idle.setdefault((origin.scheme, origin.host, origin.port), [])
+        connection = None
+        while idle and connection is None:
+            candidate = idle.pop()
+            if candidate.is_idle() and not candidate.has_expired():  # not closed by the API
+                connection = candidate
+            else:
+                await candidate.aclose()
+        if connection is None:
+            connection = httpcore.AsyncHTTPConnection(
+                origin, ssl_context=self._ssl_context, keepalive_expiry=self._idle_seconds
+            )
+        try:
+            response = await connection.handle_async_request(request)
+        except BaseException:
+            await connection.aclose()
+            raise
+        return httpcore.Response(
+            response.status,
+            headers=response.headers,
+            content=_Returned(response.stream, connection, idle, self._keep),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                await idle.pop().aclose()
+
+    async def __aenter__(self) -> _KeptConnections:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+
+class _Returned:
+    """An answer's body; once it is closed, its connection goes back to ``idle`` if it can
+    carry another request and fewer than ``keep`` wait there, else it is closed."""
+
+    def __init__(
+        self,
+        stream: Any,
+        connection: httpcore.AsyncHTTPConnection,
+        idle: list[httpcore.AsyncHTTPConnection],
+        keep: int,
+    ) -> None:
+        self._stream = stream
+        self._connection = connection
+        self._idle = idle
+        self._keep = keep
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            if self._connection.is_idle() and len(self._idle) < self._keep:
+                self._idle.append(self._connection)
+            else:
+                await self._connection.aclose()
 
 
 def _fill(value: Any, emails: list[str]) -> Any:
