@@ -392,6 +392,25 @@ async def test_access_lines_leave_the_query_string_out(
     assert "email" not in text and "acme" not in text and "timestamp=" not in text
 
 
+def test_a_json_line_is_one_line_whatever_the_record_holds() -> None:
+    with production_logging("json", "info") as stream:
+        try:
+            raise ValueError("broken\nsecond line")
+        except ValueError:
+            logging.getLogger("deskside.test").exception(
+                "failed for %s\nforged line ☃", "x", extra={"source": "app", "since": object}
+            )
+    (text,) = stream.getvalue().splitlines()
+    assert text.isascii()
+    line = json.loads(text)
+    assert list(line)[:5] == ["time", "level", "logger", "message", "pid"]
+    assert line["level"] == "ERROR" and line["logger"] == "deskside.test"
+    assert line["message"] == "failed for x\nforged line ☃"
+    assert line["source"] == "app" and line["since"] == "<class 'object'>"
+    assert line["exc_info"].endswith("ValueError: broken\nsecond line")
+    assert line["time"].endswith("+00:00")
+
+
 def test_text_lines_outside_a_request_have_no_id() -> None:
     with production_logging("text", "info") as stream:
         logging.getLogger("deskside.test").info("hello")

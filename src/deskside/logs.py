@@ -12,15 +12,14 @@ strings (Helper's ``?email=``). The access line (:func:`log_request`) has the pa
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import logging.config
 import os
 import re
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, Literal
-
-from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 __all__ = [
     "FORMAT_ENV",
@@ -98,20 +97,35 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(_JsonFormatter):
-    """``{"time", "level", "logger", "message", "request_id", "pid", …extra fields}``."""
+_RECORD_ATTRIBUTES = frozenset(
+    [*vars(logging.makeLogRecord({})), "message", "asctime", "color_message"]
+)
+"""What every log record has (``color_message``: uvicorn's ANSI copy of the message); the rest
+of a record's attributes are its extra fields."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            ["levelname", "name", "message", "process"],
-            rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
-            reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's ANSI copy
-            timestamp="time",
-        )
 
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        time = log_data.pop("time", None)
-        return {"time": time, **log_data}
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message``,
+    ``pid``, then the record's extra fields (``request_id``, an access line's ``status`` …;
+    a value JSON has no type for as its text), ``exc_info`` and ``stack_info`` when it has them.
+    Non-ASCII characters are escaped: a line is one line whatever a message holds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        for name, value in vars(record).items():
+            if name not in _RECORD_ATTRIBUTES:
+                line[name] = value
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(line, default=str)
 
 
 class TextFormatter(logging.Formatter):
