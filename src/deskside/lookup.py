@@ -58,7 +58,7 @@ def normalise_emails(raw: Iterable[object], *, fold_plus: bool = True) -> tuple[
 
 
 def _looks_like_email(value: str) -> bool:
-    if not value or len(value) > _MAX_EMAIL_LENGTH or any(c.isspace() for c in value):
+    if not value or len(value) > _MAX_EMAIL_LENGTH or " " in value:
         return False
     if not value.isprintable():  # control characters, lone surrogates (cannot be encoded)
         return False
