@@ -4,7 +4,8 @@ calibrated confidence.
 The model is scikit-learn only. It reads a text as a maintainer reads an issue
 (:mod:`.issue_text`: template comments, bot lines, quotes and signatures dropped, long traces
 and code blocks cut to their first and error lines): word (1-2) and character (2-5) TF-IDF
-n-grams, the title's words and the issue template's structure as blocks of their own, and a
+n-grams (with English glosses of key phrases in other languages), the title's words and the
+issue template's structure as blocks of their own, and a
 multinomial logistic regression (weakly regularised, labels balanced), temperature-scaled on
 cross-validated scores so that a confidence of 0.8 is right about 80% of the time; below
 :data:`UNSURE_BELOW` a prediction is :attr:`Prediction.unsure`. It learns from labelled
@@ -43,6 +44,7 @@ from deskside.insights.analysis.examples import (
     load_shipped_examples,
     read_examples_file,
 )
+from deskside.insights.analysis.glossary import glossed
 from deskside.insights.analysis.issue_text import readable_text, structure_tokens, title_of
 from deskside.insights.analysis.labels import (
     LABEL_SYNONYMS,
@@ -345,9 +347,15 @@ def _feature_union() -> Any:
     nothing about the others. Characters weigh less than words, and read only the title and
     first paragraphs: over long pasted logs they would outvote what the writer says, and cost
     the most time. The title's words and the template's structure
-    (:func:`~.issue_text.structure_tokens`) are blocks of their own."""
+    (:func:`~.issue_text.structure_tokens`) are blocks of their own. The words block also reads
+    English glosses of a non-English message's key phrases (:func:`.glossary.glossed`)."""
     words = TfidfVectorizer(
-        ngram_range=(1, 2), sublinear_tf=True, token_pattern=_WORDS, min_df=2, dtype=np.float32
+        ngram_range=(1, 2),
+        sublinear_tf=True,
+        token_pattern=_WORDS,
+        min_df=2,
+        dtype=np.float32,
+        preprocessor=glossed,
     )
     chars = TfidfVectorizer(
         analyzer="char_wb",
