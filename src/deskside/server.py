@@ -44,12 +44,7 @@ from deskside.openapi import SECURITY_SCHEMES
 from deskside.protocols import Decline, Protocol, RawRequest
 from deskside.proxy import ForwardedHeaders
 from deskside.readiness import Readiness
-from deskside.service import (
-    LAYOUT_REUSE_ENTRIES,
-    LAYOUT_REUSE_SECONDS,
-    Answer,
-    SidebarService,
-)
+from deskside.service import Answer, SidebarService
 from deskside.signing import bearer_token, token_matches
 from deskside.web.routes import UI_PREFIX, web_routes
 
@@ -59,6 +54,13 @@ if TYPE_CHECKING:
 __all__ = ["MULTIPROC_ENV", "Readiness", "create_app", "create_app_from_env"]
 
 log = logging.getLogger("deskside.server")
+
+ANSWER_REUSE_SECONDS = 60
+"""How long an answer encoded from cached data is sent again for the same cached data; it
+bounds how late a condition on ``now`` (a trial that just expired) can show."""
+ANSWER_REUSE_ENTRIES = 1024
+"""How many encoded answers a worker keeps for reuse: what bounds the memory reuse costs
+(about 3 MB), whatever the number of customers."""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -204,7 +206,7 @@ def create_app(settings: Settings) -> FastAPI:
             return RedirectResponse(f"{root}{UI_PREFIX}/", status_code=302)
 
     encoded: TTLCache[Hashable, Response] = TTLCache(
-        maxsize=LAYOUT_REUSE_ENTRIES, ttl=LAYOUT_REUSE_SECONDS
+        maxsize=ANSWER_REUSE_ENTRIES, ttl=ANSWER_REUSE_SECONDS
     )
     helpdesk_routes: dict[tuple[str, str], Endpoint] = {}
     for protocol in service.protocols:

@@ -5,41 +5,47 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-
-from cachetools import TTLCache
+from functools import cached_property
 
 from deskside.admission import Admission
 from deskside.cache import build_cache
 from deskside.card import Sidebar
 from deskside.config import Settings
-from deskside.layout import build_sidebar
+from deskside.layout import CardLayout, build_sidebar
 from deskside.lookup import Lookup
 from deskside.protocols import Protocol, build_protocol
 from deskside.resolve import Profile, Resolver
 from deskside.sources import build_source
 
-__all__ = ["BUSY", "LAYOUT_REUSE_ENTRIES", "LAYOUT_REUSE_SECONDS", "Answer", "SidebarService"]
+__all__ = ["BUSY", "Answer", "SidebarService"]
 
 BUSY = "skipped: the server is busy"
 """Why a source shows nothing in a shed answer (see :mod:`deskside.admission`)."""
 
 
-LAYOUT_REUSE_SECONDS = 60
-"""How long a sidebar laid out from cached answers is reused for the same cached answers; it
-bounds how late a condition on ``now`` (a trial that just expired) can show."""
-LAYOUT_REUSE_ENTRIES = 1024
-"""How many laid-out sidebars a worker keeps for reuse, and how many encoded answers: what
-bounds the memory reuse costs (a few MB), whatever the number of customers."""
-
-
 @dataclass(frozen=True)
 class Answer:
+    """A lookup's answer: the sources' results, and the sidebar laid out from them when it is
+    first asked for (an answer already encoded for the helpdesk is never laid out again)."""
+
     profile: Profile
-    sidebar: Sidebar
-    problems: list[str]
-    """Card expressions that failed for this customer (also logged)."""
+    card: CardLayout
     reuse_key: Hashable | None = None
     """Equal for answers laid out from the same cached data; None for fresh data."""
+
+    @property
+    def sidebar(self) -> Sidebar:
+        return self._laid_out[0]
+
+    @property
+    def problems(self) -> list[str]:
+        """Card expressions that failed for this customer (also logged)."""
+        return self._laid_out[1]
+
+    @cached_property
+    def _laid_out(self) -> tuple[Sidebar, list[str]]:
+        problems: list[str] = []
+        return build_sidebar(self.card, self.profile, problems=problems), problems
 
 
 class SidebarService:
@@ -59,9 +65,6 @@ class SidebarService:
         self.protocols: list[Protocol] = [
             build_protocol(name, config) for name, config in settings.helpdesks.items()
         ]
-        self._layouts: TTLCache[Hashable, tuple[Sidebar, list[str]]] = TTLCache(
-            maxsize=LAYOUT_REUSE_ENTRIES, ttl=LAYOUT_REUSE_SECONDS
-        )
 
     async def answer(
         self, lookup: Lookup, *, refresh: bool = False, since: float | None = None
@@ -76,15 +79,7 @@ class SidebarService:
         return self._laid_out(await self.resolver.from_cache(lookup, BUSY))
 
     def _laid_out(self, profile: Profile) -> Answer:
-        key = _reuse_key(profile)
-        laid_out = self._layouts.get(key) if key is not None else None
-        if laid_out is None:
-            problems: list[str] = []
-            laid_out = build_sidebar(self.settings.card, profile, problems=problems), problems
-            if key is not None:
-                self._layouts[key] = laid_out
-        sidebar, problems = laid_out
-        return Answer(profile=profile, sidebar=sidebar, problems=problems, reuse_key=key)
+        return Answer(profile=profile, card=self.settings.card, reuse_key=_reuse_key(profile))
 
     async def aclose(self) -> None:
         await self.admission.aclose()

@@ -24,7 +24,7 @@ import dataclasses
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -349,14 +349,7 @@ def _feature_union() -> Any:
     the most time. The title's words and the template's structure
     (:func:`~.issue_text.structure_tokens`) are blocks of their own. The words block also reads
     English glosses of a non-English message's key phrases (:func:`.glossary.glossed`)."""
-    words = TfidfVectorizer(
-        ngram_range=(1, 2),
-        sublinear_tf=True,
-        token_pattern=_WORDS,
-        min_df=2,
-        dtype=np.float32,
-        preprocessor=glossed,
-    )
+    words = _word_grams(glossed)
     chars = TfidfVectorizer(
         analyzer="char_wb",
         ngram_range=(2, 5),
@@ -367,21 +360,25 @@ def _feature_union() -> Any:
     )
     blocks: list[tuple[str, Any]] = [("words", words), ("chars", chars)]
     if _BLOCK_WEIGHTS.get("title"):
-        title = TfidfVectorizer(
-            ngram_range=(1, 2),
-            sublinear_tf=True,
-            token_pattern=_WORDS,
-            min_df=2,
-            dtype=np.float32,
-            preprocessor=_title,
-        )
-        blocks.append(("title", title))
+        blocks.append(("title", _word_grams(_title)))
     if _BLOCK_WEIGHTS.get("structure"):
         structure = TfidfVectorizer(
             analyzer=structure_tokens, sublinear_tf=True, min_df=2, dtype=np.float32
         )
         blocks.append(("structure", structure))
     return FeatureUnion(blocks, transformer_weights=dict(_BLOCK_WEIGHTS))
+
+
+def _word_grams(preprocessor: Callable[[str], str]) -> TfidfVectorizer:
+    """Word 1-2-grams of what ``preprocessor`` makes of a text, seen in two examples or more."""
+    return TfidfVectorizer(
+        ngram_range=(1, 2),
+        sublinear_tf=True,
+        token_pattern=_WORDS,
+        min_df=2,
+        dtype=np.float32,
+        preprocessor=preprocessor,
+    )
 
 
 def _title(text: str) -> str:
