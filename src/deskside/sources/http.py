@@ -84,9 +84,9 @@ class HttpSource(Source):
 
         self._record = jmespath.compile(config.record) if config.record else None
         transport = httpx.AsyncHTTPTransport(verify=config.verify_tls)
-        # httpx's transport (request and answer as httpx has them, its errors) around
-        # connections kept as _KeptConnections keeps them; a proxy from the environment
-        # still goes through httpx's own.
+        # httpx's transport turns requests, answers and errors into httpx's; the connections
+        # under it are _KeptConnections', not its own pool's. A proxy the environment names
+        # is still reached through httpx's own transport for it.
         pool = _KeptConnections(httpx.create_ssl_context(verify=config.verify_tls))
         transport._pool = pool  # type: ignore[assignment]  # the same interface
         self._client = httpx.AsyncClient(
