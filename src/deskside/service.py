@@ -71,14 +71,14 @@ class SidebarService:
     ) -> Answer:
         """Resolve ``lookup`` within the deadline (from ``since``, the event loop's time the
         request arrived, else now) and lay out its sidebar."""
-        return self._laid_out(await self.resolver.resolve(lookup, refresh=refresh, since=since))
+        return self._answer(await self.resolver.resolve(lookup, refresh=refresh, since=since))
 
     async def shed(self, lookup: Lookup) -> Answer:
         """``lookup``'s sidebar from the cache alone, without asking any source: what a worker
         that cannot answer in time says at once (a source with nothing cached is unavailable)."""
-        return self._laid_out(await self.resolver.from_cache(lookup, BUSY))
+        return self._answer(await self.resolver.from_cache(lookup, BUSY))
 
-    def _laid_out(self, profile: Profile) -> Answer:
+    def _answer(self, profile: Profile) -> Answer:
         return Answer(profile=profile, card=self.settings.card, reuse_key=_reuse_key(profile))
 
     async def aclose(self) -> None:
