@@ -174,7 +174,10 @@ async def import_conversations(
     ahead: asyncio.Task[_FetchedPage] | None = asyncio.create_task(_fetch_page(api, url))
     try:
         while ahead is not None:
-            page, records, dropped = await ahead
+            # Waited for, not awaited: a Ctrl-C cancels this task itself, whatever the fetch
+            # does with the cancellation it is passed when awaited (it may finish its page).
+            await asyncio.wait([ahead])
+            page, records, dropped = ahead.result()
             # the next page travels while this one is written
             ahead = asyncio.create_task(_fetch_page(api, page.next_url)) if page.next_url else None
             skipped += dropped
