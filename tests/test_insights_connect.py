@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from subprocess import PIPE, STDOUT
 from typing import Any
 
 import httpx
@@ -257,21 +259,26 @@ def test_connect_refuses_without_an_encryption_key(
 def test_ctrl_c_during_import_resumes_on_the_next_run(
     helpscout: FakeHelpScout, tmp_path: Path
 ) -> None:
+    """The import runs as a user runs it, in a process of its own (this process carries the
+    threads and event loops other tests left), and gets a Ctrl-C (SIGINT) mid-way."""
     config = write_config(tmp_path / "deskside.toml", helpscout, mode="client_credentials")
     assert invoke("connect", "helpscout", "-c", str(config)).exit_code == 0
     helpscout.page_size = 20
+    importing: list[subprocess.Popen[str]] = []
     interrupted = threading.Event()
 
     def ctrl_c(request: Received) -> Reply | None:
         if request.query.get("page") == ["4"] and not interrupted.is_set():
             interrupted.set()
-            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C now
+            importing[0].send_signal(signal.SIGINT)  # as if the user pressed Ctrl-C now
         return None
 
     helpscout.fault = ctrl_c
-    result = invoke("import", "-c", str(config), "--since", "400d")
-    assert result.exit_code == 130, result.output
-    assert "Re-run the same command to resume" in result.output
+    command = [sys.executable, "-m", "deskside", "import", "-c", str(config), "--since", "400d"]
+    importing.append(subprocess.Popen(command, stdout=PIPE, stderr=STDOUT, text=True))
+    output, _ = importing[0].communicate(timeout=120)
+    assert importing[0].returncode == 130, output
+    assert "Re-run the same command to resume" in output
     stored = query(config, count_conversations)
     cursor = query(config, lambda s: s.scalar(select(ImportCursor)))
     assert stored == cursor.imported and stored % 20 == 0 and not cursor.finished
