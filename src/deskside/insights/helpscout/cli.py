@@ -7,9 +7,11 @@ are imported when a command runs, not with the CLI (see :mod:`deskside.insights.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
@@ -386,6 +388,22 @@ def import_command(
                     bar.reset(task, completed=progress.resumed_at, total=progress.total)
                 reached.append(progress)
                 bar.update(task, completed=progress.imported, total=progress.total)
+                if stopping.is_set():  # the page is committed: stop here
+                    raise KeyboardInterrupt
+
+            # Ctrl-C stops the import after the page being written, told by a flag the page
+            # loop reads, not by cancelling whatever is awaited at that moment (a fetch or a
+            # commit may finish and carry on). A second Ctrl-C stops at once.
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+
+            def ctrl_c() -> None:
+                stopping.set()
+                loop.remove_signal_handler(signal.SIGINT)
+
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGINT, ctrl_c)  # Unix, main thread only
+            showing.callback(loop.remove_signal_handler, signal.SIGINT)
 
             def waiting(seconds: float, why: str) -> None:
                 if seconds <= 0:
