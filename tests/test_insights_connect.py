@@ -259,8 +259,8 @@ def test_connect_refuses_without_an_encryption_key(
 def test_ctrl_c_during_import_resumes_on_the_next_run(
     helpscout: FakeHelpScout, tmp_path: Path
 ) -> None:
-    """The import runs as a user runs it, in a process of its own (this process carries the
-    threads and event loops other tests left), and gets a Ctrl-C (SIGINT) mid-way."""
+    """The import runs as a user runs it, in a process of its own, and gets a Ctrl-C (SIGINT)
+    mid-way: it stops after the page it was writing, and the next run resumes there."""
     config = write_config(tmp_path / "deskside.toml", helpscout, mode="client_credentials")
     assert invoke("connect", "helpscout", "-c", str(config)).exit_code == 0
     helpscout.page_size = 20

@@ -70,7 +70,7 @@ class SidebarService:
         self, lookup: Lookup, *, refresh: bool = False, since: float | None = None
     ) -> Answer:
         """Resolve ``lookup`` within the deadline (from ``since``, the event loop's time the
-        request arrived, else now) and lay out its sidebar."""
+        request arrived, else now); its sidebar is laid out when first asked for."""
         return self._answer(await self.resolver.resolve(lookup, refresh=refresh, since=since))
 
     async def shed(self, lookup: Lookup) -> Answer:

@@ -174,8 +174,8 @@ async def import_conversations(
     ahead: asyncio.Task[_FetchedPage] | None = asyncio.create_task(_fetch_page(api, url))
     try:
         while ahead is not None:
-            # Waited for, not awaited: a Ctrl-C cancels this task itself, whatever the fetch
-            # does with the cancellation it is passed when awaited (it may finish its page).
+            # Waited for, not awaited: a cancellation of the import stays the import's own
+            # (awaiting would hand it to the fetch, which may finish its page regardless).
             await asyncio.wait([ahead])
             page, records, dropped = ahead.result()
             # the next page travels while this one is written
