@@ -123,3 +123,19 @@ def test_conversation_without_customer_messages() -> None:
 def test_a_sentence_about_writing_is_not_a_quote_header() -> None:
     text = "On Monday I wrote about the following:\nthe export fails for big files."
     assert message_text(text) == text
+
+
+def test_a_quote_the_writer_introduces_is_what_they_send() -> None:
+    transcript = (
+        "Live chat transcript (customer side):\n\n> hi\n> > our invoices show the wrong due date\n"
+        "> since Monday"
+    )
+    assert message_text(transcript) == (
+        "Live chat transcript (customer side):\n\nhi\nour invoices show the wrong due date\n"
+        "since Monday"
+    )
+
+
+def test_a_quote_under_the_writers_own_words_is_still_dropped() -> None:
+    reply = "Thanks, that fixed it.\n\n> Please clear the cache: Settings > Reset."
+    assert message_text(reply) == "Thanks, that fixed it."

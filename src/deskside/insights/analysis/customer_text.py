@@ -61,6 +61,7 @@ _CLOSINGS = re.compile(
     r"groeten|met vriendelijke groet)\b[\s,.!:-]*$",
     re.IGNORECASE,
 )
+_QUOTE_MARKS = re.compile(r"^\s*(>\s?)+")
 _SIGNATURE_DELIMITER = re.compile(r"^--\s?$")
 _MAX_NAME_BLOCK = 6  # lines after a sign-off that are taken for the name, title, phone, …
 _MAX_NAME_LINE = 60
@@ -71,18 +72,15 @@ def message_text(text: str) -> str:
 
     Drops everything from the first quoted-history marker on (``On … wrote:``, ``-----Original
     Message-----``, an Outlook ``From:``/``Sent:`` block, Help Scout's ``## Reply above this
-    line ##``), lines quoted with ``>``, the signature after a ``-- `` line, "Sent from my …"
+    line ##``), lines quoted with ``>`` (unless the writer introduces the quote: "See below:"),
+    the signature after a ``-- `` line, "Sent from my …"
     lines, and a closing sign-off with the name block below it ("Thanks,\\nAnna"). A message
     that is nothing but a sign-off ("Thanks!") is kept as it is. Line breaks are kept.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     fenced = _fenced(lines)
     lines = _cut_history(lines, fenced)
-    lines = [
-        line
-        for index, line in enumerate(lines)
-        if index in fenced or not line.lstrip().startswith(">")
-    ]
+    lines = _drop_quotes(lines, fenced)
     lines = _cut_signature(lines)
     kept = "\n".join(lines).strip()
     if not kept:
@@ -113,6 +111,23 @@ def _fenced(lines: list[str]) -> set[int]:
         elif inside:
             found.add(index)
     return found
+
+
+def _drop_quotes(lines: list[str], fenced: set[int]) -> list[str]:
+    """``lines`` without the lines quoted with ``>``, except a quote the writer introduces with a
+    line of their own ending in ``:`` ("See below:", "Chat transcript:"), which is kept without
+    its ``>`` marks: there the quote is what they are sending."""
+    kept: list[str] = []
+    introduced = False
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if index in fenced or not stripped.startswith(">"):
+            if stripped:
+                introduced = stripped.endswith(":")
+            kept.append(line)
+        elif introduced:
+            kept.append(_QUOTE_MARKS.sub("", line))
+    return kept
 
 
 def _cut_history(lines: list[str], fenced: set[int]) -> list[str]:
