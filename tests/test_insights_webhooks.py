@@ -413,6 +413,52 @@ async def test_a_worker_killed_mid_processing_loses_and_repeats_nothing(
         assert await count(store, Thread) == 3 * total
 
 
+@pytest.mark.parametrize(
+    ("stop_with", "drain", "status"),
+    [(signal.SIGTERM, False, 0), (signal.SIGINT, True, 130)],
+    ids=["sigterm-service", "ctrl-c-drain"],
+)
+async def test_a_worker_told_to_stop_finishes_its_batch_and_exits(
+    insights_url: str, stop_with: signal.Signals, drain: bool, status: int
+) -> None:
+    total = 4000
+    async with opened(insights_url) as store:
+        inbox = Inbox(store)
+        for start in range(0, total, 500):
+            await asyncio.gather(
+                *(
+                    inbox.accept("convo.created", body_of(conversation(30_000 + n)))
+                    for n in range(start, start + 500)
+                )
+            )
+        await inbox.aclose()
+
+        command = [sys.executable, "-m", "deskside", "worker", "--database", insights_url]
+        worker = await asyncio.create_subprocess_exec(
+            *command,
+            *(["--drain"] if drain else []),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while await count(store, Event, Event.status == "done") == 0:
+            assert worker.returncode is None, await worker.communicate()
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        worker.send_signal(stop_with)
+        output, errors = await asyncio.wait_for(worker.communicate(), 60)
+
+        assert worker.returncode == status, errors.decode()
+        assert "Stopped; unfinished events stay pending" in errors.decode()
+        done = await count(store, Event, Event.status == "done", Event.attempts == 1)
+        assert 0 < done < total, "the signal must land halfway"
+        assert f"{done} event(s) processed" in output.decode()
+        assert await count(store, Event, Event.status == "pending", Event.attempts == 0) == (
+            total - done
+        )
+        assert await count(store, Conversation) == done
+
+
 async def test_two_workers_share_the_queue_without_overlap(fresh_postgres_url: str) -> None:
     async with opened(fresh_postgres_url) as store:
         inbox = Inbox(store)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, TypeVar
@@ -283,24 +284,36 @@ def worker(
 
     Without --workspace, it works through every workspace there is when it starts, all at
     once; a workspace added later needs a restart (the server takes it up by itself).
+
+    Ctrl-C or SIGTERM stops it after the batch in hand (exit status 130 or 0); a second Ctrl-C
+    stops at once. Unfinished events stay pending for the next run either way.
     """
     from deskside.insights.ingest.worker import Worker
+    from deskside.insights.stopping import GracefulStop
 
     settings, control = insights_context(config, database)
+    processors: list[Worker] = []
+
+    def stop_processors() -> None:
+        for processor in processors:
+            processor.stop()
+
+    stop = GracefulStop(on_stop=stop_processors)
 
     async def drained(processor: Worker) -> int:
         if not drain:
-            await processor.run()
+            return await processor.run()
         total = 0
-        while processed := await processor.run_once():
+        while not stop.requested and (processed := await processor.run_once()):
             total += processed
         return total
 
     async def work(control: Store) -> dict[str, int]:
         async with workspace_stores(control, workspace) as stores:
             attempts = [settings.of_workspace(s.workspace).worker_attempts for s in stores]
-            processors = [Worker(s, attempts=n) for s, n in zip(stores, attempts, strict=True)]
-            totals = await asyncio.gather(*(drained(processor) for processor in processors))
+            processors.extend(Worker(s, attempts=n) for s, n in zip(stores, attempts, strict=True))
+            with stop:
+                totals = await asyncio.gather(*(drained(processor) for processor in processors))
         return {store.workspace: total for store, total in zip(stores, totals, strict=True)}
 
     try:
@@ -311,6 +324,9 @@ def worker(
     if len(totals) > 1:
         out.print("  ".join(f"{name}: {total}" for name, total in totals.items()))
     out.print(f"{sum(totals.values())} event(s) processed.")
+    if stop.requested:
+        err.print("Stopped; unfinished events stay pending for the next run.")
+        raise typer.Exit(130 if stop.requested == signal.SIGINT else 0)
 
 
 def register(app: typer.Typer) -> None:

@@ -140,10 +140,10 @@ class WorkspaceService:
                     await asyncio.wait_for(self._stopping.wait(), min(0.5 * 2**failures, 30))
             else:
                 self._ready.set()
-        work = [self._analyse_forever()]
         if self.settings.worker:
-            work.append(self.worker.run())
-        await asyncio.gather(*work)
+            await asyncio.gather(self._analyse_forever(), self.worker.run())
+        else:
+            await self._analyse_forever()
 
     async def _analyse_forever(self) -> None:
         """Classify what is new and regroup the topics every few seconds, unless another

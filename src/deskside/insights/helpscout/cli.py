@@ -7,7 +7,6 @@ are imported when a command runs, not with the CLI (see :mod:`deskside.insights.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import math
@@ -40,6 +39,7 @@ from deskside.insights.cli import (
     workspace_flag,
 )
 from deskside.insights.helpscout.webhook_paths import webhook_path
+from deskside.insights.stopping import GracefulStop
 
 if TYPE_CHECKING:
     from deskside.insights.ingest.backfill import ImportProgress, ImportResult
@@ -388,22 +388,11 @@ def import_command(
                     bar.reset(task, completed=progress.resumed_at, total=progress.total)
                 reached.append(progress)
                 bar.update(task, completed=progress.imported, total=progress.total)
-                if stopping.is_set():  # the page is committed: stop here
+                if ctrl_c.requested:  # the page is committed: stop here
                     raise KeyboardInterrupt
 
-            # Ctrl-C stops the import after the page being written, told by a flag the page
-            # loop reads, not by cancelling whatever is awaited at that moment (a fetch or a
-            # commit may finish and carry on). A second Ctrl-C stops at once.
-            stopping = asyncio.Event()
-            loop = asyncio.get_running_loop()
-
-            def ctrl_c() -> None:
-                stopping.set()
-                loop.remove_signal_handler(signal.SIGINT)
-
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signal.SIGINT, ctrl_c)  # Unix, main thread only
-            showing.callback(loop.remove_signal_handler, signal.SIGINT)
+            # Ctrl-C stops the import after the page being written (a second one at once).
+            ctrl_c = showing.enter_context(GracefulStop(signals=[signal.SIGINT]))
 
             def waiting(seconds: float, why: str) -> None:
                 if seconds <= 0:

@@ -99,15 +99,17 @@ class Worker:
         self._stopping = True
         self._wake.set()
 
-    async def run(self) -> None:
-        """Process events until :meth:`stop`; database outages are waited out, not fatal."""
-        failures = 0
+    async def run(self) -> int:
+        """Process events until :meth:`stop`; database outages are waited out, not fatal.
+        Returns how many events it processed."""
+        failures = total = 0
         self._stopping = False
         while not self._stopping:
             self._wake.clear()  # before looking: an event stored from now on wakes us again
             started = time.monotonic()
             try:
                 processed = await self.run_once()
+                total += processed
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -122,6 +124,7 @@ class Worker:
             if processed < self._batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
+        return total
 
     async def run_once(self) -> int:
         """Claim, apply and commit one batch of due events; the number of events handled."""
