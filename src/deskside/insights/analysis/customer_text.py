@@ -73,9 +73,9 @@ def message_text(text: str) -> str:
     Drops everything from the first quoted-history marker on (``On … wrote:``, ``-----Original
     Message-----``, an Outlook ``From:``/``Sent:`` block, Help Scout's ``## Reply above this
     line ##``), lines quoted with ``>`` (unless the writer introduces the quote: "See below:"),
-    the signature after a ``-- `` line, "Sent from my …"
-    lines, and a closing sign-off with the name block below it ("Thanks,\\nAnna"). A message
-    that is nothing but a sign-off ("Thanks!") is kept as it is. Line breaks are kept.
+    the signature after a ``-- `` line, "Sent from my …" lines, and a closing sign-off with the
+    name block below it ("Thanks,\\nAnna"). A message that is nothing but a sign-off
+    ("Thanks!") is kept as it is. Line breaks are kept.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     fenced = _fenced(lines)
