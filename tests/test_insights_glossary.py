@@ -31,6 +31,12 @@ GLOSSES = ("could you", "add", "doesn't work broken", "since the update", "is th
         ("Comment faire pour exporter mes données ? Merci", {"how can i", "thanks"}),
         ("Ik wil graag een extra gebruiker toevoegen", {"i would like", "add"}),
         ("Estoy de vacaciones hasta el día 20.", {"out of office"}),
+        ("Exporten fungerar inte sedan uppdateringen", {"doesn't work broken", "since the update"}),
+        ("Findes der en vejledning til lønkørsel?", {"is there", "documentation guide article"}),
+        ("Kunne dere legge til en mørk modus?", {"could you", "add"}),
+        ("Miten voin viedä laskut? Kiitos!", {"how can i", "invoice", "thanks"}),
+        ("Chtěl bych přidat dalšího uživatele", {"i would like", "add"}),
+        ("Kaydederken hata alıyorum, faturalar çalışmıyor", {"error", "invoice", "doesn't work broken"}),
     ],
 )  # fmt: skip
 def test_phrases_in_other_languages_get_their_english_gloss(text: str, expected: set[str]) -> None:
@@ -44,6 +50,7 @@ def test_phrases_in_other_languages_get_their_english_gloss(text: str, expected:
         "The export doesn't work since the update, error 500 on every invoice.",
         "Is there a guide on how to set up SSO? I would like to read it first.",
         "I'm out of office until Monday.",
+        "Where can I find the pricing page? We still have a question about the help center.",
     ],
 )
 def test_english_text_is_not_glossed(text: str) -> None:
