@@ -19,6 +19,11 @@
   single-threaded, so it holds on a shared machine) and as wall time; ``deskside classify``
   end to end.
 
+``--encoder`` benchmarks the classifier with the optional sentence encoder stacked (the
+``encoder`` extra and its weights installed; its floor is 100 messages per second, and the
+encoder's own speed is reported too) and writes ``benchmarks/results/classify_encoder.json``;
+``--encoder-weight`` tries another block weight. Without it, the default install's model.
+
 ``--dev`` never reads a test split: 5-fold cross-validation on each tracker project's train
 split and on the older ``data/realistic`` projects (all their reports), plus out-of-the-box
 scores on those same reports. Decide model changes with it. Prints a table and writes
@@ -48,16 +53,18 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 
+from deskside.insights.analysis import classify as classify_module
 from deskside.insights.analysis.classify import (
-    MODEL_DESCRIPTION,
     UNSURE_BELOW,
     Classifier,
     Example,
     Prediction,
     labels_for,
     load_shipped_examples,
+    model_description,
     read_examples_file,
 )
+from deskside.insights.analysis.encoder import ENVIRONMENT_SWITCH, shared_encoder
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -65,6 +72,7 @@ DATA = HERE / "data"
 TRACKERS = DATA / "trackers"
 RESULTS = HERE / "results" / "classify.json"
 FLOOR_PER_SECOND = 500
+ENCODER_FLOOR_PER_SECOND = 100
 SUPPORT_FLOOR = 0.95
 TRAIN_LIMIT_SECONDS = 120
 ISSUE_LABELS = ("bug", "feature", "question")
@@ -76,22 +84,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="trackers and support only")
     parser.add_argument("--dev", action="store_true", help="cross-validation on train splits")
+    parser.add_argument(
+        "--encoder", action="store_true", help="with the optional sentence encoder stacked"
+    )
+    parser.add_argument("--encoder-weight", type=float, help="the embeddings' block weight")
     args = parser.parse_args()
+    # this process's and deskside classify's
+    os.environ[ENVIRONMENT_SWITCH] = "on" if args.encoder else "off"
+    written_to = RESULTS.with_name("classify_encoder.json") if args.encoder else RESULTS
+    if args.encoder_weight is not None:
+        classify_module._ENCODER_WEIGHT = args.encoder_weight
     if args.dev:
+        print(f"Model: {model_description()}")
         report_dev(dev())
         return
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "model": MODEL_DESCRIPTION,
+        "model": model_description(),
         "unsure_below": UNSURE_BELOW,
     }
     results["trackers"] = trackers()
     results["support"] = support()
     if not args.quick:
         results["speed"] = speed()
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    report(results, written=not args.quick)
+        written_to.parent.mkdir(parents=True, exist_ok=True)
+        written_to.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, written_to=None if args.quick else written_to)
 
 
 # --- the data -------------------------------------------------------------------------------
@@ -223,6 +241,7 @@ def speed() -> dict[str, Any]:
     model, train_timing = _timed(lambda: learning(train))
     _, short_timing = _timed(lambda: model.predict(inputs))
     _, long_timing = _timed(lambda: model.predict(long_inputs))
+    encoder = encoder_speed(inputs[:1000], long_inputs[:500]) if model.uses_encoder else None
     with tempfile.TemporaryDirectory() as scratch:
         examples = Path(scratch) / "examples.jsonl"
         examples.write_text("".join(json.dumps(r) + "\n" for r in train))
@@ -242,10 +261,25 @@ def speed() -> dict[str, Any]:
         "reports_per_cpu_second": round(len(long_inputs) / long_timing[0]),
         "reports_per_wall_second": round(len(long_inputs) / long_timing[1]),
         "reports_mean_chars": round(sum(map(len, reports)) / max(1, len(reports))),
-        "floor": FLOOR_PER_SECOND,
+        "floor": ENCODER_FLOOR_PER_SECOND if encoder else FLOOR_PER_SECOND,
+        "encoder": encoder,
         "cli_3000_reports_wall_seconds": round(cli_timing[1], 2),
         "load_average": round(os.getloadavg()[0], 1),
     }
+
+
+def encoder_speed(messages: Sequence[str], reports: Sequence[str]) -> dict[str, Any]:
+    """The sentence encoder alone: messages and reports per CPU second of this process (all
+    its threads) and per wall second, new texts each time (none remembered)."""
+    encoder = shared_encoder()
+    assert encoder is not None, "the encoder is not available"
+    found: dict[str, Any] = {"threads": classify_module.sentence_encoder.threads()}
+    for kind, texts in (("messages", messages), ("reports", reports)):
+        fresh = [f"{text} [{random.random()}]" for text in texts]
+        _, (cpu, wall) = _timed(lambda fresh=fresh: encoder.embed(fresh))
+        found[f"{kind}_per_cpu_second"] = round(len(texts) / cpu)
+        found[f"{kind}_per_wall_second"] = round(len(texts) / wall)
+    return found
 
 
 def _timed(work: Callable[[], Any]) -> tuple[Any, tuple[float, float]]:
@@ -363,7 +397,12 @@ def dev() -> dict[str, Any]:
         mean[kind] = round(float(np.mean([p[kind] for p in found.values()])), 3)
         if trackers_only:
             mean[f"{kind}_trackers"] = round(float(np.mean([p[kind] for p in trackers_only])), 3)
-    return {"sets": found, "mean": mean, "support_cv": support_cv()}
+    results = {"sets": found, "mean": mean, "support_cv": support_cv()}
+    if shipped.uses_encoder:
+        reports = [issue_text(r) for rows in dev_sets().values() for r in rows][:500]
+        messages = [e.text for e in load_shipped_examples() if "\n\n" not in e.text][:1000]
+        results["encoder_speed"] = encoder_speed(messages, reports)
+    return results
 
 
 def support_cv(folds: int = 5) -> float:
@@ -395,9 +434,11 @@ def report_dev(results: dict[str, Any]) -> None:
         print(f"  {scores['learning']:.3f} / {scores['out_of_the_box']:.3f}  {name}")
     print("  " + json.dumps(results["mean"]))
     print(f"Support: cross-validated {results['support_cv']:.3f} (the held-out set is not read)")
+    if "encoder_speed" in results:
+        print(f"Encoder alone, dev texts (per CPU s / wall s): {results['encoder_speed']}")
 
 
-def report(results: dict[str, Any], *, written: bool) -> None:
+def report(results: dict[str, Any], *, written_to: Path | None) -> None:
     print(f"Model: {results['model']}")
     tracked = results["trackers"]
     print("\nIssue trackers, test splits: macro-F1 learning / out of the box / baseline")
@@ -428,10 +469,12 @@ def report(results: dict[str, Any], *, written: bool) -> None:
             f"(floor {s['floor']}); deskside classify, 3,000 reports: "
             f"{s['cli_3000_reports_wall_seconds']} s"
         )
+        if s.get("encoder"):
+            print(f"  encoder alone (per CPU s / wall s): {s['encoder']}")
         failed |= min(s["messages_per_cpu_second"], s["reports_per_cpu_second"]) < s["floor"]
         failed |= s["train_cpu_seconds"] > s["train_limit_seconds"]
-    if written:
-        print(f"\nWritten to {RESULTS.relative_to(ROOT)}")
+    if written_to is not None:
+        print(f"\nWritten to {written_to.relative_to(ROOT)}")
     if failed:
         sys.exit("below a floor")
 

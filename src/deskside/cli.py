@@ -38,6 +38,7 @@ from deskside.helpdesks import kinds
 from deskside.insights import cli as insights_cli
 from deskside.insights import people_cli, workspaces_cli
 from deskside.insights.analysis import cli as classify_cli
+from deskside.insights.analysis import models_cli
 from deskside.insights.helpscout import cli as helpscout_cli
 from deskside.insights.privacy import cli as erasure_cli
 from deskside.insights.reports import cli as reports_cli
@@ -403,6 +404,7 @@ demo_cli.register(app)
 insights_cli.register(app)
 helpscout_cli.register(app)
 classify_cli.register(app)
+models_cli.register(app)
 reports_cli.register(app, sidebar_answer)
 erasure_cli.register(app)
 people_cli.register(app)

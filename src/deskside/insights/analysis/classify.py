@@ -14,8 +14,10 @@ team's own (a file, ``--examples``), and agents' corrections, which weigh more t
 :meth:`Classifier.train` builds the new model aside and swaps it in with one assignment, so
 predictions carry on, on the old model, while it trains.
 
-Optional: a nudge towards ``docs`` when a message closely matches a help-center article title
-(:class:`ArticleMatcher`). Nothing here downloads anything.
+Optional: sentence embeddings (:mod:`.encoder`, the ``encoder`` extra and its packaged weights)
+as one more, dense, block of the same regression, used when installed and
+``DESKSIDE_ENCODER=on``; and a nudge towards ``docs`` when a message closely matches a
+help-center article title (:class:`ArticleMatcher`). Nothing here downloads anything.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import sparse  # type: ignore[import-untyped]
 from sklearn.calibration import CalibratedClassifierCV  # type: ignore[import-untyped]
 from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 from sklearn.pipeline import FeatureUnion  # type: ignore[import-untyped]
 
+from deskside.insights.analysis import encoder as sentence_encoder
 from deskside.insights.analysis.examples import (
     MIN_FILE_EXAMPLES_PER_LABEL,
     SOURCE_WEIGHTS,
@@ -73,15 +77,34 @@ __all__ = [
     "canonical_label",
     "labels_for",
     "load_shipped_examples",
+    "model_description",
     "prepare_text",
     "read_examples_file",
 ]
 
-MODEL_DESCRIPTION = (
-    "multinomial logistic regression on TF-IDF words, characters, title and issue-template "
-    "structure, temperature-calibrated (scikit-learn)"
-)
-"""The model in use, in words (``deskside classify --help`` shows it)."""
+_SPARSE_BLOCKS = "TF-IDF words, characters, title and issue-template structure"
+_CALIBRATED = "temperature-calibrated (scikit-learn)"
+
+
+def model_description() -> str:
+    """The model a classifier made now would use, in words: sparse only (and why), or sparse
+    and sentence encoder. Checked without importing the encoder's runtime."""
+    reason = sentence_encoder.unavailable_reason()
+    if reason is None:
+        return (
+            f"multinomial logistic regression on {_SPARSE_BLOCKS} and "
+            f"{sentence_encoder.ENCODER_NAME} sentence embeddings (ONNX Runtime, int8), "
+            f"{_CALIBRATED}"
+        )
+    return (
+        f"multinomial logistic regression on {_SPARSE_BLOCKS}, {_CALIBRATED}; "
+        f"no sentence encoder: {reason}"
+    )
+
+
+MODEL_DESCRIPTION = model_description()
+"""The model in use when this module was imported, in words (``deskside classify --help``
+shows :func:`model_description`)."""
 
 _MAX_CHARS = 6000
 _CHARS_SPAN = 1500  # how much of a text its character n-grams read
@@ -97,6 +120,10 @@ _CALIBRATE = True
 _DOCS_AS_QUESTION = False
 _CLASS_WEIGHT: str | None = "balanced"
 _BLOCK_WEIGHTS = {"words": 1.0, "chars": 0.7, "title": 0.5, "structure": 0.5}
+_ENCODER_WEIGHT = 0.25
+"""The sentence embeddings' block weight (an embedding has norm 1), chosen by
+``benchmarks/classify.py --dev --encoder --encoder-weight W``: 0.25 improved every dev set;
+0.5 lost on one project's learning, 1 and 2 on several."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +219,12 @@ class _Model:
     labels: tuple[str, ...]
     """The estimator's columns, in its order."""
     examples: int
+    encoder: sentence_encoder.SentenceEncoder | None = None
+    """The sentence encoder whose embeddings are the last block, if the model has one."""
+
+    def matrix(self, texts: Sequence[str]) -> Any:
+        """The features of prepared texts: the sparse blocks, then the embeddings if any."""
+        return _with_embeddings(self.features.transform(list(texts)), texts, self.encoder)
 
 
 class Classifier:
@@ -207,10 +240,15 @@ class Classifier:
         *,
         article_titles: Iterable[str] = (),
         source_weights: Mapping[str, float] = SOURCE_WEIGHTS,
+        encoder: bool | None = None,
     ) -> None:
         """``article_titles``: help-center titles that make ``docs`` likelier for close matches;
-        ``source_weights``: how much an example of each source counts (:data:`SOURCE_WEIGHTS`)."""
+        ``source_weights``: how much an example of each source counts (:data:`SOURCE_WEIGHTS`);
+        ``encoder``: stack sentence embeddings (``None``: when installed and switched on with
+        ``DESKSIDE_ENCODER=on``; ``True``: always, training raises ``RuntimeError`` without
+        it; ``False``: never)."""
         self._weights = {**SOURCE_WEIGHTS, **source_weights}
+        self._use_encoder = encoder
         self._matcher = ArticleMatcher(article_titles)
         self._model: _Model | None = None
         self._training = threading.Lock()
@@ -278,13 +316,21 @@ class Classifier:
         corrected = [
             text for text, e in zip(texts, chosen, strict=True) if e.source == "correction"
         ]
-        key = (tuple(texts), tuple(corrected), tuple(targets.tolist()), tuple(weights.tolist()))
+        embedder = self._encoder()
+        key = (
+            tuple(texts),
+            tuple(corrected),
+            tuple(targets.tolist()),
+            tuple(weights.tolist()),
+            embedder is not None,
+        )
         with self._training:
             with _FITTED_LOCK:
                 fitted = _FITTED.get(key)
             if fitted is None:
                 features = _feature_union()
                 matrix = features.fit_transform([*texts, *corrected])[: len(texts)]
+                matrix = _with_embeddings(matrix, texts, embedder)
                 estimator = _estimator(min(counts.values()))
                 estimator.fit(matrix, targets, sample_weight=weights)
                 fitted = _Model(
@@ -292,6 +338,7 @@ class Classifier:
                     estimator=estimator,
                     labels=tuple(str(label) for label in estimator.classes_),
                     examples=len(chosen),
+                    encoder=embedder,
                 )
                 with _FITTED_LOCK:
                     _FITTED[key] = fitted
@@ -307,7 +354,7 @@ class Classifier:
         if not texts:
             return []
         prepared = [prepare_text(text) for text in texts]
-        matrix = model.features.transform(prepared)
+        matrix = model.matrix(prepared)
         probabilities = np.asarray(model.estimator.predict_proba(matrix), dtype=np.float64)
         if "docs" in model.labels and self._matcher.titles:
             self._matcher.adjust(prepared, probabilities, model.labels.index("docs"))
@@ -321,6 +368,30 @@ class Classifier:
     def predict_one(self, text: str) -> Prediction:
         """:meth:`predict` for one text."""
         return self.predict([text])[0]
+
+    @property
+    def uses_encoder(self) -> bool:
+        """Whether the current model stacks sentence embeddings."""
+        return self._model is not None and self._model.encoder is not None
+
+    def _encoder(self) -> sentence_encoder.SentenceEncoder | None:
+        if self._use_encoder is False:
+            return None
+        found = sentence_encoder.shared_encoder(switched_on=bool(self._use_encoder))
+        if found is None and self._use_encoder:
+            reason = sentence_encoder.installation_problem() or "it failed to load (see the log)"
+            raise RuntimeError(f"no sentence encoder: {reason}")
+        return found
+
+
+def _with_embeddings(
+    matrix: Any, texts: Sequence[str], encoder: sentence_encoder.SentenceEncoder | None
+) -> Any:
+    """``matrix`` with the texts' embeddings (times their block weight) as more columns."""
+    if encoder is None:
+        return matrix
+    dense = encoder.embed(texts) * np.float32(_ENCODER_WEIGHT)
+    return sparse.hstack([matrix, sparse.csr_matrix(dense)], format="csr")
 
 
 def _deduplicate(examples: Iterable[Example]) -> list[Example]:

@@ -9,6 +9,7 @@ only when the command runs, so the rest of the CLI starts as fast as before.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import time
@@ -255,8 +256,23 @@ async def stored_corrections(store: Store) -> list[Example]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``classify`` to ``app``."""
-    app.command()(classify)
+    """Add ``classify`` to ``app``; its help ends saying whether the sentence encoder is
+    stacked."""
+    usage = f"{inspect.cleandoc(classify.__doc__ or '')}\n\n{_encoder_line()}"
+    app.command(help=usage)(classify)
+
+
+def _encoder_line() -> str:
+    """The help's words on the sentence encoder (found without importing its runtime)."""
+    from deskside.insights.analysis import encoder
+
+    reason = encoder.unavailable_reason()
+    if reason is None:
+        return (
+            f"Sentence encoder: in use, {encoder.ENCODER_NAME} embeddings stacked with the "
+            f"TF-IDF blocks (ONNX Runtime, int8; {encoder.ENVIRONMENT_SWITCH}=on)."
+        )
+    return f"Sentence encoder: not used, {reason} (see deskside models)."
 
 
 def _labels(given: str) -> tuple[str, ...]:

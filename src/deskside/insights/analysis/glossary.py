@@ -6,10 +6,11 @@ English gloss of every phrase of :data:`GLOSSARY` the text holds, so "Könnten S
 Dunkelmodus einbauen?" shares the features of "could you add …" with the English examples.
 
 The list covers German, Spanish, Portuguese, Polish, Italian, French, Dutch, Swedish, Danish,
-Norwegian, Finnish, Czech and Turkish: written by hand, a few phrases per intent (asking, reporting a failure, wanting documentation, thanks,
-being away). Phrases that are also common English words are left out, so English text is not
-glossed (one with a rare English word, such as "hay", may be). Adding a language is adding
-its phrases to the patterns; measure it with ``benchmarks/classify.py --dev``.
+Norwegian, Finnish, Czech and Turkish: written by hand, a few phrases per intent (asking,
+reporting a failure, wanting documentation, thanks, being away). Phrases that are also common
+English words are left out, so English text is not glossed (one with a rare English word, such
+as "hay", may be). Adding a language is adding its phrases to the patterns; measure it with
+``benchmarks/classify.py --dev``.
 """
 
 # ruff: noqa: RUF001 (Turkish phrases have a dotless i)
