@@ -27,6 +27,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 # Without them a test process sizes output as a single-process run does.
 os.environ.pop("COLUMNS", None)
 os.environ.pop("LINES", None)
+# The test command installs the optional sentence encoder so that its own tests run
+# (test_insights_encoder); everything else tests the classifier of the default install.
+os.environ["DESKSIDE_ENCODER"] = "off"
 
 from deskside.sources.sql import async_url
 from fake_helpscout import private_patterns

