@@ -72,10 +72,9 @@ class _Graph:
             self.initializers.append(numpy_helper.from_array(value, name))
         return name
 
-    def weight(self, name: str, transpose: bool = False, scale: float = 1.0) -> str:
+    def weight(self, name: str, transpose: bool = False) -> str:
         value = np.asarray(self.weights[name], dtype=np.float32)
-        value = (value.T if transpose else value) * np.float32(scale)
-        return self.constant(name, np.ascontiguousarray(value))
+        return self.constant(name, np.ascontiguousarray(value.T if transpose else value))
 
     def op(self, kind: str, *inputs: str, **attributes: Any) -> str:
         """Add a node; its output's name."""
@@ -85,10 +84,10 @@ class _Graph:
         self.nodes.append(node)
         return output
 
-    def dense(self, prefix: str, states: str, scale: float = 1.0) -> str:
-        """``states @ W.T + b`` of a ``Linear`` layer (both scaled by ``scale``)."""
-        product = self.op("MatMul", states, self.weight(f"{prefix}weight", True, scale))
-        return self.op("Add", product, self.weight(f"{prefix}bias", scale=scale))
+    def dense(self, prefix: str, states: str) -> str:
+        """``states @ W.T + b`` of a ``Linear`` layer."""
+        product = self.op("MatMul", states, self.weight(f"{prefix}weight", transpose=True))
+        return self.op("Add", product, self.weight(f"{prefix}bias"))
 
     def layer_norm(self, prefix: str, states: str) -> str:
         scale, bias = self.weight(f"{prefix}weight"), self.weight(f"{prefix}bias")
