@@ -8,6 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +88,19 @@ def store_conversations(url: str, workspace: str, *documents: dict[str, Any]) ->
     asyncio.run(save())
 
 
+async def deliver(url: str, workspace: str, *documents: dict[str, Any]) -> None:
+    """Help Scout's ``convo.created`` webhooks for ``documents``, stored in ``workspace``'s
+    inbox as the server stores them."""
+    store = await Store(database_url(url), workspace=workspace).open()
+    inbox = Inbox(store)
+    try:
+        for document in documents:
+            await inbox.accept("convo.created", json.dumps(document).encode())
+    finally:
+        await inbox.aclose()
+        await store.aclose()
+
+
 def subjects(url: str, *args: str) -> list[str]:
     result = deskside(url, "conversations", "--json", *args)
     assert result.exit_code == 0, result.output
@@ -158,29 +175,49 @@ def test_each_workspace_lists_only_its_own_conversations(insights_url: str) -> N
 def test_the_worker_works_through_every_workspace_or_the_one_named(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'insights.db'}"
     assert deskside(url, "workspaces", "add", "acme").exit_code == 0
-
-    async def deliver(workspace: str, *documents: dict[str, Any]) -> None:
-        store = await Store(database_url(url), workspace=workspace).open()
-        inbox = Inbox(store)
-        try:
-            for document in documents:
-                await inbox.accept("convo.created", json.dumps(document).encode())
-        finally:
-            await inbox.aclose()
-            await store.aclose()
-
-    asyncio.run(deliver("default", conversation(11, subject="Invoice missing")))
-    asyncio.run(deliver("acme", conversation(12, subject="Login loops")))
+    asyncio.run(deliver(url, "default", conversation(11, subject="Invoice missing")))
+    asyncio.run(deliver(url, "acme", conversation(12, subject="Login loops")))
     only = deskside(url, "worker", "--drain", "--workspace", "acme")
     assert only.exit_code == 0, only.output
     assert "1 event(s) processed" in only.output
     assert subjects(url) == []
-    asyncio.run(deliver("acme", conversation(13, subject="Export is slow")))
+    asyncio.run(deliver(url, "acme", conversation(13, subject="Export is slow")))
     every = deskside(url, "worker", "--drain")
     assert every.exit_code == 0, every.output
     assert "default: 1  acme: 1" in every.output and "2 event(s) processed" in every.output
     assert subjects(url) == ["Invoice missing"]
     assert subjects(url, "-w", "acme") == ["Export is slow", "Login loops"]
+
+
+def test_a_running_worker_takes_up_a_workspace_added_after_it_started(tmp_path: Path) -> None:
+    """``deskside worker`` (no --drain, no --workspace) as a service runs it: a workspace added
+    while it runs gets its webhook events applied, and SIGTERM stops it with the counts."""
+    url = f"sqlite:///{tmp_path / 'insights.db'}"
+    assert deskside(url, "workspaces", "list").exit_code == 0  # the default workspace exists
+    command = [sys.executable, "-m", "deskside", "worker", "--database", url]
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def applied(*args: str, subject: str) -> None:
+            deadline = time.monotonic() + 60
+            while subjects(url, *args) != [subject]:
+                assert worker.poll() is None, worker.communicate()
+                assert time.monotonic() < deadline, f"{subject!r} was never applied"
+                time.sleep(0.1)
+
+        asyncio.run(deliver(url, "default", conversation(20, subject="Webhook to the default")))
+        applied(subject="Webhook to the default")  # the worker runs, and has looked
+        assert deskside(url, "workspaces", "add", "later").exit_code == 0
+        asyncio.run(deliver(url, "later", conversation(21, subject="Webhook after start")))
+        applied("-w", "later", subject="Webhook after start")
+        worker.send_signal(signal.SIGTERM)
+        output, errors = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, errors
+    assert "default: 1  later: 1" in output and "2 event(s) processed" in output
 
 
 def test_a_person_of_one_workspace_joins_another_without_a_new_link(tmp_path: Path) -> None:

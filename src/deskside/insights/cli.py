@@ -282,38 +282,46 @@ def worker(
 ) -> None:
     """Process stored webhook events (besides, or instead of, the server's own worker).
 
-    Without --workspace, it works through every workspace there is when it starts, all at
-    once; a workspace added later needs a restart (the server takes it up by itself).
+    Without --workspace, it works through every workspace there is, all at once, and takes
+    up a workspace added later within seconds (with --drain: those there when it starts).
 
     Ctrl-C or SIGTERM stops it after the batch in hand (exit status 130 or 0); a second Ctrl-C
     stops at once. Unfinished events stay pending for the next run either way.
     """
+    from deskside.insights.ingest.every_workspace import EveryWorkspace
     from deskside.insights.ingest.worker import Worker
     from deskside.insights.stopping import GracefulStop
 
     settings, control = insights_context(config, database)
-    processors: list[Worker] = []
+    stopping: list[Callable[[], None]] = []
 
-    def stop_processors() -> None:
-        for processor in processors:
-            processor.stop()
+    def stop_everything() -> None:
+        for stop_one in stopping:
+            stop_one()
 
-    stop = GracefulStop(on_stop=stop_processors)
+    stop = GracefulStop(on_stop=stop_everything)
+
+    def attempts_of(name: str) -> int:
+        return settings.of_workspace(name).worker_attempts
 
     async def drained(processor: Worker) -> int:
-        if not drain:
-            return await processor.run()
         total = 0
         while not stop.requested and (processed := await processor.run_once()):
             total += processed
         return total
 
     async def work(control: Store) -> dict[str, int]:
-        async with workspace_stores(control, workspace) as stores:
-            attempts = [settings.of_workspace(s.workspace).worker_attempts for s in stores]
-            processors.extend(Worker(s, attempts=n) for s, n in zip(stores, attempts, strict=True))
+        if workspace is None and not drain:
+            every = EveryWorkspace(control, attempts_of)
+            stopping.append(every.stop)
             with stop:
-                totals = await asyncio.gather(*(drained(processor) for processor in processors))
+                return await every.run()
+        async with workspace_stores(control, workspace) as stores:
+            processors = [Worker(store, attempts=attempts_of(store.workspace)) for store in stores]
+            stopping.extend(processor.stop for processor in processors)
+            with stop:
+                runs = (drained(p) if drain else p.run() for p in processors)
+                totals = await asyncio.gather(*runs)
         return {store.workspace: total for store, total in zip(stores, totals, strict=True)}
 
     try:
