@@ -64,7 +64,7 @@ from deskside.insights.analysis.classify import (
     model_description,
     read_examples_file,
 )
-from deskside.insights.analysis.encoder import ENVIRONMENT_SWITCH, shared_encoder
+from deskside.insights.analysis.encoder import ENVIRONMENT_SWITCH, shared_encoder, threads
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -273,7 +273,7 @@ def encoder_speed(messages: Sequence[str], reports: Sequence[str]) -> dict[str, 
     its threads) and per wall second, new texts each time (none remembered)."""
     encoder = shared_encoder()
     assert encoder is not None, "the encoder is not available"
-    found: dict[str, Any] = {"threads": classify_module.sentence_encoder.threads()}
+    found: dict[str, Any] = {"threads": threads()}
     for kind, texts in (("messages", messages), ("reports", reports)):
         fresh = [f"{text} [{random.random()}]" for text in texts]
         _, (cpu, wall) = _timed(lambda fresh=fresh: encoder.embed(fresh))

@@ -65,7 +65,6 @@ __all__ = [
     "LABELS",
     "LABEL_SYNONYMS",
     "MIN_FILE_EXAMPLES_PER_LABEL",
-    "MODEL_DESCRIPTION",
     "SOURCE_WEIGHTS",
     "UNSURE_BELOW",
     "ArticleMatcher",
@@ -101,10 +100,6 @@ def model_description() -> str:
         f"no sentence encoder: {reason}"
     )
 
-
-MODEL_DESCRIPTION = model_description()
-"""The model in use when this module was imported, in words (``deskside classify --help``
-shows :func:`model_description`)."""
 
 _MAX_CHARS = 6000
 _CHARS_SPAN = 1500  # how much of a text its character n-grams read
